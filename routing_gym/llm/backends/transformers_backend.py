@@ -1,0 +1,318 @@
+"""Transformers causal LMs: left-padded batched generation and teacher-forced scoring."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Sequence
+
+import torch
+
+from routing_gym.errors import BackendError
+from routing_gym.llm import model_store
+from routing_gym.llm.backends.base import Backend, Completion
+from routing_gym.llm.requests import GenerationRequest
+from routing_gym.llm.spec import ModelSpec
+
+# Models load once per process and are shared by every pool and env in it.
+_LOADED: dict[str, Any] = {}
+_TOKENIZERS: dict[str, Any] = {}
+_LOAD_LOCK = threading.Lock()
+
+_FALLBACK_ROLE_PREFIX = {"system": "", "user": "Question: ", "assistant": "Answer: "}
+
+
+def _byte_level_tokenizer():
+    """A 256-symbol byte-level tokenizer for random test models: built in memory, no download."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = ["<|pad|>", "<|bos|>", "<|eos|>", "<|im_start|>", "<|im_end|>"]
+    alphabet = pre_tokenizers.ByteLevel.alphabet()
+    vocab = {symbol: i for i, symbol in enumerate(sorted(alphabet))}
+    vocab.update({token: len(vocab) + i for i, token in enumerate(specials)})
+    core = Tokenizer(models.BPE(vocab=vocab, merges=[]))
+    core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    core.decoder = decoders.ByteLevel()
+    core.add_special_tokens(specials)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=core, pad_token="<|pad|>", bos_token="<|bos|>", eos_token="<|im_end|>"
+    )
+    tokenizer.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
+    return tokenizer
+
+
+def _random_model(spec: ModelSpec, vocab_size: int):
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    classes = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
+    arch = spec.location_value
+    if arch not in classes:
+        raise BackendError(f"Model {spec.name!r}: random architecture {arch!r} unknown; use {sorted(classes)}.")
+    config_cls, model_cls = classes[arch]
+    config = config_cls(vocab_size=vocab_size, tie_word_embeddings=False, **dict(spec.options.get("config", {})))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(spec.options.get("seed", 0)))
+        return model_cls(config)
+
+
+class _PerRowSampler:
+    """Samples each row with its own seeded generator, so that a request's output does
+    not depend on what else is in the batch (HF ``generate`` has one global RNG).
+
+    It turns the chosen token into the only finite logit, so greedy search picks it.
+    """
+
+    def __init__(self, requests: Sequence[GenerationRequest]):
+        self.requests = requests
+        self.generators = [
+            torch.Generator().manual_seed(int(r.seed)) if r.temperature > 0 else None for r in requests
+        ]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for row, (request, generator) in enumerate(zip(self.requests, self.generators)):
+            if generator is None:
+                continue
+            logits = scores[row].float().cpu() / request.temperature
+            probs = torch.softmax(logits, dim=-1)
+            if request.top_p < 1.0:
+                sorted_probs, order = torch.sort(probs, descending=True)
+                keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < request.top_p
+                probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+            token = torch.multinomial(probs, 1, generator=generator).item()
+            scores[row] = float("-inf")
+            scores[row, token] = 0.0
+        return scores
+
+
+class _PerRowStop:
+    """Stops each row at its own max_new_tokens or at one of its own stop strings."""
+
+    def __init__(self, requests: Sequence[GenerationRequest], prompt_length: int, tokenizer):
+        self.requests = requests
+        self.prompt_length = prompt_length
+        self.tokenizer = tokenizer
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        generated = input_ids.shape[1] - self.prompt_length
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for row, request in enumerate(self.requests):
+            if generated >= request.max_new_tokens:
+                done[row] = True
+            elif request.stop:
+                # Only the tail can newly contain a stop string; decode a short window.
+                start = max(self.prompt_length, input_ids.shape[1] - max(len(s) for s in request.stop) - 8)
+                tail = self.tokenizer.decode(input_ids[row, start:], skip_special_tokens=True)
+                done[row] = any(s in tail for s in request.stop)
+        return done
+
+
+class TransformersBackend(Backend):
+    """A transformers causal LM; loads lazily, once per process."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        self._digest: str | None = None
+
+    # -- identity and loading -------------------------------------------------------------
+    @property
+    def digest(self) -> str:
+        if self._digest is None:
+            self._digest = model_store.model_digest(self.spec)
+        return self._digest
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.spec.name}@{self.digest[:16]}"
+
+    @property
+    def supports_scoring(self) -> bool:
+        return True
+
+    def is_loaded(self) -> bool:
+        return self.model_id in _LOADED
+
+    @property
+    def device(self) -> torch.device:
+        wanted = self.spec.options.get("device", "auto")
+        if wanted == "auto":
+            wanted = "cuda" if torch.cuda.is_available() else "cpu"
+        return torch.device(wanted)
+
+    def _dtype(self) -> torch.dtype:
+        wanted = self.spec.options.get("dtype", "auto")
+        if wanted == "auto":
+            return torch.bfloat16 if self.device.type == "cuda" else torch.float32
+        return getattr(torch, wanted)
+
+    def _source(self) -> tuple[str, dict[str, Any]]:
+        """Where ``from_pretrained`` reads this model from, with its extra kwargs."""
+        kind, value = self.spec.location_kind, self.spec.location_value
+        if kind in ("gguf-package", "gguf-assemble"):
+            return str(model_store.materialize_gguf(self.spec, self.digest)), {}
+        if kind == "dir":
+            return value, {}
+        if kind == "hub":
+            return value, {"revision": self.spec.options.get("revision", "main")}
+        raise BackendError(f"Model {self.spec.name!r}: location kind {kind!r} has no folder.")
+
+    @property
+    def tokenizer(self):
+        key = self.model_id
+        if key not in _TOKENIZERS:
+            with _LOAD_LOCK:
+                if key not in _TOKENIZERS:
+                    _TOKENIZERS[key] = self._load_tokenizer()
+        return _TOKENIZERS[key]
+
+    def _load_tokenizer(self):
+        from transformers import AutoTokenizer
+
+        kind = self.spec.location_kind
+        if kind == "random":
+            tokenizer = _byte_level_tokenizer()
+        elif kind in ("gguf-package", "gguf-assemble") and not (
+            model_store.materialized_folder(self.spec, self.digest) / "config.json"
+        ).is_file():
+            # Read the tokenizer straight from the GGUF: a cache hit must not de-quantize weights.
+            source = model_store.gguf_path(self.spec)
+            tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        else:
+            source, kwargs = self._source()
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+            except OSError as exc:
+                raise BackendError(f"Model {self.spec.name!r}: cannot load its tokenizer from {source}: {exc}") from exc
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return tokenizer
+
+    @property
+    def model(self):
+        key = self.model_id
+        if key not in _LOADED:
+            with _LOAD_LOCK:
+                if key not in _LOADED:
+                    _LOADED[key] = self._load_model()
+        return _LOADED[key]
+
+    def _load_model(self):
+        from transformers import AutoModelForCausalLM
+
+        if self.spec.location_kind == "random":
+            model = _random_model(self.spec, vocab_size=len(self.tokenizer))
+        else:
+            source, kwargs = self._source()
+            try:
+                model = AutoModelForCausalLM.from_pretrained(source, dtype=self._dtype(), **kwargs)
+            except OSError as exc:
+                raise BackendError(f"Model {self.spec.name!r}: cannot load weights from {source}: {exc}") from exc
+        model = model.to(device=self.device, dtype=self._dtype())
+        model.eval()
+        model.requires_grad_(False)
+        return model
+
+    # -- prompts ----------------------------------------------------------------------------
+    def render(self, request: GenerationRequest) -> str:
+        """The prompt text: raw, or chat messages through the model's chat template if any."""
+        if request.prompt is not None:
+            return request.prompt
+        tokenizer = self.tokenizer
+        if tokenizer.chat_template:
+            return tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+        # Base models have no template: a plain transcript that ends where the answer starts.
+        lines = [f"{_FALLBACK_ROLE_PREFIX.get(m['role'], m['role'] + ': ')}{m['content']}" for m in request.messages]
+        return "\n\n".join(lines) + "\n\n" + _FALLBACK_ROLE_PREFIX["assistant"]
+
+    def prompt_ids(self, request: GenerationRequest) -> list[int]:
+        text = self.render(request)
+        tokenizer = self.tokenizer
+        # Chat templates already contain BOS; raw prompts get the tokenizer's usual specials.
+        add_special = request.messages is None or not tokenizer.chat_template
+        ids = tokenizer(text, add_special_tokens=add_special)["input_ids"]
+        if not ids:
+            raise ValueError(f"Model {self.spec.name!r}: the prompt tokenizes to nothing.")
+        return list(ids)
+
+    # -- generation -------------------------------------------------------------------------
+    def _pad_left(self, prompt_ids: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        width = max(len(ids) for ids in prompt_ids)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(prompt_ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+        for row, ids in enumerate(prompt_ids):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[row, width - len(ids) :] = 1
+        return input_ids.to(self.device), mask.to(self.device)
+
+    @torch.inference_mode()
+    def generate(self, requests: Sequence[GenerationRequest], prompt_ids: Sequence[list[int]]) -> list[Completion]:
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        model, tokenizer = self.model, self.tokenizer
+        input_ids, attention_mask = self._pad_left(prompt_ids)
+        eos = {tokenizer.eos_token_id} | set(_as_list(model.generation_config.eos_token_id))
+        eos.discard(None)
+        config = GenerationConfig(
+            max_new_tokens=max(r.max_new_tokens for r in requests),
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=sorted(eos),
+        )
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            generation_config=config,
+            logits_processor=LogitsProcessorList([_PerRowSampler(requests)]),
+            stopping_criteria=StoppingCriteriaList([_PerRowStop(requests, input_ids.shape[1], tokenizer)]),
+        )
+        generated = output[:, input_ids.shape[1] :].tolist()
+        return [self._finish(request, row, eos) for request, row in zip(requests, generated)]
+
+    def _finish(self, request: GenerationRequest, tokens: list[int], eos: set[int]) -> Completion:
+        """Cut one row at its EOS, stop string or length, and decode it."""
+        tokens = tokens[: request.max_new_tokens]
+        decode = self.tokenizer.decode
+        for end, token in enumerate(tokens):
+            if token in eos:
+                return Completion(decode(tokens[:end], skip_special_tokens=True), tokens[: end + 1], "stop")
+        if request.stop:
+            for end in range(1, len(tokens) + 1):
+                text = decode(tokens[:end], skip_special_tokens=True)
+                hits = [text.find(s) for s in request.stop if s in text]
+                if hits:
+                    return Completion(text[: min(hits)], tokens[:end], "stop")
+        return Completion(decode(tokens, skip_special_tokens=True), tokens, "length")
+
+    # -- scoring ----------------------------------------------------------------------------
+    def token_logprobs(
+        self, prompt_ids: Sequence[list[int]], completion_ids: Sequence[list[int]]
+    ) -> list[torch.Tensor]:
+        """Per-token log-probs of each completion given its prompt, by teacher forcing.
+
+        Runs with autograd enabled, so gradients flow to anything the forward pass
+        depends on (e.g. injected LoRA factors); wrap in ``torch.no_grad()`` to score only.
+        """
+        if len(prompt_ids) != len(completion_ids):
+            raise ValueError("token_logprobs needs one completion per prompt.")
+        for row, completion in enumerate(completion_ids):
+            if not completion:
+                raise ValueError(f"token_logprobs: completion {row} is empty.")
+        sequences = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
+        input_ids, attention_mask = self._pad_left(sequences)
+        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
+        targets = input_ids[:, 1:]
+        picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        width = input_ids.shape[1]
+        return [picked[row, width - 1 - len(c) :] for row, c in enumerate(completion_ids)]
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+

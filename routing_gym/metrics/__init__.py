@@ -1,0 +1,18 @@
+"""Per-answer scoring functions for the benchmark tasks (pure, no I/O)."""
+
+from routing_gym.metrics.choice import choice_accuracy, choice_score, extract_choice_letter
+from routing_gym.metrics.math import extract_final_number, gsm8k_score, numbers_match
+from routing_gym.metrics.qa import exact_match, f1_score, normalize_answer, precision_recall_f1
+
+__all__ = [
+    "choice_accuracy",
+    "choice_score",
+    "exact_match",
+    "extract_choice_letter",
+    "extract_final_number",
+    "f1_score",
+    "gsm8k_score",
+    "normalize_answer",
+    "numbers_match",
+    "precision_recall_f1",
+]
