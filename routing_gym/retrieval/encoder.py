@@ -99,7 +99,8 @@ class SentenceEncoder:
                 for start in range(0, len(unique), 500):
                     chunk = unique[start : start + 500]
                     marks = ",".join("?" * len(chunk))
-                    rows = db.execute(f"SELECT key, vector FROM embeddings WHERE key IN ({marks})", chunk)
+                    query = f"SELECT key, vector FROM embeddings WHERE key IN ({marks})"
+                    rows = db.execute(query, chunk)
                     found.update({k: np.frombuffer(v, dtype=np.float32) for k, v in rows})
             missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
             if missing:

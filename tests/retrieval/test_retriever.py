@@ -24,9 +24,9 @@ from routing_gym.retrieval.retriever import (
 
 # Self-written paragraphs in the HotpotQA context schema: [title, [sentences]].
 CONTEXT = [
-    ["Lake Varenna", ["Lake Varenna is a glacial lake in the northern Alps.", " It freezes every winter."]],
-    ["Orbital Bakery", ["Orbital Bakery is a chain of bread shops.", " Its founder sold rye loaves in 1987."]],
-    ["Tessa Moravec", ["Tessa Moravec is a chess grandmaster.", " She won the national title twice."]],
+    ["Lake Varenna", ["Lake Varenna is a glacial lake in the Alps.", " It freezes every winter."]],
+    ["Orbital Bakery", ["Orbital Bakery is a chain of bread shops.", " Its founder sold rye."]],
+    ["Tessa Moravec", ["Tessa Moravec is a chess grandmaster.", " She won the title twice."]],
     ["Copperline Railway", ["The Copperline Railway carried ore from the mines to the coast."]],
     ["Quiet Harbor (film)", ["Quiet Harbor is a 2004 drama film about a lighthouse keeper."]],
 ]
@@ -50,7 +50,8 @@ def index(encoder):
 
 
 def test_context_paragraphs_joins_sentences_with_single_spaces():
-    assert PARAGRAPHS[0] == ("Lake Varenna", "Lake Varenna is a glacial lake in the northern Alps. It freezes every winter.")
+    expected = "Lake Varenna is a glacial lake in the Alps. It freezes every winter."
+    assert PARAGRAPHS[0] == ("Lake Varenna", expected)
     assert [t for t, _ in PARAGRAPHS] == [c[0] for c in CONTEXT]
 
 
@@ -150,7 +151,8 @@ def test_corpus_build_drops_duplicate_paragraphs(encoder):
 def test_corpus_save_load_round_trip_gives_same_results(encoder, encoder_cache, tmp_path):
     corpus = DenseRetriever(encoder).build_corpus(PARAGRAPHS, show_progress=False)
     corpus.save(tmp_path / "corpus")
-    loaded = DenseRetriever(SentenceEncoder(cache_path=encoder_cache)).load_corpus(tmp_path / "corpus")
+    reopened = SentenceEncoder(cache_path=encoder_cache)
+    loaded = DenseRetriever(reopened).load_corpus(tmp_path / "corpus")
     assert isinstance(loaded, CorpusIndex)
     assert loaded.paragraphs == corpus.paragraphs
     queries = ["glacial lake", "bread shop founder", "drama film"]

@@ -200,6 +200,11 @@ class TransformersBackend(Backend):
         return _LOADED[key]
 
     def _load_model(self):
+        # Weights created under inference mode could never take part in autograd later.
+        with torch.inference_mode(False):
+            return self._build_model()
+
+    def _build_model(self):
         from transformers import AutoModelForCausalLM
 
         if self.spec.location_kind == "random":
