@@ -14,6 +14,8 @@ class GenerationRequest:
 
     Give either ``prompt`` (raw text) or ``messages`` (chat turns). Chat messages are
     rendered with the model's chat template when it has one, else as plain text.
+    ``response_prefix`` is text the answer must start with (e.g. ``"Action: Finish["``); it is
+    appended after the rendered prompt and is not part of the completion.
     ``temperature == 0`` means greedy decoding; ``seed`` fixes sampling otherwise.
     """
 
@@ -25,6 +27,7 @@ class GenerationRequest:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int = 0
+    response_prefix: str = ""
 
     def __post_init__(self):
         if (self.prompt is None) == (self.messages is None):

@@ -224,13 +224,17 @@ class TransformersBackend(Backend):
     def render(self, request: GenerationRequest) -> str:
         """The prompt text: raw, or chat messages through the model's chat template if any."""
         if request.prompt is not None:
-            return request.prompt
+            return request.prompt + request.response_prefix
         tokenizer = self.tokenizer
         if tokenizer.chat_template:
-            return tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
-        # Base models have no template: a plain transcript that ends where the answer starts.
-        lines = [f"{_FALLBACK_ROLE_PREFIX.get(m['role'], m['role'] + ': ')}{m['content']}" for m in request.messages]
-        return "\n\n".join(lines) + "\n\n" + _FALLBACK_ROLE_PREFIX["assistant"]
+            text = tokenizer.apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+        else:
+            # Base models have no template: a plain transcript that ends where the answer starts.
+            lines = [f"{_FALLBACK_ROLE_PREFIX.get(m['role'], m['role'] + ': ')}{m['content']}" for m in request.messages]
+            # A response prefix is a stronger cue than the generic "Answer: ".
+            cue = request.response_prefix or _FALLBACK_ROLE_PREFIX["assistant"]
+            return "\n\n".join(lines) + "\n\n" + cue
+        return text + request.response_prefix
 
     def prompt_ids(self, request: GenerationRequest) -> list[int]:
         text = self.render(request)

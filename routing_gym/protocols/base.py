@@ -1,0 +1,121 @@
+"""Two-agent episode protocols: who speaks next, what they are asked, how a reply is used.
+
+A protocol is stateless; everything about one episode lives in an ``EpisodeState``, so
+one protocol object can drive many episodes in lockstep (batched across envs).
+
+Data flows one way: the env asks the protocol for the next call (``request``), runs it
+through the pool, and hands the result back (``advance``). The protocol may ask the pool
+for extra scoring (e.g. answer-letter log-probs) but never calls back into the env.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from routing_gym.llm.pool import LLMPool
+from routing_gym.llm.requests import GenerationRequest, GenerationResult
+
+STUDENT, TEACHER = "student", "teacher"
+ROLES = (STUDENT, TEACHER)
+
+
+@dataclass
+class Turn:
+    """One agent turn of the transcript."""
+
+    role: str
+    model: str
+    text: str
+    #: Parsed content, e.g. {"action": "search", "argument": "Reggie Jackson"} or {"verdict": "continue"}.
+    parsed: dict[str, Any] = field(default_factory=dict)
+    #: What the environment returned after the turn (retrieved paragraph, error note...).
+    observation: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    prompt_ids: list[int] = field(default_factory=list)
+    completion_ids: list[int] = field(default_factory=list)
+    #: The request that produced it, for white-box training (token log-probs).
+    messages: list[dict[str, str]] = field(default_factory=list)
+    response_prefix: str = ""
+
+
+@dataclass
+class EpisodeState:
+    """Everything about one episode in progress."""
+
+    example: Any
+    turns: list[Turn] = field(default_factory=list)
+    #: Short memories, updated every round (role -> list of notes).
+    memory: dict[str, list[str]] = field(default_factory=lambda: {STUDENT: [], TEACHER: []})
+    searches_left: int = 0
+    rounds_done: int = 0
+    answer: str | None = None
+    done: bool = False
+    #: Protocol-specific extras.
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class TeacherStudentProtocol(abc.ABC):
+    """Base class of the two-agent protocols (appendix B of the HAPS paper, prompts our own)."""
+
+    #: Registered name, e.g. "hotpotqa".
+    name: str = ""
+
+    def __init__(self, config: Mapping[str, Any] | None = None):
+        merged = self.default_config()
+        for key, value in (config or {}).items():
+            if key not in merged:
+                raise ValueError(
+                    f"{type(self).__name__}: unknown config key {key!r}; known keys: {sorted(merged)}."
+                )
+            merged[key] = value
+        self.config = merged
+        self.validate_config()
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """Plain-dict defaults (HighwayEnv style)."""
+        return {}
+
+    def validate_config(self) -> None:
+        """Raise ValueError naming the bad key."""
+
+    @property
+    @abc.abstractmethod
+    def max_turns(self) -> int:
+        """The most agent turns an episode can take (the depth cap)."""
+
+    @abc.abstractmethod
+    def start(self, example: Any) -> EpisodeState:
+        """A fresh state for one question."""
+
+    @abc.abstractmethod
+    def next_role(self, state: EpisodeState) -> str:
+        """The role that acts next (STUDENT or TEACHER); undefined once ``state.done``."""
+
+    @abc.abstractmethod
+    def request(self, state: EpisodeState, model: str, seed: int = 0) -> GenerationRequest:
+        """The generation request for the next turn, to be run by ``model``."""
+
+    @abc.abstractmethod
+    def advance(self, state: EpisodeState, request: GenerationRequest, result: GenerationResult, pool: LLMPool) -> Turn:
+        """Use the reply: parse it, act (retrieve, revise...), update memories, maybe end."""
+
+    @abc.abstractmethod
+    def performance(self, state: EpisodeState) -> float:
+        """The task score of the episode so far (F1, accuracy...), in [0, 1]."""
+
+    @abc.abstractmethod
+    def context_text(self, state: EpisodeState) -> str:
+        """The question plus the transcript so far, as embedded into the observation."""
+
+    @abc.abstractmethod
+    def render(self, state: EpisodeState) -> str:
+        """A human-readable transcript: question, turns with role and model, retrievals, answer."""
+
+    def searches_left(self, state: EpisodeState) -> int:
+        """Remaining search budget (0 for protocols without search)."""
+        return state.searches_left

@@ -1,0 +1,48 @@
+"""The real PyPI-shipped models load offline and answer a batch (slow: de-quantizes GGUF once)."""
+
+import os
+
+import pytest
+
+from routing_gym.llm import REAL_POOL, GenerationRequest, LLMPool
+
+pytestmark = pytest.mark.slow
+
+QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What is 2 + 3?"]
+
+
+@pytest.fixture(scope="module")
+def real_pool(tmp_path_factory):
+    assert os.environ.get("HF_HUB_OFFLINE") == "1"
+    pool = LLMPool(list(REAL_POOL), cache=tmp_path_factory.mktemp("cache") / "responses.sqlite")
+    yield pool
+    pool.close()
+
+
+@pytest.mark.parametrize("model", REAL_POOL)
+def test_real_model_answers_a_batch_offline(real_pool, model):
+    requests = [
+        GenerationRequest(model=model, messages=[{"role": "user", "content": q}], max_new_tokens=12)
+        for q in QUESTIONS
+    ]
+    results = real_pool.generate(requests)
+    tokenizer = real_pool.backend(model).tokenizer
+    for request, result in zip(requests, results):
+        assert result.text.strip(), f"{model} returned an empty answer"
+        assert 1 <= result.completion_tokens <= 12
+        rendered = real_pool.backend(model).render(request)
+        add_special = not tokenizer.chat_template
+        assert result.prompt_ids == tokenizer(rendered, add_special_tokens=add_special)["input_ids"]
+        assert result.cost > 0
+    # The same batch replays from the cache, identical.
+    again = real_pool.generate(requests)
+    assert all(r.cached for r in again)
+    assert [r.completion_ids for r in again] == [r.completion_ids for r in results]
+
+
+def test_real_model_shapes_come_from_the_weights(real_pool):
+    smol = real_pool.backend("smollm2-135m").model
+    gemma = real_pool.backend("gemma3-270m").model
+    assert tuple(smol.model.layers[-1].self_attn.o_proj.weight.shape) == (576, 576)
+    assert tuple(gemma.model.layers[-1].self_attn.o_proj.weight.shape) == (640, 1024)
+    assert smol.config.num_hidden_layers == 30 and gemma.config.num_hidden_layers == 18
