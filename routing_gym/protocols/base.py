@@ -116,6 +116,12 @@ class TeacherStudentProtocol(abc.ABC):
     def render(self, state: EpisodeState) -> str:
         """A human-readable transcript: question, turns with role and model, retrievals, answer."""
 
+    @property
+    def max_new_tokens_per_turn(self) -> int:
+        """The longest completion one turn may produce (bounds the cost normalizer)."""
+        limits = [v for k, v in self.config.items() if k.endswith("max_new_tokens")]
+        return int(max(limits, default=64))
+
     def searches_left(self, state: EpisodeState) -> int:
         """Remaining search budget (0 for protocols without search)."""
         return state.searches_left

@@ -1,0 +1,206 @@
+"""The exhaustive builder: every role assignment on every question, and the table it writes.
+
+The action-level table has one JSON line per (question, assignment) with the episode's
+performance, token counts and raw cost. HAPS's SFT warm-up learns from its per-question
+argmax; the Oracle baseline reads its per-question maximum.
+
+Episodes run in lockstep across questions and assignments, so each model sees large
+batches. The builder is resumable twice over: rows already in the output file are
+skipped, and every model call goes through the response cache.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import gymnasium as gym
+import numpy as np
+from tqdm.auto import tqdm
+
+from routing_gym.cost import CostNormalizer, routing_reward
+from routing_gym.errors import DataFormatError
+from routing_gym.llm.pool import LLMPool
+from routing_gym.protocols.base import ROLES, EpisodeState, TeacherStudentProtocol
+
+ROW_FIELDS = ("question_id", "index", "assignment", "perf", "cost", "prompt_tokens", "completion_tokens", "turns")
+
+
+def run_lockstep(
+    protocol: TeacherStudentProtocol,
+    pool: LLMPool,
+    states: Sequence[EpisodeState],
+    assignments: Sequence[dict[str, str]],
+    seeds: Sequence[int],
+) -> list[float]:
+    """Run episodes to the end together, one batched pool call per round of turns.
+
+    Returns each episode's total cost (USD).
+    """
+    costs = [0.0] * len(states)
+    while True:
+        live = [i for i, s in enumerate(states) if not s.done and len(s.turns) < protocol.max_turns]
+        if not live:
+            return costs
+        requests = []
+        for i in live:
+            role = protocol.next_role(states[i])
+            requests.append(protocol.request(states[i], assignments[i][role], seed=seeds[i] + len(states[i].turns)))
+        for i, request, result in zip(live, requests, pool.generate(requests)):
+            protocol.advance(states[i], request, result, pool)
+            costs[i] += result.cost
+
+
+def build_action_table(
+    env_id: str,
+    out_path: str | os.PathLike,
+    config: dict[str, Any] | None = None,
+    questions_per_batch: int = 8,
+    seed: int = 0,
+    progress: bool = True,
+) -> Path:
+    """Run every assignment (one model per role) on every question of the env's split.
+
+    ``config`` is the env config (models, split, limit, protocol settings, cache...).
+    Rows already in ``out_path`` are kept and skipped, so an interrupted run resumes.
+    """
+    env = gym.make(env_id, config=dict(config or {})).unwrapped
+    try:
+        examples = env.examples
+        names = env.model_names
+        out_path = Path(out_path)
+        done = {(row["question_id"], tuple(row["assignment"][r] for r in ROLES)) for row in _read_rows(out_path)}
+        jobs = [
+            (index, example, combo)
+            for index, example in enumerate(examples)
+            for combo in itertools.product(names, repeat=len(ROLES))
+            if (str(example.id), combo) not in done
+        ]
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        batch = max(1, questions_per_batch) * len(names) ** len(ROLES)
+        with open(out_path, "a", encoding="utf-8") as handle, tqdm(
+            total=len(jobs), desc=f"exhaustive {env_id}", unit="episode", disable=not progress
+        ) as bar:
+            for start in range(0, len(jobs), batch):
+                chunk = jobs[start : start + batch]
+                states = [env.protocol.start(example) for _, example, _ in chunk]
+                assignments = [dict(zip(ROLES, combo)) for _, _, combo in chunk]
+                seeds = [seed * 1_000_003 + index * 1_009 for index, _, _ in chunk]
+                costs = run_lockstep(env.protocol, env.pool, states, assignments, seeds)
+                lines = []
+                for (index, example, _), state, assignment, cost in zip(chunk, states, assignments, costs):
+                    lines.append(
+                        json.dumps(
+                            {
+                                "question_id": str(example.id),
+                                "index": index,
+                                "assignment": assignment,
+                                "perf": float(env.protocol.performance(state)),
+                                "cost": cost,
+                                "prompt_tokens": sum(t.prompt_tokens for t in state.turns),
+                                "completion_tokens": sum(t.completion_tokens for t in state.turns),
+                                "turns": len(state.turns),
+                                "answer": state.answer,
+                            }
+                        )
+                    )
+                # One write of whole lines per chunk: a kill leaves at most a partial last line,
+                # which reading ignores and the next run redoes.
+                handle.write("\n".join(lines) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+                bar.update(len(chunk))
+    finally:
+        env.close()
+    return out_path
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        lines = handle.read().split("\n")
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):  # an interrupted final write, without its newline
+                break
+            raise DataFormatError(path, f"not valid JSON ({exc.msg})", line=number) from None
+        missing = [f for f in ROW_FIELDS if f not in row]
+        if missing:
+            raise DataFormatError(path, "missing field", line=number, field=missing[0])
+        if set(row["assignment"]) != set(ROLES):
+            raise DataFormatError(path, f"assignment must map {ROLES} to models", line=number, field="assignment")
+        rows.append(row)
+    return rows
+
+
+@dataclass
+class ActionTable:
+    """Per-question, per-assignment outcomes read from an exhaustive-builder file."""
+
+    rows: list[dict[str, Any]]
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ActionTable":
+        rows = _read_rows(Path(path))
+        if not rows:
+            raise DataFormatError(path, "the action-level table is empty or missing")
+        return cls(rows)
+
+    @property
+    def models(self) -> list[str]:
+        return sorted({m for row in self.rows for m in row["assignment"].values()})
+
+    @property
+    def question_ids(self) -> list[str]:
+        return list(dict.fromkeys(row["question_id"] for row in self.rows))
+
+    def fit_cost_normalizer(self, question_ids: Iterable[str] | None = None) -> CostNormalizer:
+        """Min-max cost bounds fitted on (a split of) the table, to be frozen."""
+        keep = None if question_ids is None else set(question_ids)
+        return CostNormalizer.fit(r["cost"] for r in self.rows if keep is None or r["question_id"] in keep)
+
+    def rewards(self, lam: float, normalizer: CostNormalizer) -> dict[str, dict[tuple[str, ...], float]]:
+        """question id -> assignment (models in ROLES order) -> Perf − λ·normalized cost."""
+        table: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
+        for row in self.rows:
+            key = tuple(row["assignment"][r] for r in ROLES)
+            table[row["question_id"]][key] = routing_reward(row["perf"], normalizer(row["cost"]), lam)
+        return dict(table)
+
+    def mean_by_assignment(self) -> dict[tuple[str, ...], dict[str, float]]:
+        """Mean perf, cost and tokens of each assignment over all questions."""
+        groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+        for row in self.rows:
+            groups[tuple(row["assignment"][r] for r in ROLES)].append(row)
+        return {
+            key: {
+                "perf": float(np.mean([r["perf"] for r in rows])),
+                "cost": float(np.mean([r["cost"] for r in rows])),
+                "tokens": float(np.mean([r["prompt_tokens"] + r["completion_tokens"] for r in rows])),
+                "episodes": len(rows),
+            }
+            for key, rows in sorted(groups.items())
+        }
+
+    def oracle(self, lam: float = 0.0, normalizer: CostNormalizer | None = None) -> dict[str, float]:
+        """Hindsight upper bound: mean over questions of the best assignment's perf and reward."""
+        normalizer = normalizer or self.fit_cost_normalizer()
+        rewards = self.rewards(lam, normalizer)
+        perf = {(r["question_id"], tuple(r["assignment"][x] for x in ROLES)): r["perf"] for r in self.rows}
+        best = {q: max(options, key=lambda k: (options[k], k)) for q, options in rewards.items()}
+        return {
+            "perf": float(np.mean([perf[(q, k)] for q, k in best.items()])),
+            "reward": float(np.mean([rewards[q][k] for q, k in best.items()])),
+            "questions": len(best),
+        }
