@@ -74,6 +74,7 @@ def build_action_table(
         examples = env.examples
         names = env.model_names
         out_path = Path(out_path)
+        _drop_partial_last_line(out_path)
         done = {(row["question_id"], tuple(row["assignment"][r] for r in ROLES)) for row in _read_rows(out_path)}
         jobs = [
             (index, example, combo)
@@ -118,6 +119,16 @@ def build_action_table(
     finally:
         env.close()
     return out_path
+
+
+def _drop_partial_last_line(path: Path) -> None:
+    """Cut an unfinished last line (a run killed mid-write) so appending starts clean."""
+    if not path.exists() or path.stat().st_size == 0:
+        return
+    data = path.read_bytes()
+    if not data.endswith(b"\n"):
+        with open(path, "r+b") as handle:
+            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def _read_rows(path: Path) -> list[dict[str, Any]]:

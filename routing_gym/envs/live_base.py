@@ -39,12 +39,14 @@ class LiveRoutingEnv(gym.Env):
     metadata = {"render_modes": ["ansi"], "render_fps": 1}
     protocol_name: str = ""
 
-    def __init__(self, config: dict | None = None, render_mode: str | None = None):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}.")
+    def __init__(self, config: dict | None = None, render_mode: str | None = None, **overrides):
+        """``config`` and keyword ``overrides`` (config keys, e.g. from a registered variant) are
+        merged over ``default_config()``."""
+        # Unsupported modes are tolerated (SB3's make_vec_env passes "rgb_array"); gym.make
+        # already warns about them, and render() then returns None.
         self.render_mode = render_mode
         self.config = self.default_config()
-        self.configure(config or {})
+        self.configure({**(config or {}), **overrides})
         self.model_names = [resolve_spec(m).name for m in self.config["models"]]
         n_models = len(self.model_names)
         if self.config["action_type"] == "per-turn":

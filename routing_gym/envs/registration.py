@@ -10,6 +10,27 @@ import gymnasium as gym
 
 ENV_IDS: list[str] = []
 
+#: Outcome-table task names (as in LLMRouter's data) -> the variant name in the env ID,
+#: e.g. "arc_challenge" -> "LLMRouting-Table-ARC-v0".
+TABLE_TASK_VARIANTS: dict[str, str] = {
+    "gsm8k": "GSM8K",
+    "math": "MATH",
+    "mbpp": "MBPP",
+    "arc_challenge": "ARC",
+    "mmlu": "MMLU",
+    "human_eval": "HumanEval",
+    "natural_qa": "NaturalQA",
+    "trivia_qa": "TriviaQA",
+    "commonsense_qa": "CommonsenseQA",
+    "openbook_qa": "OpenBookQA",
+    "gpqa": "GPQA",
+    "agentverse-mgsm": "MGSM",
+    "agentverse-logicgrid": "LogicGrid",
+    "commongen": "CommonGen",
+}
+#: The six tasks HierRouter reports on; each also gets a cascade variant.
+HIERROUTER_TASKS: tuple[str, ...] = ("gsm8k", "math", "mbpp", "arc_challenge", "mmlu", "human_eval")
+
 
 def _register(env_id: str, entry_point: str, **kwargs) -> None:
     if env_id not in gym.registry:
@@ -20,3 +41,29 @@ def _register(env_id: str, entry_point: str, **kwargs) -> None:
 
 def register_envs() -> None:
     """Register all routing_gym IDs; calling it again is a no-op."""
+    table = "routing_gym.envs.table:TableRoutingEnv"
+    cascade = "routing_gym.envs.table_cascade:TableCascadeEnv"
+    _register("LLMRouting-Table-v0", table)
+    for task, name in TABLE_TASK_VARIANTS.items():
+        _register(f"LLMRouting-Table-{name}-v0", table, kwargs={"tasks": [task]})
+    _register("LLMRouting-Table-Cascade-v0", cascade)
+    for task in HIERROUTER_TASKS:
+        name = TABLE_TASK_VARIANTS[task]
+        _register(f"LLMRouting-Table-Cascade-{name}-v0", cascade, kwargs={"tasks": [task]})
+    _register_live_envs()
+
+
+def _register_live_envs() -> None:
+    """The live Teacher–Student envs: per-turn routing and one assignment per episode."""
+    for task, entry_point in (
+        ("HotpotQA", "routing_gym.envs.hotpotqa:HotpotQAEnv"),
+        ("MMLU", "routing_gym.envs.mmlu:MMLUEnv"),
+    ):
+        # Live models may answer differently across hardware; a warm cache still replays exactly.
+        _register(f"LLMRouting-{task}-v0", entry_point, nondeterministic=True)
+        _register(
+            f"LLMRouting-{task}-Assign-v0",
+            entry_point,
+            nondeterministic=True,
+            kwargs={"action_type": "assignment"},
+        )
