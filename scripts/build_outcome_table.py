@@ -38,6 +38,17 @@ from routing_gym.paths import data_dir
 from routing_gym.retrieval.encoder import SentenceEncoder
 
 ATTRIBUTION = "LLMRouter (ulab-uiuc), MIT, Copyright (c) 2024 U Lab @UIUC"
+REPORT_KEYS = (
+    "query rows read",
+    "query rows repeating a text of the same task (collapsed)",
+    "ambiguous question texts (several tasks)",
+    "score rows read",
+    "dropped: score rows repeating a question",
+    "dropped: score rows with no matching query",
+    "dropped: score rows whose question appears under several tasks",
+    "dropped: score rows with a different model set",
+    "dropped: score rows with a non-numeric or out-of-range score",
+)
 
 
 def render_choices(choices, metric: str) -> str:
@@ -63,6 +74,8 @@ def render_choices(choices, metric: str) -> str:
 def join_rows(root: Path) -> tuple[list[dict], list[str], dict]:
     """Join scores to queries on the question text; return rows, model order and a drop report."""
     report: Counter = Counter()
+    for key in REPORT_KEYS:  # listed even when zero, so the output shows each check ran
+        report[key] = 0
     by_text: dict[str, list[dict]] = defaultdict(list)
     for record in iter_json_records(root / "queries_train.jsonl"):
         report["query rows read"] += 1
@@ -82,7 +95,9 @@ def join_rows(root: Path) -> tuple[list[dict], list[str], dict]:
         scores = record.require("scores", dict)
         if models is None:
             # price-file order, restricted to the scored models
-            models = [m for m in prices if m in scores] + sorted(m for m in scores if m not in prices)
+            models = [m for m in prices if m in scores] + sorted(
+                m for m in scores if m not in prices
+            )
         if question in seen:
             report["dropped: score rows repeating a question"] += 1
             continue
@@ -97,18 +112,25 @@ def join_rows(root: Path) -> tuple[list[dict], list[str], dict]:
             report["dropped: score rows with a different model set"] += 1
             continue
         values = [scores[m] for m in models]
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                   and 0 <= v <= 1 for v in values):
+        if not all(
+            isinstance(v, (int, float))
+            and not isinstance(v, bool)
+            and math.isfinite(v)
+            and 0 <= v <= 1
+            for v in values
+        ):
             report["dropped: score rows with a non-numeric or out-of-range score"] += 1
             continue
         first = by_text[question][0]
         options = render_choices(first.get("choices"), first.get("metric", ""))
-        rows.append({
-            "question": question,
-            "task": tasks_of[question][0],
-            "prompt": f"{question}\n{options}" if options else question,
-            "scores": values,
-        })
+        rows.append(
+            {
+                "question": question,
+                "task": tasks_of[question][0],
+                "prompt": f"{question}\n{options}" if options else question,
+                "scores": values,
+            }
+        )
     missing_price = [m for m in models or [] if m not in prices]
     if missing_price:
         raise SystemExit(f"models.json has no price for {missing_price}")
@@ -119,7 +141,9 @@ def join_rows(root: Path) -> tuple[list[dict], list[str], dict]:
 def main(argv: list[str] | None = None) -> int:
     """Build the table and print what was kept and dropped."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", default=None, help="folder holding llmrouter/ (default $ROUTING_GYM_DATA)")
+    parser.add_argument(
+        "--data-dir", default=None, help="folder holding llmrouter/ (default $ROUTING_GYM_DATA)"
+    )
     parser.add_argument("--out", default=str(SHIPPED_TABLE), help="output .npz")
     parser.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
     args = parser.parse_args(argv)
@@ -128,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
     rows, models, report = join_rows(root)
     ids = [query_id(r["question"]) for r in rows]
     if len(set(ids)) != len(ids):
-        raise SystemExit("query id collision: lengthen the id in routing_gym.data.outcome_table.query_id")
+        raise SystemExit(
+            "query id collision: lengthen the id in routing_gym.data.outcome_table.query_id"
+        )
 
     encoder = SentenceEncoder()
     questions = [r["question"] for r in rows]
@@ -146,8 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         "source": "LLMRouter scores_train.json joined with queries_train.jsonl on question text",
         "attribution": ATTRIBUTION,
         "encoder": encoder.name,
-        "prompt_tokens": f"question (+ rendered choices) tokens, SmolLM2 tokenizer ({PROXY_TOKENIZER_GGUF}), "
-                         "no chat template; a proxy for each model's own tokenizer",
+        "prompt_tokens": "question (+ rendered choices) tokens, "
+        f"SmolLM2 tokenizer ({PROXY_TOKENIZER_GGUF}), "
+        "no chat template; a proxy for each model's own tokenizer",
         "prices": "USD per 1M tokens, from models.json",
         "rows": len(rows),
         "report": report,
@@ -175,8 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     task_arr = np.array(tasks)
     for task in sorted(set(tasks)):
         sel = task_arr == task
-        print(f"  {task:<22} {sel.sum():>5}  {scores[sel].mean(0).max():.3f}  {scores[sel].max(1).mean():.3f}"
-              f"  {int(np.median(tokens[sel])):>5}")
+        print(
+            f"  {task:<22} {sel.sum():>5}  {scores[sel].mean(0).max():.3f}  {scores[sel].max(1).mean():.3f}"
+            f"  {int(np.median(tokens[sel])):>5}"
+        )
     print(f"\nModels: {', '.join(models)}")
     print(f"Best single mean {scores.mean(0).max():.4f}, oracle mean {scores.max(1).mean():.4f}")
     print(f"Wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")

