@@ -12,6 +12,7 @@ from tqdm.auto import tqdm
 from routing_gym.errors import UnknownModelError
 from routing_gym.llm.backends import Backend, make_backend
 from routing_gym.llm.cache import ResponseCache
+from routing_gym.llm.lora import LoRAAdapter
 from routing_gym.llm.requests import GenerationRequest, GenerationResult
 from routing_gym.llm.spec import ModelSpec, resolve_spec
 
@@ -78,6 +79,8 @@ class LLMPool:
         buckets: dict[str, list[int]] = defaultdict(list)
         for index, request in enumerate(requests):
             self.backend(request.model)  # unknown model fails before any work
+            if getattr(request, "adapter", None) is not None:
+                self._check_open(request.model)
             buckets[request.model].append(index)
         for name, indices in buckets.items():
             for index, result in zip(indices, self._generate_bucket(name, [requests[i] for i in indices])):
@@ -122,6 +125,14 @@ class LLMPool:
                 results[index] = self._result(name, prompt_ids[index], fresh[key], cached=False)
         return results  # type: ignore[return-value]
 
+    def _check_open(self, name: str) -> None:
+        """Per-query LoRA needs the weights: refuse it for a closed model."""
+        if not self.specs[name].open:
+            raise ValueError(
+                f"Model {name!r} is closed (open=False): it cannot take a per-query LoRA adapter; "
+                "drop the adapter or route to an open model."
+            )
+
     @staticmethod
     def _adapter_digest(request: GenerationRequest) -> str:
         adapter = getattr(request, "adapter", None)
@@ -141,12 +152,22 @@ class LLMPool:
 
     # -- scoring ----------------------------------------------------------------------------
     def token_logprobs(
-        self, name: str, prompt_ids: Sequence[list[int]], completion_ids: Sequence[list[int]]
+        self,
+        name: str,
+        prompt_ids: Sequence[list[int]],
+        completion_ids: Sequence[list[int]],
+        adapters: Sequence[LoRAAdapter | None] | None = None,
     ) -> list[torch.Tensor]:
-        """Differentiable per-token log-probs of completions under model ``name`` (teacher forcing)."""
+        """Differentiable per-token log-probs of completions under model ``name`` (teacher forcing).
+
+        ``adapters`` gives one LoRA (or None) per row; gradients reach its factors.
+        """
         backend = self.backend(name)
         if not backend.supports_scoring:
             raise ValueError(f"Model {name!r} ({self.specs[name].backend}) cannot score tokens.")
+        if adapters is not None and any(a is not None for a in adapters):
+            self._check_open(name)
+            return backend.token_logprobs(prompt_ids, completion_ids, adapters=adapters)
         return backend.token_logprobs(prompt_ids, completion_ids)
 
     def choice_logprobs(self, name: str, request: GenerationRequest, choices: Sequence[str]) -> list[float]:
@@ -157,6 +178,9 @@ class LLMPool:
         if not choices:
             raise ValueError("choice_logprobs needs at least one choice.")
         backend = self.backend(name)
+        adapter = getattr(request, "adapter", None)
+        if adapter is not None:
+            self._check_open(name)
         prompt = backend.prompt_ids(request)
         key = ResponseCache.make_key(
             backend.model_id, prompt, {"choices": list(choices)}, self._adapter_digest(request), kind="choice-logprobs"
@@ -167,7 +191,11 @@ class LLMPool:
         tokenizer = backend.tokenizer
         continuations = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
         with torch.no_grad():
-            per_token = backend.token_logprobs([prompt] * len(choices), continuations)
+            rows = len(choices)
+            if adapter is None:
+                per_token = backend.token_logprobs([prompt] * rows, continuations)
+            else:
+                per_token = backend.token_logprobs([prompt] * rows, continuations, adapters=[adapter] * rows)
         logprobs = [float(t.sum()) for t in per_token]
         self.cache.put(key, name, {"logprobs": logprobs})
         return logprobs

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from routing_gym.llm.lora import LoRAAdapter
 
 ChatMessages = Sequence[dict[str, str]]
 
@@ -17,6 +20,8 @@ class GenerationRequest:
     ``response_prefix`` is text the answer must start with (e.g. ``"Action: Finish["``); it is
     appended after the rendered prompt and is not part of the completion.
     ``temperature == 0`` means greedy decoding; ``seed`` fixes sampling otherwise.
+    ``adapter`` is an optional per-query LoRA on the model's ``o_proj`` layers; its digest
+    is part of the cache key (see ``routing_gym.llm.lora``).
     """
 
     model: str
@@ -28,6 +33,7 @@ class GenerationRequest:
     top_p: float = 1.0
     seed: int = 0
     response_prefix: str = ""
+    adapter: LoRAAdapter | None = None
 
     def __post_init__(self):
         if (self.prompt is None) == (self.messages is None):

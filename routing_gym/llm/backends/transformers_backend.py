@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any, Sequence
 
@@ -10,13 +11,15 @@ import torch
 from routing_gym.errors import BackendError
 from routing_gym.llm import model_store
 from routing_gym.llm.backends.base import Backend, Completion
+from routing_gym.llm.lora import LoRAAdapter, LoRAInjector
 from routing_gym.llm.requests import GenerationRequest
 from routing_gym.llm.spec import ModelSpec
 
 # Models load once per process and are shared by every pool and env in it.
 _LOADED: dict[str, Any] = {}
 _TOKENIZERS: dict[str, Any] = {}
-_LOAD_LOCK = threading.Lock()
+# Re-entrant: building a random model reads the tokenizer, which takes the lock too.
+_LOAD_LOCK = threading.RLock()
 
 _FALLBACK_ROLE_PREFIX = {"system": "", "user": "Question: ", "assistant": "Answer: "}
 
@@ -115,6 +118,7 @@ class TransformersBackend(Backend):
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
         self._digest: str | None = None
+        self._injector: LoRAInjector | None = None
 
     # -- identity and loading -------------------------------------------------------------
     @property
@@ -220,6 +224,27 @@ class TransformersBackend(Backend):
         model.requires_grad_(False)
         return model
 
+    @property
+    def injector(self) -> LoRAInjector:
+        """Applies per-row LoRA adapters to this model's ``o_proj`` layers (hooks, no weight edits)."""
+        if self._injector is None:
+            self._injector = LoRAInjector(self.model, name=self.spec.name, open=self.spec.open)
+        return self._injector
+
+    def _adapters(self, adapters: Sequence[LoRAAdapter | None] | None, rows: int) -> list[LoRAAdapter | None]:
+        if adapters is None:
+            return [None] * rows
+        adapters = list(adapters)
+        if len(adapters) != rows:
+            raise ValueError(f"Model {self.spec.name!r}: {len(adapters)} adapters for a batch of {rows} rows.")
+        return adapters
+
+    def _injected(self, adapters: Sequence[LoRAAdapter | None]):
+        """The injector's context for these rows; a plain no-op when no row has an adapter."""
+        if all(a is None for a in adapters):
+            return contextlib.nullcontext()
+        return self.injector.apply(adapters)
+
     # -- prompts ----------------------------------------------------------------------------
     def render(self, request: GenerationRequest) -> str:
         """The prompt text: raw, or chat messages through the model's chat template if any."""
@@ -271,13 +296,15 @@ class TransformersBackend(Backend):
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=sorted(eos),
         )
-        output = model.generate(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            generation_config=config,
-            logits_processor=LogitsProcessorList([_PerRowSampler(requests)]),
-            stopping_criteria=StoppingCriteriaList([_PerRowStop(requests, input_ids.shape[1], tokenizer)]),
-        )
+        adapters = [getattr(r, "adapter", None) for r in requests]
+        with self._injected(adapters):
+            output = model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                generation_config=config,
+                logits_processor=LogitsProcessorList([_PerRowSampler(requests)]),
+                stopping_criteria=StoppingCriteriaList([_PerRowStop(requests, input_ids.shape[1], tokenizer)]),
+            )
         generated = output[:, input_ids.shape[1] :].tolist()
         return [self._finish(request, row, eos) for request, row in zip(requests, generated)]
 
@@ -285,25 +312,32 @@ class TransformersBackend(Backend):
         """Cut one row at its EOS, stop string or length, and decode it."""
         tokens = tokens[: request.max_new_tokens]
         decode = self.tokenizer.decode
-        for end, token in enumerate(tokens):
-            if token in eos:
-                return Completion(decode(tokens[:end], skip_special_tokens=True), tokens[: end + 1], "stop")
+        # Whichever comes first ends the row: a stop string or EOS. (EOS may double as the
+        # pad token, so what follows a row's own end must never count.)
+        eos_at = next((i for i, token in enumerate(tokens) if token in eos), None)
+        body = tokens if eos_at is None else tokens[:eos_at]
         if request.stop:
-            for end in range(1, len(tokens) + 1):
-                text = decode(tokens[:end], skip_special_tokens=True)
+            for end in range(1, len(body) + 1):
+                text = decode(body[:end], skip_special_tokens=True)
                 hits = [text.find(s) for s in request.stop if s in text]
                 if hits:
-                    return Completion(text[: min(hits)], tokens[:end], "stop")
+                    return Completion(text[: min(hits)], body[:end], "stop")
+        if eos_at is not None:
+            return Completion(decode(body, skip_special_tokens=True), tokens[: eos_at + 1], "stop")
         return Completion(decode(tokens, skip_special_tokens=True), tokens, "length")
 
     # -- scoring ----------------------------------------------------------------------------
     def token_logprobs(
-        self, prompt_ids: Sequence[list[int]], completion_ids: Sequence[list[int]]
+        self,
+        prompt_ids: Sequence[list[int]],
+        completion_ids: Sequence[list[int]],
+        adapters: Sequence[LoRAAdapter | None] | None = None,
     ) -> list[torch.Tensor]:
         """Per-token log-probs of each completion given its prompt, by teacher forcing.
 
         Runs with autograd enabled, so gradients flow to anything the forward pass
-        depends on (e.g. injected LoRA factors); wrap in ``torch.no_grad()`` to score only.
+        depends on (e.g. the factors of ``adapters``, one LoRA or None per row);
+        wrap in ``torch.no_grad()`` to score only.
         """
         if len(prompt_ids) != len(completion_ids):
             raise ValueError("token_logprobs needs one completion per prompt.")
@@ -311,13 +345,20 @@ class TransformersBackend(Backend):
             if not completion:
                 raise ValueError(f"token_logprobs: completion {row} is empty.")
         sequences = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
+        adapters = self._adapters(adapters, len(sequences))
         input_ids, attention_mask = self._pad_left(sequences)
-        logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
-        logprobs = torch.log_softmax(logits[:, :-1].float(), dim=-1)
-        targets = input_ids[:, 1:]
+        # Completions are right-aligned, so only the last (longest + 1) positions need logits:
+        # with a 262k vocabulary, full-sequence logits would dominate time and memory.
+        longest = max(len(c) for c in completion_ids)
+        with self._injected(adapters):
+            logits = self.model(
+                input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=longest + 1
+            ).logits
+        # Half precision is upcast for the softmax; float64 stays float64 (gradient checks).
+        logprobs = torch.log_softmax(logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
+        targets = input_ids[:, -longest:]
         picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
-        width = input_ids.shape[1]
-        return [picked[row, width - 1 - len(c) :] for row, c in enumerate(completion_ids)]
+        return [picked[row, longest - len(c) :] for row, c in enumerate(completion_ids)]
 
 
 def _as_list(value) -> list:
