@@ -17,7 +17,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable
 
 import gymnasium as gym
 import numpy as np
@@ -25,35 +25,10 @@ from tqdm.auto import tqdm
 
 from routing_gym.cost import CostNormalizer, routing_reward
 from routing_gym.errors import DataFormatError
-from routing_gym.llm.pool import LLMPool
-from routing_gym.protocols.base import ROLES, EpisodeState, TeacherStudentProtocol
+from routing_gym.protocols.base import ROLES
+from routing_gym.protocols.lockstep import run_lockstep
 
 ROW_FIELDS = ("question_id", "index", "assignment", "perf", "cost", "prompt_tokens", "completion_tokens", "turns")
-
-
-def run_lockstep(
-    protocol: TeacherStudentProtocol,
-    pool: LLMPool,
-    states: Sequence[EpisodeState],
-    assignments: Sequence[dict[str, str]],
-    seeds: Sequence[int],
-) -> list[float]:
-    """Run episodes to the end together, one batched pool call per round of turns.
-
-    Returns each episode's total cost (USD).
-    """
-    costs = [0.0] * len(states)
-    while True:
-        live = [i for i, s in enumerate(states) if not s.done and len(s.turns) < protocol.max_turns]
-        if not live:
-            return costs
-        requests = []
-        for i in live:
-            role = protocol.next_role(states[i])
-            requests.append(protocol.request(states[i], assignments[i][role], seed=seeds[i] + len(states[i].turns)))
-        for i, request, result in zip(live, requests, pool.generate(requests)):
-            protocol.advance(states[i], request, result, pool)
-            costs[i] += result.cost
 
 
 def build_action_table(

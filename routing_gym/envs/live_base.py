@@ -25,12 +25,13 @@ from routing_gym.llm.requests import GenerationRequest, GenerationResult
 from routing_gym.llm.spec import REAL_POOL, resolve_spec
 from routing_gym.protocols import make_protocol
 from routing_gym.protocols.base import ROLES, EpisodeState, TeacherStudentProtocol, Turn
+from routing_gym.protocols.lockstep import run_lockstep
 from routing_gym.retrieval.encoder import EMBEDDING_DIM, SentenceEncoder
 
-ACTION_TYPES = ("per-turn", "assignment")
+ACTION_TYPES = ("per-turn", "assignment", "hybrid")
 CACHE_MODES = ("rw", "ro", "off")
 # Config keys that change the spaces or the pool; reset(options={"config": ...}) may not touch them.
-STRUCTURAL_KEYS = ("models", "action_type")
+STRUCTURAL_KEYS = ("models", "action_type", "lora_rank", "lora_layers")
 
 
 class LiveRoutingEnv(gym.Env):
@@ -45,23 +46,6 @@ class LiveRoutingEnv(gym.Env):
         # Unsupported modes are tolerated (SB3's make_vec_env passes "rgb_array"); gym.make
         # already warns about them, and render() then returns None.
         self.render_mode = render_mode
-        self.config = self.default_config()
-        self.configure({**(config or {}), **overrides})
-        self.model_names = [resolve_spec(m).name for m in self.config["models"]]
-        n_models = len(self.model_names)
-        if self.config["action_type"] == "per-turn":
-            self.action_space = spaces.Discrete(n_models)
-        else:
-            self.action_space = spaces.MultiDiscrete([n_models] * len(ROLES))
-        self.observation_space = spaces.Dict(
-            {
-                "context": spaces.Box(-1.0, 1.0, (EMBEDDING_DIM,), np.float32),
-                "depth": spaces.Box(0.0, 1.0, (1,), np.float32),
-                "cost": spaces.Box(0.0, 1.0, (1,), np.float32),
-                "role": spaces.Box(0.0, 1.0, (len(ROLES),), np.float32),
-                "searches_left": spaces.Box(0.0, 1.0, (1,), np.float32),
-            }
-        )
         self._pool: LLMPool | None = None
         self._encoder: SentenceEncoder | None = None
         self._examples: list | None = None
@@ -71,6 +55,76 @@ class LiveRoutingEnv(gym.Env):
         self._episode_seed = 0
         self._episode_cost = 0.0
         self._prefetched: tuple[GenerationRequest, GenerationResult] | None = None
+        self.config = self.default_config()
+        self.configure({**(config or {}), **overrides})
+        self.model_names = [resolve_spec(m).name for m in self.config["models"]]
+        n_models = len(self.model_names)
+        self.lora_shapes: dict[str, dict[int, tuple[int, int]]] = {}
+        if self.config["action_type"] == "per-turn":
+            self.action_space = spaces.Discrete(n_models)
+        elif self.config["action_type"] == "assignment":
+            self.action_space = spaces.MultiDiscrete([n_models] * len(ROLES))
+        else:
+            self.action_space = self._hybrid_action_space(n_models)
+        self.observation_space = spaces.Dict(
+            {
+                "context": spaces.Box(-1.0, 1.0, (EMBEDDING_DIM,), np.float32),
+                "depth": spaces.Box(0.0, 1.0, (1,), np.float32),
+                "cost": spaces.Box(0.0, 1.0, (1,), np.float32),
+                "role": spaces.Box(0.0, 1.0, (len(ROLES),), np.float32),
+                "searches_left": spaces.Box(0.0, 1.0, (1,), np.float32),
+            }
+        )
+
+    def _hybrid_action_space(self, n_models: int) -> spaces.Dict:
+        """HAPS's action: a model per role plus, for each open model, its LoRA factors in [-1, 1].
+
+        Closed models get no LoRA entry (HAPS's Remark 1 mask). Shapes come from the loaded
+        model's ``o_proj`` layers, so the open models load here.
+        """
+        from routing_gym.llm.lora import o_proj_shapes, target_layers
+
+        rank, k = self.config["lora_rank"], self.config["lora_layers"]
+        lora = {}
+        for name in self.model_names:
+            if not self.pool.specs[name].open:
+                continue
+            shapes = o_proj_shapes(self.pool.backend(name).model)
+            layers = [sorted(shapes)[i] for i in target_layers(len(shapes), k)]
+            self.lora_shapes[name] = {layer: shapes[layer] for layer in layers}
+            size = sum(out * rank + rank * inp for out, inp in self.lora_shapes[name].values())
+            lora[name] = spaces.Box(-1.0, 1.0, (size,), np.float32)
+        return spaces.Dict(
+            {"assignment": spaces.MultiDiscrete([n_models] * len(ROLES)), "lora": spaces.Dict(lora)}
+        )
+
+    def adapters_from_action(self, lora_action: dict) -> dict:
+        """Per-model LoRA adapters from the flat [-1, 1] factor vectors (scaled by ``lora_scale``).
+
+        An all-zero vector means no adapter: its delta is exactly zero, and sharing the
+        no-LoRA cache entries keeps replay cheap.
+        """
+        import torch
+
+        from routing_gym.llm.lora import LoRAAdapter
+
+        adapters = {}
+        rank, scale = self.config["lora_rank"], float(self.config["lora_scale"])
+        for name, shapes in self.lora_shapes.items():
+            flat = np.asarray(lora_action[name], dtype=np.float32)
+            if not np.all(np.isfinite(flat)):
+                raise ValueError(f"LoRA action for {name!r} has NaN or inf values.")
+            if not np.any(flat):
+                continue
+            factors, offset = {}, 0
+            for layer, (out, inp) in shapes.items():
+                a = flat[offset : offset + out * rank].reshape(out, rank)
+                offset += out * rank
+                b = flat[offset : offset + rank * inp].reshape(rank, inp)
+                offset += rank * inp
+                factors[layer] = (torch.from_numpy(a * scale), torch.from_numpy(b * scale))
+            adapters[name] = LoRAAdapter(factors, alpha=self.config["lora_alpha"], model=name)
+        return adapters
 
     # -- configuration ----------------------------------------------------------------------
     @classmethod
@@ -92,6 +146,11 @@ class LiveRoutingEnv(gym.Env):
             "per_step_cost": False,
             "record_text": False,
             "max_batch_size": 32,
+            # HAPS's low level (action_type="hybrid"): rank-r LoRA on o_proj of the last k layers.
+            "lora_rank": 8,
+            "lora_layers": 1,
+            "lora_alpha": 0.01,
+            "lora_scale": 1.0,
         }
 
     def configure(self, overrides: dict[str, Any]) -> None:
@@ -118,6 +177,14 @@ class LiveRoutingEnv(gym.Env):
         bounds = merged["cost_bounds"]
         if bounds is not None and not (isinstance(bounds, dict) and set(bounds) == {"low", "high"}):
             raise ValueError(f"config['cost_bounds'] must be None or {{'low': x, 'high': y}}, got {bounds!r}.")
+        if not isinstance(merged["lora_rank"], int) or merged["lora_rank"] < 1:
+            raise ValueError(f"config['lora_rank'] must be a positive int, got {merged['lora_rank']!r}.")
+        k = merged["lora_layers"]
+        if not (k == "all" or (isinstance(k, int) and k >= 1)):
+            raise ValueError(f"config['lora_layers'] must be a positive int or 'all', got {k!r}.")
+        for key in ("lora_alpha", "lora_scale"):
+            if not np.isfinite(float(merged[key])):
+                raise ValueError(f"config[{key!r}] must be finite, got {merged[key]!r}.")
         if merged["max_batch_size"] < 1:
             raise ValueError(f"config['max_batch_size'] must be >= 1, got {merged['max_batch_size']!r}.")
         for key in STRUCTURAL_KEYS:
@@ -232,13 +299,17 @@ class LiveRoutingEnv(gym.Env):
     def begin_step(self, action) -> GenerationRequest | None:
         """Validate the action and return the request the chosen model must answer."""
         self._require_episode()
+        if self.config["action_type"] == "hybrid" and isinstance(action, dict) and isinstance(action.get("lora"), dict):
+            for name, factors in action["lora"].items():
+                if not np.all(np.isfinite(np.asarray(factors, dtype=np.float64))):
+                    raise ValueError(f"LoRA action for model {name!r} has NaN or inf values.")
         try:
             valid = self.action_space.contains(action)
         except (TypeError, ValueError):
             valid = False
         if not valid:
             raise ValueError(f"Action {action!r} is outside the action space {self.action_space}.")
-        if self.config["action_type"] == "assignment":
+        if self.config["action_type"] != "per-turn":
             return None
         model = self.model_names[int(action)]
         seed = self._episode_seed + len(self._state.turns)
@@ -258,18 +329,20 @@ class LiveRoutingEnv(gym.Env):
         return self._observation(), reward, terminated, truncated, info
 
     def run_assignment_episode(self, action):
-        """Run the whole episode with one model per role (the assignment action type)."""
+        """Run the whole episode with one model per role (and, for "hybrid", their LoRA adapters)."""
+        adapters = {}
+        if self.config["action_type"] == "hybrid":
+            adapters = self.adapters_from_action(action["lora"])
+            action = action["assignment"]
         assignment = {role: self.model_names[int(a)] for role, a in zip(ROLES, np.asarray(action).tolist())}
-        while not self._state.done and len(self._state.turns) < self.protocol.max_turns:
-            role = self.protocol.next_role(self._state)
-            request = self.protocol.request(self._state, assignment[role], seed=self._episode_seed + len(self._state.turns))
-            result = self.pool.generate([request])[0]
-            self.protocol.advance(self._state, request, result, self.pool)
-            self._episode_cost += result.cost
-            self._models_used.append(request.model)
+        costs = run_lockstep(self.protocol, self.pool, [self._state], [assignment], [self._episode_seed], [adapters])
+        self._episode_cost += costs[0]
+        self._models_used.extend(turn.model for turn in self._state.turns)
         reward = self._reward(0.0, True)
         info = self._info(role=None)
         info["assignment"] = dict(assignment)
+        if self.config["action_type"] == "hybrid":
+            info["adapters"] = {name: adapter.digest for name, adapter in adapters.items()}
         return self._observation(), reward, True, False, info
 
     # -- observation, reward, info --------------------------------------------------------------

@@ -67,3 +67,5 @@ def _register_live_envs() -> None:
             nondeterministic=True,
             kwargs={"action_type": "assignment"},
         )
+        # HAPS: the assignment plus per-query LoRA factors for each open model, in one Dict action.
+        _register(f"LLMRouting-{task}-HAPS-v0", entry_point, nondeterministic=True, kwargs={"action_type": "hybrid"})
