@@ -67,10 +67,8 @@ class OutcomeTableEnvBase(gym.Env):
     def __init__(
         self, config: Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides
     ):
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be one of {self.metadata['render_modes']} or None, got {render_mode!r}."
-            )
+        # Unsupported modes are tolerated (SB3's make_vec_env passes "rgb_array"); gym.make
+        # already warns about them, and render() then returns None.
         self.render_mode = render_mode
         self.config = self._validate({**self.default_config(), **dict(config or {}), **overrides})
         self._load()
@@ -238,6 +236,11 @@ class OutcomeTableEnvBase(gym.Env):
     def num_queries(self) -> int:
         """Questions in the configured split."""
         return len(self._data.ids)
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """Query embeddings of the split, ``(num_queries, dim)``, read-only."""
+        return _readonly(self._data.embeddings)
 
     @property
     def scores(self) -> np.ndarray:

@@ -1,0 +1,49 @@
+"""Routing agents: HierRouter (PPO) and the routing baselines, behind one SB3-style interface.
+
+Every agent has ``predict(observation, state, episode_start, deterministic)`` (so SB3's
+``evaluate_policy`` scores it), ``fit`` / ``fit_env(env)``, ``save(path)`` and ``load(path)``;
+``agents.evaluation.evaluate_agent(agent, env)`` reports Perf, Cost, Reward and call shares.
+"""
+
+from agents.base import Agent, OneShotRouter, RoutingData
+from agents.fixed import FixedRouter
+from agents.graph_router import GraphRouter
+from agents.hierrouter import HierRouter
+from agents.irt_router import IRTRouter
+from agents.knn_router import KNNRouter
+from agents.mlp_router import MLPRouter
+from agents.oracle import OracleRouter
+from agents.random_router import RandomRouter
+from agents.routellm_mf import MFRouter
+
+#: Name -> agent class (``routing-gym list`` prints each first docstring line).
+AGENTS: dict[str, type[Agent]] = {
+    cls.name: cls
+    for cls in (
+        HierRouter,
+        RandomRouter,
+        FixedRouter,
+        OracleRouter,
+        MFRouter,
+        IRTRouter,
+        GraphRouter,
+        KNNRouter,
+        MLPRouter,
+    )
+}
+
+__all__ = [
+    "AGENTS",
+    "Agent",
+    "OneShotRouter",
+    "RoutingData",
+    "HierRouter",
+    "RandomRouter",
+    "FixedRouter",
+    "OracleRouter",
+    "MFRouter",
+    "IRTRouter",
+    "GraphRouter",
+    "KNNRouter",
+    "MLPRouter",
+]

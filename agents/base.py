@@ -1,0 +1,617 @@
+"""The interface every agent shares, and the machinery of the one-shot routers.
+
+Every agent speaks SB3's ``predict(observation, state, episode_start, deterministic)``, so
+``stable_baselines3.common.evaluation.evaluate_policy`` scores any of them on any env, and has
+``fit`` (its own kind of data), ``fit_env(env)`` (the data pulled from an env), ``save(path)``
+and ``load(path)``.
+
+Most baselines are *one-shot* routers: from the query embedding they pick one *arm* per
+episode. On ``LLMRouting-Table-v0`` an arm is a model; on a live Teacher–Student env it is an
+assignment, one model per role (student, teacher), the rows of an exhaustive-builder
+``ActionTable``. ``OneShotRouter`` turns that one decision into each env's actions:
+
+* table env (Box obs, ``Discrete(M)``): the arm's model;
+* cascade env (Dict obs with ``tried``): the arm's model, then STOP;
+* live env, ``action_type="assignment"`` (``MultiDiscrete([M, M])``): the arm itself;
+* live env, ``action_type="per-turn"`` (``Discrete(M)``): the arm's model for the role of the
+  turn; the arm is chosen at the episode's start and kept in the SB3 ``state``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Mapping, Sequence
+
+import gymnasium as gym
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
+from routing_gym.protocols.base import ROLES  # the live envs' roles, in assignment-action order
+#: Observation keys that hold the query embedding (table cascade, live envs).
+EMBEDDING_KEYS: tuple[str, ...] = ("embedding", "context")
+ACTION_MODES = ("single", "cascade", "assignment", "per-turn")
+SAVE_FORMAT = 1
+
+
+def make_config(config_cls: type, config: Any | None, overrides: Mapping[str, Any]):
+    """``config`` (or the defaults) with keyword overrides; an unknown key raises ValueError naming it."""
+    base = config if config is not None else config_cls()
+    if not isinstance(base, config_cls):
+        raise ValueError(f"config must be a {config_cls.__name__}, got {type(base).__name__}.")
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    for key in overrides:
+        if key not in known:
+            raise ValueError(
+                f"Unknown {config_cls.__name__} key {key!r}; valid keys: {sorted(known)}."
+            )
+    return dataclasses.replace(base, **overrides)
+
+
+def check_lam(value: float | str | None) -> float | None:
+    """Resolve a λ (number or regime name); None means "follow the env's λ"."""
+    if value is None:
+        return None
+    try:
+        return resolve_lambda(value)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"config key 'lam': {exc}") from None
+
+
+@contextlib.contextmanager
+def single_threaded(blas: bool = True):
+    """Run torch (and BLAS, if ``blas``) on one thread inside the block, then restore the settings.
+
+    Routers multiply small matrices: thread start-up and synchronisation cost more than they
+    save, and on a busy machine (vector-env workers, parallel jobs) extra threads oversubscribe
+    the cores: we measured 10x slower fits and 50x slower single-query predictions. Limiting
+    BLAS costs about a millisecond, so per-query prediction limits torch only.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        if blas:
+            with threadpool_limits(1):
+                yield
+        else:
+            yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+class Agent(ABC):
+    """An agent: SB3-style ``predict``, ``fit`` / ``fit_env``, ``save`` / ``load``."""
+
+    #: Short name used by ``agents.AGENTS`` and in result tables.
+    name: ClassVar[str] = "agent"
+
+    @abstractmethod
+    def predict(
+        self,
+        observation: np.ndarray | dict[str, np.ndarray],
+        state: np.ndarray | None = None,
+        episode_start: np.ndarray | None = None,
+        deterministic: bool = True,
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Actions for one observation or a batch (SB3's ``PolicyPredictor.predict``)."""
+
+    @abstractmethod
+    def fit(self, *args, **kwargs) -> "Agent":
+        """Train on the agent's own kind of data; returns ``self``."""
+
+    @abstractmethod
+    def fit_env(self, env: gym.Env, **kwargs) -> "Agent":
+        """Train on data taken from ``env`` (or by interacting with it); returns ``self``."""
+
+    def adapt_to(self, env: gym.Env) -> None:
+        """Prepare to act in ``env`` (action format, λ); called by ``agents.evaluation``."""
+
+    @abstractmethod
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the trained agent to ``path``."""
+
+    @classmethod
+    @abstractmethod
+    def load(cls, path: str | os.PathLike) -> "Agent":
+        """Read an agent written by ``save``."""
+
+
+# ---------------------------------------------------------------------------- training data
+
+
+@dataclass
+class RoutingData:
+    """Training (or evaluation) data of a one-shot router: one row per query, one column per arm.
+
+    ``scores`` are performance in [0, 1] and ``costs`` *normalized* costs in [0, 1] (the
+    env's frozen normalizer), so ``scores - λ·costs`` is the env's reward of each arm.
+    """
+
+    embeddings: np.ndarray  # (n, d) float32
+    scores: np.ndarray  # (n, K)
+    costs: np.ndarray  # (n, K) normalized
+    arms: list[tuple[int, ...]]  # K arms, each a model index per role
+    models: tuple[str, ...]
+    tasks: list[str] | None = None
+    query_ids: list[str] | None = None
+
+    def __post_init__(self):
+        self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
+        self.scores = np.asarray(self.scores, dtype=np.float64)
+        self.costs = np.asarray(self.costs, dtype=np.float64)
+        n, k = self.scores.shape if self.scores.ndim == 2 else (-1, -1)
+        if self.embeddings.ndim != 2 or self.embeddings.shape[0] != n:
+            raise ValueError(
+                f"embeddings must be (n, d) with n = scores rows ({n}), got {self.embeddings.shape}."
+            )
+        if self.costs.shape != self.scores.shape:
+            raise ValueError(
+                f"costs {self.costs.shape} and scores {self.scores.shape} differ in shape."
+            )
+        if len(self.arms) != k:
+            raise ValueError(f"{len(self.arms)} arms for {k} score columns.")
+        for name in ("tasks", "query_ids"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{name} has {len(value)} entries for {n} rows.")
+
+    def __len__(self) -> int:
+        return len(self.scores)
+
+    def rewards(self, lam: float) -> np.ndarray:
+        """Reward of every (query, arm): ``score − λ·normalized cost``."""
+        return self.scores - lam * self.costs
+
+    def subset(self, rows: np.ndarray | Sequence[int]) -> "RoutingData":
+        """The given rows (e.g. a subsample or a held-out part)."""
+        rows = np.asarray(rows)
+        pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
+        return RoutingData(
+            self.embeddings[rows],
+            self.scores[rows],
+            self.costs[rows],
+            list(self.arms),
+            self.models,
+            pick(self.tasks),
+            pick(self.query_ids),
+        )
+
+    @classmethod
+    def from_arrays(
+        cls,
+        embeddings: np.ndarray,
+        scores: np.ndarray,
+        costs: np.ndarray,
+        models: Sequence[str] | None = None,
+        arms: Sequence[Sequence[int]] | None = None,
+        tasks: Sequence[str] | None = None,
+    ) -> "RoutingData":
+        """Arrays of an outcome table: embeddings X, scores S (n×M), normalized costs C (n×M)."""
+        k = np.shape(scores)[1]
+        models = tuple(models) if models is not None else tuple(f"model_{i}" for i in range(k))
+        arms = (
+            [tuple(int(i) for i in a) for a in arms]
+            if arms is not None
+            else [(i,) for i in range(k)]
+        )
+        return cls(
+            embeddings, scores, costs, arms, models, list(tasks) if tasks is not None else None
+        )
+
+    @classmethod
+    def from_table_env(cls, env: gym.Env) -> "RoutingData":
+        """The configured split of an outcome-table env (``LLMRouting-Table-*``), costs normalized
+        with the env's frozen normalizer (so rewards are the env's one-call rewards)."""
+        base = env.unwrapped
+        for attr in ("scores", "costs", "cost_normalizer", "models", "query_ids"):
+            if not hasattr(base, attr):
+                raise ValueError(
+                    f"{type(base).__name__} is not an outcome-table env (no {attr!r}); "
+                    "pass an ActionTable for a live env."
+                )
+        return cls(
+            embeddings=table_env_embeddings(base),
+            scores=np.asarray(base.scores),
+            costs=np.asarray(base.cost_normalizer(np.asarray(base.costs))),
+            arms=[(i,) for i in range(len(base.models))],
+            models=tuple(base.models),
+            tasks=list(base.query_tasks),
+            query_ids=list(base.query_ids),
+        )
+
+    @classmethod
+    def from_action_table(
+        cls,
+        table: Any,
+        env: gym.Env,
+        normalizer: CostNormalizer | None = None,
+        question_ids: Sequence[str] | None = None,
+    ) -> "RoutingData":
+        """One row per question of an exhaustive-builder ``ActionTable``, one column per assignment.
+
+        The embeddings are the live env's observation at the question's start (``context`` of
+        ``reset(options={"index": i})``), so a router trained here sees at test time exactly what
+        it saw in training. Costs are normalized with ``normalizer`` (default: the env's).
+        Assignments are ordered as ``itertools.product`` over the env's models (student first).
+        """
+        base = env.unwrapped
+        names = list(getattr(base, "model_names", []))
+        if not names:
+            raise ValueError(f"{type(base).__name__} is not a live routing env (no 'model_names').")
+        normalizer = normalizer or base.cost_normalizer
+        index = {m: i for i, m in enumerate(names)}
+        cells: dict[str, dict[tuple[int, ...], tuple[float, float]]] = {}
+        for row in table.rows:
+            try:
+                arm = tuple(index[row["assignment"][role]] for role in ROLES)
+            except KeyError as exc:
+                raise ValueError(
+                    f"ActionTable row of question {row['question_id']!r} uses model {exc.args[0]!r}, "
+                    f"which is not in the env's pool {names}."
+                ) from None
+            cells.setdefault(str(row["question_id"]), {})[arm] = (
+                float(row["perf"]),
+                float(normalizer(row["cost"])),
+            )
+        arms = [
+            a
+            for a in itertools.product(range(len(names)), repeat=len(ROLES))
+            if any(a in c for c in cells.values())
+        ]
+        embeddings = question_embeddings(env)
+        keep = [q for q in (question_ids if question_ids is not None else cells) if q in cells]
+        missing = [q for q in keep if q not in embeddings]
+        if missing:
+            raise ValueError(
+                f"ActionTable question {missing[0]!r} is not in the env's split; build the env with the "
+                "split (and limit) the table was built on."
+            )
+        incomplete = [q for q in keep if len(cells[q]) != len(arms)]
+        if incomplete:
+            raise ValueError(
+                f"ActionTable question {incomplete[0]!r} has {len(cells[incomplete[0]])} of {len(arms)} "
+                "assignments; finish the exhaustive build (it resumes) first."
+            )
+        return cls(
+            embeddings=np.stack([embeddings[q] for q in keep]),
+            scores=np.array([[cells[q][a][0] for a in arms] for q in keep]),
+            costs=np.array([[cells[q][a][1] for a in arms] for q in keep]),
+            arms=arms,
+            models=tuple(names),
+            query_ids=keep,
+        )
+
+
+def table_env_embeddings(base: Any) -> np.ndarray:
+    """The query embeddings of a table env's split, in ``query_ids`` order (its observations)."""
+    if hasattr(base, "embeddings"):
+        return np.asarray(base.embeddings, dtype=np.float32)
+    from routing_gym.data.outcome_table import load_outcome_table
+
+    table = load_outcome_table(base.config["table"])  # cached per process: no second read
+    row_of = {str(i): r for r, i in enumerate(table.ids.tolist())}
+    rows = np.array([row_of[q] for q in base.query_ids])
+    return np.ascontiguousarray(table.embeddings[rows], dtype=np.float32)
+
+
+def question_embeddings(env: gym.Env) -> dict[str, np.ndarray]:
+    """Question id -> the live env's ``context`` observation at that question's start."""
+    base = env.unwrapped
+    out = {}
+    for i in range(len(base.examples)):
+        obs, info = base.reset(options={"index": i})
+        out[str(info["question_id"])] = np.asarray(obs["context"], dtype=np.float32)
+    return out
+
+
+def all_assignments(num_models: int) -> list[tuple[int, ...]]:
+    """Every assignment of ``num_models`` models to the roles (student first)."""
+    return list(itertools.product(range(num_models), repeat=len(ROLES)))
+
+
+def env_models(env: Any) -> tuple[str, ...] | None:
+    """The model names of an env, a wrapped env or a VecEnv (None if it has none)."""
+    for name in ("models", "model_names"):
+        if hasattr(env, "get_attr"):  # a VecEnv
+            try:
+                return tuple(env.get_attr(name, indices=0)[0])
+            except AttributeError:
+                continue
+        base = getattr(env, "unwrapped", env)
+        if hasattr(base, name):
+            return tuple(getattr(base, name))
+    return None
+
+
+def env_lam(env: Any) -> float | None:
+    """The λ of an env, a wrapped env or a VecEnv (None if it has none)."""
+    if hasattr(env, "get_attr"):
+        try:
+            return float(env.get_attr("lam", indices=0)[0])
+        except AttributeError:
+            return None
+    value = getattr(getattr(env, "unwrapped", env), "lam", None)
+    return None if value is None else float(value)
+
+
+def action_mode_of(env: Any) -> str:
+    """How a one-shot decision becomes this env's actions (see the module docstring)."""
+    obs_space, act_space = env.observation_space, env.action_space
+    if isinstance(obs_space, gym.spaces.Box) and isinstance(act_space, gym.spaces.Discrete):
+        return "single"
+    if isinstance(obs_space, gym.spaces.Dict):
+        if "tried" in obs_space.spaces:
+            return "cascade"
+        if "role" in obs_space.spaces:
+            return "assignment" if isinstance(act_space, gym.spaces.MultiDiscrete) else "per-turn"
+    raise ValueError(
+        f"No one-shot routing for observation space {obs_space} with action space {act_space}."
+    )
+
+
+def observation_embeddings(
+    observation: np.ndarray | Mapping[str, np.ndarray],
+) -> tuple[np.ndarray, bool]:
+    """The query embeddings of an observation or batch, as ``(b, d)``, and whether it was a batch."""
+    if isinstance(observation, Mapping):
+        key = next((k for k in EMBEDDING_KEYS if k in observation), None)
+        if key is None:
+            raise ValueError(f"observation has none of the embedding keys {EMBEDDING_KEYS}.")
+        x = np.asarray(observation[key], dtype=np.float32)
+    else:
+        x = np.asarray(observation, dtype=np.float32)
+    if x.ndim == 1:
+        return x[None, :], False
+    if x.ndim != 2:
+        raise ValueError(f"expected an embedding of shape (d,) or (batch, d), got {x.shape}.")
+    return x, True
+
+
+# ---------------------------------------------------------------------------- one-shot routers
+
+
+class OneShotRouter(Agent):
+    """Base of the routers that pick one arm (model or assignment) per query from its embedding.
+
+    Subclasses define ``Config`` (a dataclass with at least ``lam``), ``_fit(data)``,
+    ``_select(x) -> arm indices`` (or ``_estimate(x) -> (scores, costs)`` for the default
+    argmax-of-``score − λ·cost`` rule) and ``_get_state`` / ``_set_state`` for saving.
+    """
+
+    Config: ClassVar[type] = object
+    #: False for routers that only need the arms (Random, Fixed with a named model).
+    needs_data: ClassVar[bool] = True
+
+    def __init__(self, config: Any | None = None, **overrides):
+        self.config = make_config(self.Config, config, overrides)
+        self._check_config()
+        self.models: tuple[str, ...] = ()
+        self.arms: list[tuple[int, ...]] = []
+        self.action_mode: str | None = None
+        self._env_lam: float | None = None
+        self.fitted = False
+
+    def _check_config(self) -> None:
+        check_lam(self.config.lam)
+
+    # -- λ --------------------------------------------------------------------------------
+    @property
+    def lam(self) -> float:
+        """The λ decisions trade against: the config's, else the env's, else "balanced"."""
+        fixed = check_lam(self.config.lam)
+        if fixed is not None:
+            return fixed
+        return self._env_lam if self._env_lam is not None else REGIMES["balanced"]
+
+    @lam.setter
+    def lam(self, value: float | str | None) -> None:
+        check_lam(value)
+        self.config = dataclasses.replace(self.config, lam=value)
+
+    # -- training --------------------------------------------------------------------------
+    def fit(
+        self,
+        embeddings: np.ndarray | RoutingData,
+        scores: np.ndarray | None = None,
+        costs: np.ndarray | None = None,
+        models: Sequence[str] | None = None,
+        arms: Sequence[Sequence[int]] | None = None,
+        tasks: Sequence[str] | None = None,
+    ) -> "OneShotRouter":
+        """Train on outcome arrays: embeddings X (n×d), scores S (n×K), normalized costs C (n×K).
+
+        ``models`` names the columns (default ``model_0...``); ``arms`` maps columns to model
+        indices per role for assignment tables (default: column i is model i). A ``RoutingData``
+        can be passed instead of the arrays.
+        """
+        data = (
+            embeddings
+            if isinstance(embeddings, RoutingData)
+            else RoutingData.from_arrays(embeddings, scores, costs, models, arms, tasks)
+        )
+        if not len(data):
+            raise ValueError("fit needs at least one row.")
+        if data.costs.min() < 0 or data.costs.max() > 1:
+            raise ValueError("costs must be normalized to [0, 1] (use the env's cost_normalizer).")
+        self.models, self.arms = tuple(data.models), list(data.arms)
+        with single_threaded():
+            self._fit(data)
+        self.fitted = True
+        return self
+
+    def fit_env(self, env: gym.Env, action_table: Any | None = None, **kwargs) -> "OneShotRouter":
+        """Train on the env's data: an outcome-table env's configured split (pass ``split="train"``),
+        or, for a live env, the ``action_table`` (an ``ActionTable``) of its questions."""
+        base = env.unwrapped
+        self._env_lam = env_lam(env)
+        if action_table is not None:
+            data = RoutingData.from_action_table(action_table, env, **kwargs)
+        elif hasattr(base, "scores"):
+            data = RoutingData.from_table_env(env)
+        elif not self.needs_data and hasattr(base, "model_names"):
+            # a live env without outcomes: Random and Fixed only need the arms
+            self.models = tuple(base.model_names)
+            self.arms = all_assignments(len(self.models))
+            self._fit(None)
+            self.fitted = True
+            self.adapt_to(env)
+            return self
+        else:
+            raise ValueError(
+                f"{type(self).__name__}.fit_env needs an outcome-table env or action_table= for "
+                f"{type(base).__name__}."
+            )
+        self.fit(data)
+        self.adapt_to(env)
+        return self
+
+    def adapt_to(self, env: Any) -> None:
+        """Pick the action format for ``env`` and follow its λ (unless ``config.lam`` is set)."""
+        mode = action_mode_of(env)
+        roles = len(self.arms[0]) if self.arms else None
+        if roles is not None and (roles == 1) != (mode in ("single", "cascade")):
+            raise ValueError(
+                f"{type(self).__name__} was fit on {'models' if roles == 1 else 'assignments'}, "
+                f"which do not fit an env with {mode!r} actions."
+            )
+        names = env_models(env)
+        if self.models and names is not None and tuple(names) != tuple(self.models):
+            raise ValueError(
+                f"{type(self).__name__} was fit on models {self.models}, the env has {names}."
+            )
+        self.action_mode = mode
+        lam = env_lam(env)
+        if lam is not None:
+            self._env_lam = lam
+
+    @abstractmethod
+    def _fit(self, data: RoutingData | None) -> None:
+        """Learn from the data (``None`` for data-free routers on a live env)."""
+
+    # -- acting ----------------------------------------------------------------------------
+    def _estimate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted score and normalized cost of every arm, each ``(b, K)``."""
+        raise NotImplementedError(f"{type(self).__name__} defines neither _estimate nor _select.")
+
+    def _select(self, x: np.ndarray, deterministic: bool = True) -> np.ndarray:
+        """Arm index per query ``(b,)``: argmax of predicted ``score − λ·cost``."""
+        scores, costs = self._estimate(x)
+        return np.argmax(scores - self.lam * costs, axis=1)
+
+    def select_arms(self, embeddings: np.ndarray) -> np.ndarray:
+        """Arm index for each query embedding (rows of ``embeddings``)."""
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit or fit_env first.")
+        x, _ = observation_embeddings(embeddings)
+        with single_threaded(blas=False):
+            return np.asarray(self._select(x), dtype=np.int64)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """SB3-style: the action(s) for an observation or a batch; ``state`` holds per-turn arms."""
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit or fit_env first.")
+        x, batched = observation_embeddings(observation)
+        mode = self.action_mode or self._guess_mode(observation)
+        with single_threaded(blas=False):
+            return self._actions(observation, x, batched, mode, state, episode_start, deterministic)
+
+    def _actions(self, observation, x, batched, mode, state, episode_start, deterministic):
+        """The env actions implied by the arms chosen for ``x`` (see the module docstring)."""
+        b = len(x)
+        if mode == "per-turn":
+            arms = self._per_turn_arms(x, state, episode_start, deterministic)
+            role = np.asarray(observation["role"], dtype=np.float32).reshape(b, -1).argmax(axis=1)
+            actions = np.array([self.arms[a][r] for a, r in zip(arms, role)], dtype=np.int64)
+            new_state = arms
+        else:
+            arms = np.asarray(self._select(x, deterministic), dtype=np.int64)
+            table = np.array(self.arms, dtype=np.int64)
+            if mode == "assignment":
+                actions = table[arms]
+            else:
+                actions = table[arms, 0]
+                if mode == "cascade":
+                    depth = np.asarray(observation["depth"], dtype=np.float32).reshape(b)
+                    actions = np.where(depth > 0, len(self.models), actions)  # one call, then STOP
+            new_state = state
+        return (actions if batched else actions[0]), new_state
+
+    def _per_turn_arms(self, x, state, episode_start, deterministic) -> np.ndarray:
+        """Arm per env: a fresh choice where an episode starts, else the one in ``state``."""
+        fresh = (
+            np.ones(len(x), dtype=bool)
+            if state is None
+            else np.asarray(episode_start, dtype=bool).reshape(-1)
+        )
+        arms = (
+            np.zeros(len(x), dtype=np.int64)
+            if state is None
+            else np.array(state, dtype=np.int64).reshape(-1)
+        )
+        if fresh.any():
+            arms[fresh] = self._select(x[fresh], deterministic)
+        return arms
+
+    def _guess_mode(self, observation) -> str:
+        if not isinstance(observation, Mapping):
+            return "single"
+        if "tried" in observation:
+            return "cascade"
+        return "assignment"
+
+    # -- saving ----------------------------------------------------------------------------
+    def _get_state(self) -> dict[str, Any]:
+        """Everything learned, as picklable objects (tensors, arrays, sklearn estimators)."""
+        return {}
+
+    def _set_state(self, state: dict[str, Any]) -> None:
+        """Restore what ``_get_state`` returned."""
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write config, arms and learned state to one file (a pickle via ``torch.save``)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(
+            {
+                "format": SAVE_FORMAT,
+                "agent": type(self).__name__,
+                "config": dataclasses.asdict(self.config),
+                "models": list(self.models),
+                "arms": [list(a) for a in self.arms],
+                "action_mode": self.action_mode,
+                "env_lam": self._env_lam,
+                "fitted": self.fitted,
+                "state": self._get_state(),
+            },
+            path,
+        )
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "OneShotRouter":
+        """Read an agent written by ``save``. It is a pickle: load only files you trust."""
+        payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+        if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
+            raise ValueError(f"{path} is not an agent file of format {SAVE_FORMAT}.")
+        if payload.get("agent") != cls.__name__:
+            raise ValueError(f"{path} holds a {payload.get('agent')!r}, not a {cls.__name__}.")
+        agent = cls(config=cls.Config(**payload["config"]))
+        agent.models = tuple(payload["models"])
+        agent.arms = [tuple(a) for a in payload["arms"]]
+        agent.action_mode = payload["action_mode"]
+        agent._env_lam = payload["env_lam"]
+        agent.fitted = payload["fitted"]
+        agent._set_state(payload["state"])
+        return agent
+
+
+def mean_arm_costs(data: RoutingData) -> np.ndarray:
+    """Mean normalized cost of each arm over the data, ``(K,)``: the price-driven cost estimate."""
+    return data.costs.mean(axis=0)

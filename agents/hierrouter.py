@@ -1,0 +1,262 @@
+"""HierRouter: a PPO agent that picks the model of every turn (or hop) of an episode.
+
+Reference: Gupta, Guo, Kannan and Prasanna, "HierRouter: Coordinated Routing of Specialized
+Large Language Models via Reinforcement Learning", 2025 (arXiv:2511.09873). Routing is a
+finite-horizon MDP: the state is the evolving context (its embedding), the depth and the
+accumulated cost; each action calls one model of the pool; the episode's reward is the final
+answer's quality minus λ times its cost. The agent is stable-baselines3's PPO:
+
+* ``MlpPolicy`` on a Box observation (``LLMRouting-Table-v0``: one decision per query),
+  ``MultiInputPolicy`` on a Dict observation (the cascade and the live Teacher–Student envs);
+* vector envs from ``make_vec_env`` (``DummyVecEnv`` or ``SubprocVecEnv``) or, for live envs,
+  ``routing_gym.vector.make_batched_vec_env`` (one batched model call per vector step);
+* TensorBoard logging (``tensorboard_log``), an optional progress bar, and
+  ``RoutingInfoCallback``, which logs each rollout's mean perf, mean normalized cost and every
+  model's share of the calls (read from the envs' ``info``) under ``routing/``.
+
+The algorithm, top to bottom: ``HierRouterConfig`` (every hyperparameter), ``make_env`` (the
+vector env), ``HierRouter.fit`` (build PPO, learn), ``predict`` (PPO's policy).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from agents.base import Agent, make_config, single_threaded
+
+VEC_ENVS = ("auto", "dummy", "subproc", "batched")
+
+
+@dataclass
+class HierRouterConfig:
+    """PPO hyperparameters and how the training envs are built."""
+
+    policy: str | None = None  # None: MlpPolicy for a Box observation, MultiInputPolicy for a Dict
+    total_timesteps: int = 20_000
+    n_envs: int = 4
+    vec_env: str = (
+        "auto"  # "auto" (batched for live envs, else dummy), "dummy", "subproc", "batched"
+    )
+    learning_rate: float = 1e-3
+    n_steps: int = 128  # per env per rollout
+    batch_size: int = 128
+    n_epochs: int = 4
+    gamma: float = 1.0  # finite horizon, reward at the end: no discounting
+    gae_lambda: float = 0.95
+    clip_range: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    net_arch: list[int] = field(default_factory=lambda: [128, 128])
+    seed: int = 0
+    device: str = "cpu"  # small MLPs: the GPU would only add transfers
+    tensorboard_log: str | None = None  # a folder; one run per fit, named "HierRouter_<n>"
+    progress_bar: bool = False  # needs tqdm and rich
+    verbose: int = 0
+
+
+class RoutingInfoCallback(BaseCallback):
+    """Logs mean perf, mean normalized cost and each model's call share of finished episodes.
+
+    Reads the final ``info`` of each episode: ``perf``, ``normalized_cost`` and the models
+    called (``models`` on live envs, ``called`` on the cascade, ``model`` on the table env).
+    Values go to the SB3 logger (TensorBoard, CSV...) under ``routing/`` at every rollout's end.
+    """
+
+    def __init__(self, verbose: int = 0):
+        super().__init__(verbose)
+        self._perf: list[float] = []
+        self._cost: list[float] = []
+        self._calls: Counter[str] = Counter()
+
+    def _on_step(self) -> bool:
+        for done, info in zip(self.locals["dones"], self.locals["infos"]):
+            if not done:
+                continue
+            if "perf" in info:
+                self._perf.append(float(info["perf"]))
+            if "normalized_cost" in info:
+                self._cost.append(float(info["normalized_cost"]))
+            self._calls.update(models_called(info))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if not self._perf:
+            return
+        self.logger.record("routing/perf", float(np.mean(self._perf)))
+        self.logger.record("routing/cost", float(np.mean(self._cost)) if self._cost else 0.0)
+        self.logger.record("routing/episodes", len(self._perf))
+        total = sum(self._calls.values()) or 1
+        for model, count in sorted(self._calls.items()):
+            self.logger.record(f"routing/share/{model}", count / total)
+        self._perf, self._cost, self._calls = [], [], Counter()
+
+
+def models_called(info: dict[str, Any]) -> list[str]:
+    """The models an episode called, from its final ``info`` (any routing env)."""
+    if "models" in info:
+        return list(info["models"])
+    if "called" in info:
+        return list(info["called"])
+    if info.get("model") not in (None, "STOP"):
+        return [info["model"]]
+    return []
+
+
+def is_live_env_id(env_id: str) -> bool:
+    """Whether a registered ID is a live (model-calling) routing env."""
+    from routing_gym.envs.live_base import LiveRoutingEnv
+
+    entry = gym.spec(env_id).entry_point
+    if callable(entry):
+        return isinstance(entry, type) and issubclass(entry, LiveRoutingEnv)
+    module, _, name = entry.partition(":")
+    import importlib
+
+    cls = getattr(importlib.import_module(module), name)
+    return isinstance(cls, type) and issubclass(cls, LiveRoutingEnv)
+
+
+def make_env(
+    env_id: str, config: HierRouterConfig, env_kwargs: dict[str, Any] | None = None
+) -> VecEnv:
+    """The training vector env for an env ID, as ``config.vec_env`` asks."""
+    kind = config.vec_env
+    # make_vec_env asks for render_mode="rgb_array" unless told; routing envs render text only
+    env_kwargs = {"render_mode": None, **(env_kwargs or {})}
+    if kind == "auto":
+        kind = "batched" if is_live_env_id(env_id) else "dummy"
+    if kind == "batched":
+        from routing_gym.vector import make_batched_vec_env
+
+        return make_batched_vec_env(
+            env_id, n_envs=config.n_envs, seed=config.seed, env_kwargs=env_kwargs
+        )
+    vec_cls = SubprocVecEnv if kind == "subproc" else DummyVecEnv
+    entry = gym.spec(env_id).entry_point
+    if kind == "subproc" and ":" not in env_id and isinstance(entry, str):
+        # workers start as fresh processes: "package:ID" makes them import the registering package
+        env_id = f"{entry.split('.')[0]}:{env_id}"
+    return make_vec_env(
+        env_id, n_envs=config.n_envs, seed=config.seed, env_kwargs=env_kwargs, vec_env_cls=vec_cls
+    )
+
+
+class HierRouter(Agent):
+    """HierRouter (Gupta et al., 2025): PPO picks the model of each turn from context, depth and cost."""
+
+    name = "hierrouter"
+    Config = HierRouterConfig
+
+    def __init__(self, config: HierRouterConfig | None = None, **overrides):
+        self.config = make_config(HierRouterConfig, config, overrides)
+        if self.config.vec_env not in VEC_ENVS:
+            raise ValueError(
+                f"HierRouterConfig key 'vec_env' must be one of {VEC_ENVS}, got {self.config.vec_env!r}."
+            )
+        self.model: PPO | None = None
+
+    def build(self, env: gym.Env | VecEnv) -> PPO:
+        """The PPO model for ``env`` (called by ``fit``; exposed to set a custom logger first)."""
+        cfg = self.config
+        policy = cfg.policy or (
+            "MultiInputPolicy"
+            if isinstance(env.observation_space, gym.spaces.Dict)
+            else "MlpPolicy"
+        )
+        self.model = PPO(
+            policy,
+            env,
+            learning_rate=cfg.learning_rate,
+            n_steps=cfg.n_steps,
+            batch_size=cfg.batch_size,
+            n_epochs=cfg.n_epochs,
+            gamma=cfg.gamma,
+            gae_lambda=cfg.gae_lambda,
+            clip_range=cfg.clip_range,
+            ent_coef=cfg.ent_coef,
+            vf_coef=cfg.vf_coef,
+            max_grad_norm=cfg.max_grad_norm,
+            policy_kwargs={"net_arch": list(cfg.net_arch)},
+            tensorboard_log=cfg.tensorboard_log,
+            seed=cfg.seed,
+            device=cfg.device,
+            verbose=cfg.verbose,
+        )
+        self.model.hierrouter_config = dataclasses.asdict(cfg)  # saved inside the SB3 zip
+        return self.model
+
+    def fit(
+        self,
+        env: str | gym.Env | VecEnv,
+        total_timesteps: int | None = None,
+        env_kwargs: dict[str, Any] | None = None,
+        callback: BaseCallback | None = None,
+        keep_training: bool = False,
+    ) -> "HierRouter":
+        """Train PPO on an env ID (vector env per ``config``), an env or a VecEnv.
+
+        A fresh PPO is built unless ``keep_training`` (then the current one goes on in ``env``).
+        """
+        if isinstance(env, str):
+            env = make_env(env, self.config, env_kwargs)
+        elif env_kwargs:
+            raise ValueError("env_kwargs only applies when env is an ID.")
+        if keep_training and self.model is not None:
+            self.model.set_env(env)
+        else:
+            self.build(env)
+        callbacks = [RoutingInfoCallback()] + ([callback] if callback is not None else [])
+        with single_threaded():
+            self.model.learn(
+                total_timesteps or self.config.total_timesteps,
+                callback=CallbackList(callbacks),
+                progress_bar=self.config.progress_bar,
+                tb_log_name="HierRouter",
+                reset_num_timesteps=not keep_training,
+            )
+        return self
+
+    def fit_env(self, env: gym.Env | VecEnv | str, **kwargs) -> "HierRouter":
+        """HierRouter learns by interacting: the same as ``fit(env)``."""
+        return self.fit(env, **kwargs)
+
+    def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
+        """PPO's action for one observation or a batch."""
+        if self.model is None:
+            raise RuntimeError("HierRouter is not trained: call fit or load first.")
+        with single_threaded(blas=False):
+            return self.model.predict(
+                observation, state=state, episode_start=episode_start, deterministic=deterministic
+            )
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the SB3 zip (policy, optimizer, this config)."""
+        if self.model is None:
+            raise RuntimeError("HierRouter is not trained: nothing to save.")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.model.save(path)
+        return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, env: gym.Env | VecEnv | None = None) -> "HierRouter":
+        """Read a zip written by ``save`` (optionally bound to ``env`` to train further)."""
+        model = PPO.load(path, env=env, device="cpu")
+        saved = getattr(model, "hierrouter_config", None) or {}
+        known = {f.name for f in dataclasses.fields(HierRouterConfig)}
+        agent = cls(HierRouterConfig(**{k: v for k, v in saved.items() if k in known}))
+        agent.model = model
+        return agent
