@@ -7,6 +7,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
@@ -255,7 +256,8 @@ def test_ppo_trains_on_the_discrete_live_env(tmp_path):
 
     def prob_cheapest():
         tensor, _ = model.policy.obs_to_tensor(obs)
-        return float(model.policy.get_distribution(tensor).distribution.probs[:, 0].mean())
+        with torch.no_grad():
+            return float(model.policy.get_distribution(tensor).distribution.probs[:, 0].mean())
 
     before = prob_cheapest()
     model.learn(total_timesteps=256)
