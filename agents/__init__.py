@@ -8,6 +8,7 @@ Every agent has ``predict(observation, state, episode_start, deterministic)`` (s
 from agents.base import Agent, OneShotRouter, RoutingData
 from agents.fixed import FixedRouter
 from agents.graph_router import GraphRouter
+from agents.haps import HAPSAgent
 from agents.hierrouter import HierRouter
 from agents.irt_router import IRTRouter
 from agents.knn_router import KNNRouter
@@ -21,6 +22,7 @@ AGENTS: dict[str, type[Agent]] = {
     cls.name: cls
     for cls in (
         HierRouter,
+        HAPSAgent,
         RandomRouter,
         FixedRouter,
         OracleRouter,
@@ -38,6 +40,7 @@ __all__ = [
     "OneShotRouter",
     "RoutingData",
     "HierRouter",
+    "HAPSAgent",
     "RandomRouter",
     "FixedRouter",
     "OracleRouter",

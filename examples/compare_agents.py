@@ -8,6 +8,9 @@ mean normalized cost, Reward = mean of Perf − λ·Cost per query.
 
     python examples/compare_agents.py [--steps 20000] [--seed 0] [--out results/compare_agents.md]
 
+(``routing-gym bench`` runs the same comparison over several seeds and envs, with APGR, AIQ,
+the Pareto set, JSON / CSV output and a plot; this script prints one seed's table.)
+
 With ``--action-table PATH`` (an exhaustive-builder table of a live env, see
 ``python -m routing_gym precompute``) the assignment-level agents are also compared on it
 offline: its questions are split by a hash of their id into train and test parts, the agents
@@ -30,20 +33,11 @@ import numpy as np
 import torch
 
 import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
-from agents import (
-    FixedRouter,
-    GraphRouter,
-    HierRouter,
-    IRTRouter,
-    KNNRouter,
-    MFRouter,
-    MLPRouter,
-    OneShotRouter,
-    OracleRouter,
-    RandomRouter,
-    RoutingData,
-)
-from agents.evaluation import evaluate_agent, evaluate_on_data, markdown_table
+from agents import OracleRouter, RoutingData
+from agents.evaluation import evaluate_on_data, markdown_table
+from routing_gym.bench import BenchConfig
+from routing_gym.bench.roster import DEFAULT_AGENTS, ROSTER, TRAIN_ONCE, build_agent
+from routing_gym.bench.runner import env_seed_records
 from routing_gym.cost import REGIMES
 from routing_gym.data.splits import assign_split
 
@@ -56,65 +50,25 @@ COLUMNS = {
 }
 
 
-def learned_baselines(seed: int) -> dict[str, OneShotRouter]:
-    """The data-driven routers, unfitted, by display name."""
-    return {
-        "RouteLLM-MF": MFRouter(seed=seed),
-        "IRT-Router": IRTRouter(seed=seed),
-        "GraphRouter": GraphRouter(seed=seed),
-        "kNN (RouterBench)": KNNRouter(),
-        "MLP (RouterBench)": MLPRouter(seed=seed),
-    }
-
-
-def fixed_baselines(data: RoutingData, seed: int) -> dict[str, OneShotRouter]:
-    """Random and the fixed arms: cheapest, strongest (best mean score) and best at λ."""
-    strongest = data.arms[int(np.argmax(data.scores.mean(axis=0)))]
-    named = "/".join(data.models[i] for i in strongest)
-    strong_cfg = (
-        {"model": data.models[strongest[0]]}
-        if len(strongest) == 1
-        else {
-            "assignment": {
-                "student": data.models[strongest[0]],
-                "teacher": data.models[strongest[1]],
-            }
-        }
-    )
-    return {
-        "Random": RandomRouter(seed=seed),
-        "Fixed: cheapest": FixedRouter(rule="cheapest"),
-        f"Fixed: strongest ({named})": FixedRouter(**strong_cfg),
-        "Fixed: best at λ": FixedRouter(rule="best"),
-    }
+def label(row: dict[str, Any]) -> str:
+    """The agent's table label, with the model a data-driven fixed rule picked."""
+    if row["agent"] == "fixed-best" and row.get("detail"):
+        return f"{row['label']} [{row['detail']}]"
+    if row["agent"] == "fixed-strongest" and row.get("detail"):
+        return f"{row['label']} ({row['detail']})"
+    return row["label"]
 
 
 def compare_table_env(steps: int, seed: int) -> list[dict[str, Any]]:
-    """Rows of the outcome-table comparison (every agent × every regime)."""
-    train_env = gym.make("LLMRouting-Table-v0", split="train")
-    train = RoutingData.from_table_env(train_env)
-    agents = {**fixed_baselines(train, seed), **learned_baselines(seed)}
-    for name, agent in agents.items():
-        start = time.perf_counter()
-        agent.fit_env(train_env)
-        print(f"fit {name}: {time.perf_counter() - start:.1f} s", flush=True)
+    """Rows of the outcome-table comparison (every agent × every regime), via the benchmark runner."""
+    config = BenchConfig(seeds=[seed], timesteps=steps, out="unused")
+    todo = {(agent, regime) for agent in config.agents for regime in REGIMES}
     rows = []
-    for regime, lam in REGIMES.items():
-        test_env = gym.make("LLMRouting-Table-v0", split="test", lam=lam)
-        start = time.perf_counter()
-        hier = HierRouter(total_timesteps=steps, seed=seed).fit(
-            "LLMRouting-Table-v0", env_kwargs={"config": {"split": "train", "lam": lam}}
-        )
-        print(f"fit HierRouter (PPO, λ={lam}): {time.perf_counter() - start:.1f} s", flush=True)
-        oracle = OracleRouter().fit_env(test_env)
-        for name, agent in {
-            **agents,
-            "HierRouter (PPO)": hier,
-            "Oracle (upper bound)": oracle,
-        }.items():
-            scores = evaluate_agent(agent, test_env)
-            label = f"{name} [{agent.describe()}]" if name == "Fixed: best at λ" else name
-            rows.append({"regime": f"{regime} ({lam})", "agent": label, **scores})
+    for record in env_seed_records(config, "LLMRouting-Table-v0", seed, todo, write_env=False):
+        if record["kind"] == "row":
+            lam = record["lam"]
+            rows.append({**record, "regime": f"{record['regime']} ({lam})", "agent": label(record)})
+            print(f"{record['regime']}: {label(record)} fit {record['fit_s']:.1f} s", flush=True)
     return rows
 
 
@@ -144,16 +98,16 @@ def compare_action_table(
         f"{path}: {len(train)} train / {len(test)} test questions x {len(data.arms)} assignments",
         flush=True,
     )
-    agents = {**fixed_baselines(train, seed), **learned_baselines(seed)}
-    for agent in agents.values():
-        agent.fit(train)
-    agents["Oracle (upper bound)"] = OracleRouter().fit(test)
+    names = [n for n in DEFAULT_AGENTS if ROSTER[n].training == TRAIN_ONCE]
+    agents = {n: build_agent(n, seed, data=train).fit(train) for n in names}
+    agents["oracle"] = OracleRouter().fit(test)
     rows = []
     for regime, lam in REGIMES.items():
         for name, agent in agents.items():
             scores = evaluate_on_data(agent, test, lam=lam)
-            label = f"{name} [{agent.describe()}]" if name == "Fixed: best at λ" else name
-            rows.append({"regime": f"{regime} ({lam})", "agent": label, **scores})
+            detail = agent.describe() if hasattr(agent, "describe") else ""
+            record = {"agent": name, "label": ROSTER[name].label, "detail": detail}
+            rows.append({"regime": f"{regime} ({lam})", **scores, "agent": label(record)})
     env.close()
     return rows
 

@@ -270,7 +270,7 @@ class LiveRoutingEnv(gym.Env):
             index = int(self._order[self._cursor % len(examples)])
             self._cursor += 1
         self._state = self.protocol.start(examples[index])
-        self._state.extra["index"] = index
+        self._state.extra["question_index"] = index
         self._episode_seed = int(self.np_random.integers(0, 2**31 - 1))
         self._episode_cost = 0.0
         self._models_used: list[str] = []
@@ -385,7 +385,7 @@ class LiveRoutingEnv(gym.Env):
         normalized_cost = float(self.cost_normalizer(self._episode_cost))
         info: dict[str, Any] = {
             "question_id": self._example_id(state.example),
-            "index": state.extra["index"],
+            "index": state.extra["question_index"],
             "perf": performance,
             "cost": float(self._episode_cost),
             "normalized_cost": normalized_cost,

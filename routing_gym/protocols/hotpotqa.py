@@ -38,7 +38,7 @@ class HotpotQAProtocol(RoundProtocol):
       ``Action: Finish[answer]`` (the reply is prefilled with ``"Thought:"`` and stops at
       ``"]"``, so one action per turn). ``Search`` retrieves the best-matching paragraph of the
       question's own 10 (dense MiniLM retrieval; the index is built on the first search and
-      kept in ``state.extra["index"]``); with ``fresh_paragraphs`` a paragraph already read
+      kept in ``state.extra["retriever"]``); with ``fresh_paragraphs`` a paragraph already read
       is skipped in favour of the next best one. Each search spends one of
       ``search_budget``. ``Finish`` sets ``state.answer``.
     * **Forced finish**: when no searches are left, or on the last round, the Student's
@@ -119,16 +119,16 @@ class HotpotQAProtocol(RoundProtocol):
         for attribute in ("question", "answer", "context"):
             if not hasattr(example, attribute):
                 raise TypeError(f"HotpotQAProtocol needs an example with .{attribute} (a HotpotQAExample).")
-        # extra["retrieved"]: titles read so far, in order; extra["index"] appears on the first search
+        # extra["retrieved"]: titles read so far, in order; extra["retriever"] appears on the first search
         budget = self.config["search_budget"]
         return EpisodeState(example=example, searches_left=budget, extra={"retrieved": []})
 
     def index(self, state: EpisodeState) -> ParagraphIndex:
         """The question's paragraph index, built on first use and kept in the state."""
-        if "index" not in state.extra:
+        if "retriever" not in state.extra:
             encoder = _encoder(self.config["encoder_cache"])
-            state.extra["index"] = retriever_for_example(state.example.context, encoder)
-        return state.extra["index"]
+            state.extra["retriever"] = retriever_for_example(state.example.context, encoder)
+        return state.extra["retriever"]
 
     def forced_finish(self, state: EpisodeState) -> bool:
         """Whether the next Student turn must answer (no searches left, or the last round)."""

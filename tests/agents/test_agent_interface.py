@@ -51,6 +51,7 @@ def fitted(small_env) -> dict[str, OneShotRouter]:
 def test_registry_lists_every_agent_with_a_docstring():
     assert set(AGENTS) == {
         "hierrouter",
+        "haps",
         "random",
         "fixed",
         "oracle",

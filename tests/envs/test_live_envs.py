@@ -265,3 +265,21 @@ def test_ppo_trains_on_the_discrete_live_env(tmp_path):
     after = prob_cheapest()
     assert after > before + 0.1, (before, after)
     vec.close()
+
+
+def test_a_search_step_retrieves_through_the_env(tmp_path):
+    """Tiny models never write a valid action, so hand the env a reply that searches."""
+    from routing_gym.llm.requests import GenerationResult
+
+    env = gym.make("LLMRouting-HotpotQA-v0", config=tiny_config("HotpotQA", tmp_path, record_text=True),
+                   render_mode="ansi").unwrapped
+    _, info = env.reset(seed=0, options={"index": 0})
+    request = env.begin_step(0)
+    reply = GenerationResult(model=request.model, text=" I should look it up.\nAction: Search[Freedonia]",
+                             prompt_ids=[1, 2, 3], completion_ids=[4, 5], cost=1e-6)
+    env.prefetch(request, reply)
+    obs, _, terminated, truncated, info = env.step(0)
+    assert not (terminated or truncated)
+    assert info["index"] == 0
+    assert obs["searches_left"][0] == 0.0  # the budget of one search is spent
+    assert "Freedonia is a made-up country" in env.render()

@@ -75,7 +75,7 @@ def _result(request, text, prompt_len=5, completion_len=3):
 
 def _start(protocol, example=FIXTURE):
     state = protocol.start(example)
-    state.extra["index"] = WordOverlapIndex(example.context)
+    state.extra["retriever"] = WordOverlapIndex(example.context)
     return state
 
 
@@ -393,7 +393,7 @@ def test_dense_search_finds_the_named_paragraph(encoder_cache):
     state = protocol.start(FIXTURE)
     _play(protocol, state, " x\nAction: Search[Kellbridge")
     assert state.turns[-1].parsed["title"] == "Kellbridge"
-    assert len(state.extra["index"]) == len(FIXTURE.context)
+    assert len(state.extra["retriever"]) == len(FIXTURE.context)
 
 
 def test_dense_search_on_a_real_question(encoder_cache):

@@ -1,0 +1,241 @@
+"""HAPS on the hybrid HotpotQA env with tiny random models: warm-up, joint phase, ablations."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import routing_gym  # noqa: F401
+from agents.base import single_threaded
+from agents.evaluation import evaluate_agent
+from agents.haps import HAPSAgent, HAPSConfig, haps_env_config, haps_reward, warmup_targets
+from routing_gym.action_table import ActionTable
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "envs"))
+from test_live_envs import tiny_config  # noqa: E402
+
+ENV_ID = "LLMRouting-HotpotQA-HAPS-v0"
+QUESTIONS = {
+    "toy-bridge-1": "Which river flows through the capital of Freedonia?",
+    "toy-comparison-2": "Are Red Hill and Green Hill both made up?",
+}
+MODELS = ("tiny-llama", "tiny-qwen2")
+
+
+def quick(**overrides) -> HAPSConfig:
+    """A small, fast configuration on the tiny random backbone."""
+    base = dict(
+        backbone="tiny-llama", progress_bar=False, joint_updates=1, episodes_per_update=1, lr=1e-3
+    )
+    return HAPSConfig(**{**base, **overrides})
+
+
+def make_env(tmp_path: Path, config: HAPSConfig, **extra) -> gym.Env:
+    # lora_scale=30 makes the tiny models' adapters matter, so the token log-likelihood moves
+    env_config = tiny_config(ENV_ID, tmp_path, lora_scale=30.0, **extra)
+    return gym.make(ENV_ID, config=haps_env_config(config, temperature=1.0, **env_config))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models on short prompts: one torch thread is faster than two on a busy CPU."""
+    with single_threaded():
+        yield
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory):
+    env = make_env(tmp_path_factory.mktemp("haps"), quick())
+    yield env
+    env.close()
+
+
+def lora_of(agent: HAPSAgent, question: str) -> dict[str, np.ndarray]:
+    return agent.predict_episode(question)["lora"]
+
+
+def test_warmup_targets_break_ties_as_configured():
+    rewards = np.array([[0.5, 0.9, 0.9, 0.1]])
+    costs = np.array([[0.0, 0.8, 0.2, 0.0]])
+    assert warmup_targets(rewards, costs, "cheapest").tolist() == [[0, 0, 1, 0]]
+    assert warmup_targets(rewards, costs, "first").tolist() == [[0, 1, 0, 0]]
+    assert warmup_targets(rewards, costs, "soft").tolist() == [[0, 0.5, 0.5, 0]]
+
+
+def test_haps_reward_is_f1_or_minus_one_minus_lambda_cost():
+    assert haps_reward(0.4, 0.5, lam=0.2) == pytest.approx(0.4 - 0.1)
+    assert haps_reward(0.0, 0.5, lam=0.2) == pytest.approx(-1.0 - 0.1)
+    assert haps_reward(0.0, 0.5, lam=0.2, shaping="none") == pytest.approx(-0.1)
+
+
+def test_bad_config_values_are_named():
+    with pytest.raises(ValueError, match="'router'"):
+        HAPSAgent(quick(router="greedy"))
+    with pytest.raises(ValueError, match="'fixed_assignment'"):
+        HAPSAgent(quick(router="fixed"))
+    with pytest.raises(ValueError, match="'share_backbone'"):
+        HAPSAgent(quick(share_backbone=False))
+    with pytest.raises(ValueError, match="'lora_layers'"):
+        HAPSAgent(quick(lora_layers=0))
+    with pytest.raises(ValueError, match="unknown_key"):
+        HAPSAgent(quick(), unknown_key=1)
+
+
+def test_agent_rejects_an_env_with_other_lora_depth(env):
+    with pytest.raises(ValueError, match="lora_layers"):
+        HAPSAgent(quick(lora_layers=2)).adapt_to(env)
+
+
+def test_warmup_reaches_the_argmax_of_a_hand_written_table(env, tmp_path):
+    # (student, teacher): question 1 is best with (llama, qwen2), question 2 with (qwen2, qwen2)
+    best = {"toy-bridge-1": (MODELS[0], MODELS[1]), "toy-comparison-2": (MODELS[1], MODELS[1])}
+    rows = []
+    for index, qid in enumerate(QUESTIONS):
+        for student in MODELS:
+            for teacher in MODELS:
+                perf = 1.0 if (student, teacher) == best[qid] else 0.2
+                row = {
+                    "question_id": qid,
+                    "index": index,
+                    "assignment": {"student": student, "teacher": teacher},
+                    "perf": perf,
+                    "cost": 1e-6,
+                    "prompt_tokens": 100,
+                    "completion_tokens": 10,
+                    "turns": 4,
+                }
+                rows.append(json.dumps(row))
+    path = tmp_path / "table.jsonl"
+    path.write_text("\n".join(rows) + "\n")
+    agent = HAPSAgent(quick(warmup_epochs=80, warmup_lr=3e-3))
+    agent.fit_env(env, action_table=ActionTable.load(path), updates=0)
+    assert agent.last_warmup["accuracy"] == 1.0
+    for qid, question in QUESTIONS.items():
+        chosen = agent.predict_episode(question)["assignment"].tolist()
+        assert [MODELS[i] for i in chosen] == list(best[qid])
+
+
+def test_generated_adapters_are_the_envs_adapters(env):
+    agent = HAPSAgent(quick(zero_init_a=False))
+    agent.adapt_to(env)
+    action = agent.predict_episode(QUESTIONS["toy-bridge-1"])
+    from_env = env.unwrapped.adapters_from_action(action["lora"])
+    prompt = agent.prompt_for(QUESTIONS["toy-bridge-1"])
+    for model, adapter in from_env.items():
+        generator = agent.policy.generator(model)
+        flat = generator(agent._features([prompt])[1])[0]
+        ours = generator.adapter(flat, agent.layout.alpha, agent.layout.scale, model)
+        assert ours.digest == adapter.digest
+        assert flat.requires_grad
+
+
+def test_joint_updates_reduce_the_loss_and_change_the_adapters(env):
+    agent = HAPSAgent(quick())
+    agent.adapt_to(env)
+    episodes = agent.rollout(env, 2)
+    assert all(e.calls for e in episodes) and all(-2.0 <= e.reward <= 1.0 for e in episodes)
+    before = lora_of(agent, QUESTIONS["toy-bridge-1"])
+    pool, advantages = env.unwrapped.pool, [1.0, 1.0]
+    losses = [agent.joint_loss(episodes, advantages, pool)]
+    for _ in range(3):
+        stats = agent.update(episodes, advantages, pool)
+        assert np.isfinite(stats["loss"]) and stats["token_logprob"] < 0
+        losses.append(agent.joint_loss(episodes, advantages, pool))
+    assert losses[-1] < losses[0]
+    after = lora_of(agent, QUESTIONS["toy-bridge-1"])
+    assert any(not np.array_equal(before[m], after[m]) for m in before)
+
+
+@pytest.mark.parametrize("finetune", [False, True], ids=["frozen-backbone", "finetuned-backbone"])
+def test_checkpoint_round_trips_with_the_same_predictions(env, tmp_path, finetune):
+    config = quick(
+        tensorboard_log=str(tmp_path / "runs"), zero_init_a=False, finetune_backbone=finetune
+    )
+    agent = HAPSAgent(config)
+    agent.fit_env(env, updates=1)
+    assert list((tmp_path / "runs").glob("events.out.tfevents.*"))
+    folder = agent.save(tmp_path / "haps")
+    loaded = HAPSAgent.load(folder)
+    for question in QUESTIONS.values():
+        a, b = agent.predict_episode(question), loaded.predict_episode(question)
+        np.testing.assert_array_equal(a["assignment"], b["assignment"])
+        for model in a["lora"]:
+            np.testing.assert_array_equal(a["lora"][model], b["lora"][model])
+    np.testing.assert_array_equal(
+        agent.assignment_logits([agent.prompt_for("q")]),
+        loaded.assignment_logits([loaded.prompt_for("q")]),
+    )
+
+
+def test_predict_reads_the_bound_envs_question_and_plugs_into_evaluation(env):
+    agent = HAPSAgent(quick())
+    agent.adapt_to(env)
+    obs, _ = env.reset(seed=0, options={"index": 1})
+    action, state = agent.predict(obs)
+    assert state is None and env.action_space.contains(action)
+    same = agent.predict_episode(QUESTIONS["toy-comparison-2"])
+    np.testing.assert_array_equal(action["assignment"], same["assignment"])
+    scores = evaluate_agent(agent, env, n_eval_episodes=2)
+    assert scores["episodes"] == 2 and 0.0 <= scores["perf"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "ablation",
+    [
+        {"router": "random"},
+        {"router": "fixed", "fixed_assignment": ["tiny-qwen2", "tiny-llama"]},
+        {"use_lora": False},
+        {"share_backbone": False, "finetune_backbone": True},
+        {"lora_layers": "all"},
+    ],
+    ids=["random-router", "fixed-router", "no-lora", "no-sharing", "lora-all-layers"],
+)
+def test_each_ablation_trains(ablation, env, tmp_path):
+    config = quick(**ablation, zero_init_a=False)
+    train_env = env if "lora_layers" not in ablation else make_env(tmp_path, config)
+    agent = HAPSAgent(config)
+    agent.adapt_to(train_env)
+    high = [p.detach().clone() for p in agent.policy.high.parameters()]
+    before = lora_of(agent, QUESTIONS["toy-bridge-1"])
+    agent.fit_env(train_env, updates=1)
+    episode = agent.rollout(train_env, 1)[0]
+    after = lora_of(agent, QUESTIONS["toy-bridge-1"])
+    high_moved = any(not torch.equal(a, b) for a, b in zip(high, agent.policy.high.parameters()))
+    lora_moved = any(not np.array_equal(before[m], after[m]) for m in before)
+    if ablation.get("router") == "fixed":
+        assert agent.arms[episode.arm] == (1, 0)
+    if "router" in ablation:
+        assert not high_moved and lora_moved
+    if ablation.get("use_lora") is False:
+        assert high_moved and not lora_moved and not any(v.any() for v in after.values())
+    if ablation.get("share_backbone") is False:
+        assert agent.encoder_low is not agent.encoder_high and agent.encoder_low.trainable
+        assert not agent.encoder_high.trainable and lora_moved
+    if ablation.get("lora_layers") == "all":
+        shapes = train_env.unwrapped.lora_shapes
+        assert all(len(agent.policy.generator(m).layers) == len(shapes[m]) > 1 for m in shapes)
+        assert lora_moved
+        train_env.close()
+
+
+def test_early_stopping_keeps_the_best_validated_policy(env, monkeypatch):
+    agent = HAPSAgent(quick(eval_every=1, patience=1, zero_init_a=False))
+    agent.adapt_to(env)
+    scores, snapshots = iter([0.5, 0.2, 0.1]), []
+
+    def fake_evaluate(valid_env, episodes):
+        snapshots.append({k: v.clone() for k, v in agent.policy.state_dict().items()})
+        return {"env_reward": next(scores)}
+
+    monkeypatch.setattr(agent, "evaluate", fake_evaluate)
+    agent.train_joint(env, valid_env=env, updates=3)
+    assert len(snapshots) == 2  # the second score is worse and patience is 1: stop
+    for key, value in agent.policy.state_dict().items():
+        assert torch.equal(value, snapshots[0][key])
+    assert any(not torch.equal(v, snapshots[0][k]) for k, v in snapshots[1].items())
