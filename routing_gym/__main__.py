@@ -4,4 +4,5 @@ import sys
 
 from routing_gym.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # worker processes may import this module: do nothing then
+    sys.exit(main())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -64,6 +65,11 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("\nAgents:")
         for name, cls in AGENTS.items():
             print(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}")
+        from routing_gym.bench.roster import ROSTER, TRAINING_TEXT
+
+        print("\nBenchmark roster ('routing-gym bench --agents ...'):")
+        for name, spec in ROSTER.items():
+            print(f"  {name:<16} {spec.label:<22} {TRAINING_TEXT[spec.training]}")
     return 0
 
 
@@ -72,7 +78,11 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     import routing_gym  # noqa: F401
     from routing_gym.action_table import ActionTable, build_action_table
 
-    config: dict[str, Any] = {"split": args.split, "models": args.models, "cache_mode": args.cache_mode}
+    config: dict[str, Any] = {
+        "split": args.split,
+        "models": args.models,
+        "cache_mode": args.cache_mode,
+    }
     if args.limit:
         config["limit"] = args.limit
     if args.data_dir:
@@ -83,19 +93,178 @@ def cmd_precompute(args: argparse.Namespace) -> int:
         config["protocol"] = json.loads(args.protocol)
     start = time.perf_counter()
     try:
-        path = build_action_table(args.env, args.out, config, questions_per_batch=args.questions_per_batch,
-                                  seed=args.seed)
+        path = build_action_table(
+            args.env, args.out, config, questions_per_batch=args.questions_per_batch, seed=args.seed
+        )
     except KeyboardInterrupt:
         print(f"\nInterrupted; finished rows are in {args.out}. Run the same command to resume.")
         return 130
     table = ActionTable.load(path)
-    print(f"\n{args.env} split={args.split}: {len(table.question_ids)} questions, "
-          f"{time.perf_counter() - start:.1f} s -> {path}")
+    print(
+        f"\n{args.env} split={args.split}: {len(table.question_ids)} questions, "
+        f"{time.perf_counter() - start:.1f} s -> {path}"
+    )
     print(f"{'student':<16}{'teacher':<16}{'mean perf':>10}{'mean cost $':>14}{'tokens':>9}")
     for (student, teacher), stats in table.mean_by_assignment().items():
-        print(f"{student:<16}{teacher:<16}{stats['perf']:>10.3f}{stats['cost']:>14.2e}{stats['tokens']:>9.0f}")
+        print(
+            f"{student:<16}{teacher:<16}{stats['perf']:>10.3f}{stats['cost']:>14.2e}{stats['tokens']:>9.0f}"
+        )
     oracle = table.oracle(lam=0.0)
     print(f"{'oracle (upper bound)':<32}{oracle['perf']:>10.3f}")
+    return 0
+
+
+def parse_mapping(value: Any, flag: str) -> dict[str, Any]:
+    """A flag holding a mapping: a dict (from a config file) or a JSON object string."""
+    if value is None or value == "":
+        return {}
+    if isinstance(value, dict):
+        return value
+    try:
+        data = json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise SystemExit(f"{flag}: not valid JSON ({exc.msg}): {value!r}") from None
+    if not isinstance(data, dict):
+        raise SystemExit(f"{flag} must be a JSON object, got {value!r}.")
+    return data
+
+
+def _regime(value: Any) -> str | float:
+    """A regime flag value: a preset name, or a number (λ)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return float(value)
+    except ValueError:
+        return str(value)
+
+
+def bench_config_from_args(args: argparse.Namespace, envs: list[str]):
+    """The BenchConfig of a ``bench`` or ``demo`` command line; a bad value exits naming it."""
+    from routing_gym.bench import BenchConfig
+
+    try:
+        return BenchConfig(
+            agents=list(args.agents),
+            envs=envs,
+            regimes=[_regime(r) for r in args.regimes],
+            seeds=[int(s) for s in args.seeds],
+            timesteps=int(args.timesteps),
+            train_split=args.train_split,
+            eval_split=args.eval_split,
+            env_config=parse_mapping(getattr(args, "env_config", None), "--env-config"),
+            agent_config=parse_mapping(getattr(args, "agent_config", None), "--agent-config"),
+            out=args.out,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"routing-gym {args.command}: {exc}") from None
+
+
+def start_fresh(config) -> None:
+    """Forget the rows of an earlier run in the same output folder."""
+    if config.rows_path.exists():
+        config.rows_path.unlink()
+        print(f"--fresh: removed {config.rows_path}.")
+
+
+def resolve_jobs(jobs: int, config) -> int:
+    """``--jobs``: 0 means one per core, at most one per (env, seed) pair."""
+    if jobs < 0:
+        raise SystemExit(f"--jobs must be >= 0, got {jobs}.")
+    pairs = len(config.envs) * len(config.seeds)
+    # the cores this process may use (a container can see more than it gets)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(pairs, jobs or cores or 1)
+
+
+def run_and_report(config, json_path: str | None, progress: bool, plot: bool = True, jobs: int = 1):
+    """Run (or resume) a benchmark and write its outputs, even after Ctrl-C.
+
+    Returns ``(report, paths, interrupted)``.
+    """
+    from routing_gym.bench import run_bench, write_results
+
+    interrupted = False
+    try:
+        run_bench(config, progress=progress, jobs=jobs)
+    except KeyboardInterrupt:
+        interrupted = True
+        print(
+            f"\nInterrupted: the rows finished so far are in {config.rows_path}; "
+            "run the same command again to resume.",
+            flush=True,
+        )
+    report, paths = write_results(config, json_path=json_path, plot=plot)
+    return report, paths, interrupted
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Run agents × envs × regimes × seeds and write JSON, CSV, Markdown and Pareto plots."""
+    from routing_gym.bench.report import markdown_report
+
+    config = bench_config_from_args(args, list(args.envs))
+    if args.fresh:
+        start_fresh(config)
+    start = time.perf_counter()
+    report, paths, interrupted = run_and_report(
+        config,
+        args.json,
+        not args.no_progress,
+        not args.no_plot,
+        jobs=resolve_jobs(args.jobs, config),
+    )
+    print("\n" + markdown_report(report))
+    print(f"Wall time {time.perf_counter() - start:.1f} s.")
+    for kind in ("json", "csv", "markdown"):
+        print(f"{kind:>9}: {paths[kind]}")
+    for plot in paths["plots"]:
+        print(f"     plot: {plot}")
+    return 130 if interrupted else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train one agent on one env, save its checkpoint and print its held-out scores."""
+    from routing_gym.bench import train_agent
+
+    start = time.perf_counter()
+    try:
+        result = train_agent(
+            args.agent,
+            args.env,
+            lam=_regime(args.lam),
+            seed=args.seed,
+            timesteps=args.timesteps,
+            agent_config=parse_mapping(args.agent_config, "--agent-config"),
+            env_config=parse_mapping(args.env_config, "--env-config"),
+            train_split=args.train_split,
+            eval_split=None if args.eval_split in (None, "", "none") else args.eval_split,
+            out=args.out,
+            action_table=args.action_table,
+            progress=not args.no_progress,
+        )
+    except ValueError as exc:
+        raise SystemExit(f"routing-gym train: {exc}") from None
+    except KeyboardInterrupt:
+        print("\nInterrupted: no checkpoint was written.")
+        return 130
+    print(
+        f"Trained {args.agent} on {args.env} ({result['regime']}, λ={result['lam']:g}, seed {args.seed}) "
+        f"in {result['fit_s']:.1f} s; checkpoint: {result['checkpoint']}"
+    )
+    scores = result["scores"]
+    if scores is not None:
+        print(
+            f"Held-out ({args.eval_split}): Perf {scores['perf']:.3f}, Cost {scores['cost']:.3f} (normalized), "
+            f"Reward {scores['reward']:.3f} over {scores['episodes']} episodes"
+        )
+        top = sorted(scores["share"].items(), key=lambda kv: -kv[1])[:5]
+        print("Call shares: " + ", ".join(f"{m} {s:.2f}" for m, s in top))
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(
+            json.dumps({**result, "wall_s": time.perf_counter() - start}, indent=2) + "\n"
+        )
+        print(f"Scores: {args.json}")
     return 0
 
 
@@ -106,34 +275,179 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(args)
 
 
+def _add_bench_flags(parser: argparse.ArgumentParser, out: str, seeds: list[int]) -> None:
+    """Flags shared by ``bench`` and ``demo``."""
+    from routing_gym.bench.roster import DEFAULT_AGENTS
+    from routing_gym.cost import REGIMES
+
+    parser.add_argument("--config", help="YAML or JSON file with any of these flags")
+    parser.add_argument(
+        "--agents",
+        nargs="+",
+        default=list(DEFAULT_AGENTS),
+        help=f"agents to compare (default: all: {' '.join(DEFAULT_AGENTS)})",
+    )
+    parser.add_argument(
+        "--regimes",
+        nargs="+",
+        default=list(REGIMES),
+        help="λ regimes: performance-first, balanced, cost-first or numbers",
+    )
+    parser.add_argument(
+        "--seeds", nargs="+", type=int, default=seeds, help="training and evaluation seeds"
+    )
+    parser.add_argument(
+        "--timesteps", type=int, default=20_000, help="HierRouter PPO steps per (env, regime, seed)"
+    )
+    parser.add_argument("--train-split", default="train", help="split the agents learn from")
+    parser.add_argument("--eval-split", default="test", help="held-out split they are scored on")
+    parser.add_argument(
+        "--agent-config",
+        default=None,
+        help='per-agent config keys as JSON, e.g. \'{"hierrouter": {"n_envs": 8}, "knn": {"k": 20}}\'',
+    )
+    parser.add_argument(
+        "--out", default=out, help="folder for rows.jsonl, results.{json,csv,md} and the plots"
+    )
+    parser.add_argument("--json", default=None, help="also write the results JSON here")
+    parser.add_argument(
+        "--fresh", action="store_true", help="discard the rows of an earlier run in --out"
+    )
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=0,
+        help="(env, seed) pairs run at once in worker processes (0: one per core)",
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="routing-gym", description="Gymnasium environments for LLM routing.")
+    parser = argparse.ArgumentParser(
+        prog="routing-gym", description="Gymnasium environments for LLM routing."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     listing = commands.add_parser("list", help="list the envs, the models and the agents")
     listing.set_defaults(func=cmd_list)
 
-    pre = commands.add_parser("precompute", help="exhaustive builder: every assignment on every question (resumable)")
+    pre = commands.add_parser(
+        "precompute", help="exhaustive builder: every assignment on every question (resumable)"
+    )
     pre.add_argument("--config", help="YAML or JSON file with any of these flags")
-    pre.add_argument("--env", default="LLMRouting-HotpotQA-v0", help="a live Teacher–Student env ID")
+    pre.add_argument(
+        "--env", default="LLMRouting-HotpotQA-v0", help="a live Teacher–Student env ID"
+    )
     pre.add_argument("--split", default="valid")
     pre.add_argument("--limit", type=int, default=None, help="only the first N questions")
     pre.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
-    pre.add_argument("--out", default="results/action_table.jsonl", help="JSONL output; existing rows are kept")
+    pre.add_argument(
+        "--out", default="results/action_table.jsonl", help="JSONL output; existing rows are kept"
+    )
     pre.add_argument("--data-dir", default=None, help="defaults to $ROUTING_GYM_DATA")
-    pre.add_argument("--cache-path", default=None, help="response cache file (default in $ROUTING_GYM_CACHE)")
+    pre.add_argument(
+        "--cache-path", default=None, help="response cache file (default in $ROUTING_GYM_CACHE)"
+    )
     pre.add_argument("--cache-mode", default="rw", choices=["rw", "ro", "off"])
-    pre.add_argument("--protocol", default=None, help='protocol settings as JSON, e.g. \'{"search_budget": 2}\'')
+    pre.add_argument(
+        "--protocol", default=None, help="protocol settings as JSON, e.g. '{\"search_budget\": 2}'"
+    )
     pre.add_argument("--questions-per-batch", type=int, default=8)
     pre.add_argument("--seed", type=int, default=0)
     pre.set_defaults(func=cmd_precompute)
 
-    demo = commands.add_parser("demo", help="the main job: train and compare routers, then a live episode")
-    demo.add_argument("--config", help="YAML or JSON file with any of these flags")
-    demo.add_argument("--timesteps", type=int, default=20_000, help="PPO steps on the outcome-table env")
-    demo.add_argument("--live-questions", type=int, default=1, help="live HotpotQA questions (0 to skip)")
-    demo.add_argument("--out", default="results/demo", help="where tables and plots go")
-    demo.add_argument("--seed", type=int, default=0)
+    bench = commands.add_parser(
+        "bench",
+        help="train and compare agents over envs, λ regimes and seeds (JSON, CSV, tables, plot)",
+        description="Train and compare agents on outcome-table envs at every λ regime and seed. Results "
+        "are appended to <out>/rows.jsonl one by one (Ctrl-C keeps them; the same command resumes), "
+        "then aggregated into results.json (schema in routing_gym/bench/report.py), results.csv, "
+        "results.md and pareto.png.",
+    )
+    _add_bench_flags(bench, out="results/bench", seeds=[0, 1, 2])
+    bench.add_argument(
+        "--envs",
+        nargs="+",
+        default=["LLMRouting-Table-v0"],
+        help="outcome-table env IDs (LLMRouting-Table-*)",
+    )
+    bench.add_argument(
+        "--env-config",
+        default=None,
+        help='extra config of every env as JSON, e.g. \'{"tasks": ["gsm8k"]}\'',
+    )
+    bench.add_argument("--no-plot", action="store_true", help="skip the Pareto plots")
+    bench.set_defaults(func=cmd_bench)
+
+    train = commands.add_parser(
+        "train",
+        help="train one agent on one env and save a checkpoint",
+        description="Train one agent on the train split of an env at one λ, save it (SB3 zip for "
+        "HierRouter, a .pt pickle for the other agents; load it with routing_gym.bench.load_checkpoint) "
+        "and score it on the held-out split.",
+    )
+    train.add_argument("--config", help="YAML or JSON file with any of these flags")
+    train.add_argument(
+        "--agent",
+        default="hierrouter",
+        help="an agent name (see 'routing-gym list' and the bench roster)",
+    )
+    train.add_argument("--env", default="LLMRouting-Table-v0", help="a registered env ID")
+    train.add_argument(
+        "--lam", default="balanced", help="λ: performance-first, balanced, cost-first or a number"
+    )
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--timesteps", type=int, default=20_000, help="PPO steps (HierRouter)")
+    train.add_argument("--agent-config", default=None, help="the agent's config keys as JSON")
+    train.add_argument(
+        "--env-config",
+        default=None,
+        help="extra env config as JSON (for live envs: split, limit, ...)",
+    )
+    train.add_argument(
+        "--train-split", default="train", help="outcome-table envs: the training split"
+    )
+    train.add_argument(
+        "--eval-split",
+        default="test",
+        help="outcome-table envs: the held-out split ('none' to skip)",
+    )
+    train.add_argument(
+        "--action-table",
+        default=None,
+        help="live envs: the exhaustive-builder table one-shot routers learn from",
+    )
+    train.add_argument(
+        "--out",
+        default=None,
+        help="checkpoint path (default results/train/<agent>_<env>_<regime>_s<seed>.zip|.pt)",
+    )
+    train.add_argument("--json", default=None, help="also write the scores as JSON here")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.set_defaults(func=cmd_train)
+
+    demo = commands.add_parser(
+        "demo",
+        help="the main job: train and compare routers, plot the trade-off, then a live run",
+        description="Train HierRouter's PPO and the baselines on LLMRouting-Table-v0 (train split), print "
+        "the comparison on the held-out test split, save the Pareto plot, then, if $ROUTING_GYM_DATA has "
+        "hotpotqa/, compare the four Teacher–Student assignments of the real pool on a few live questions.",
+    )
+    _add_bench_flags(demo, out="results/demo", seeds=[0, 1])
+    demo.add_argument(
+        "--live-questions", type=int, default=2, help="live HotpotQA questions (0 to skip)"
+    )
+    demo.add_argument(
+        "--live-models", nargs="+", default=["smollm2-135m", "gemma3-270m"], help="the live pool"
+    )
+    demo.add_argument("--live-split", default="valid", help="HotpotQA split of the live questions")
+    demo.add_argument(
+        "--live-protocol",
+        default=None,
+        help='protocol settings as JSON (default \'{"search_budget": 1, "student_max_new_tokens": 32, '
+        '"teacher_max_new_tokens": 16}\')',
+    )
+    demo.add_argument("--data-dir", default=None, help="defaults to $ROUTING_GYM_DATA")
     demo.set_defaults(func=cmd_demo)
     return parser
 

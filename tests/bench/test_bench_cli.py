@@ -17,13 +17,37 @@ from routing_gym.cli import main
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 ENV = "LLMRouting-Table-GSM8K-v0"  # 49 test queries: every command runs in seconds
-TINY_PPO = ["--timesteps", "512", "--agent-config", '{"hierrouter": {"n_steps": 64, "batch_size": 64}}']
+TINY_PPO = [
+    "--timesteps",
+    "512",
+    "--agent-config",
+    '{"hierrouter": {"n_steps": 64, "batch_size": 64}}',
+]
 
 
 def bench_args(out: Path, *extra: str) -> list[str]:
     """2 agents × 1 env × 2 regimes × 2 seeds."""
-    return ["bench", "--agents", "knn", "hierrouter", "--envs", ENV, "--regimes", "balanced", "cost-first",
-            "--seeds", "0", "1", "--out", str(out), "--no-progress", "--jobs", "1", *TINY_PPO, *extra]
+    return [
+        "bench",
+        "--agents",
+        "knn",
+        "hierrouter",
+        "--envs",
+        ENV,
+        "--regimes",
+        "balanced",
+        "cost-first",
+        "--seeds",
+        "0",
+        "1",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--jobs",
+        "1",
+        *TINY_PPO,
+        *extra,
+    ]
 
 
 def rows_of(out: Path) -> list[dict]:
@@ -38,8 +62,12 @@ def test_every_command_has_help():
 
 
 def test_python_dash_m_runs_the_cli():
-    done = subprocess.run([sys.executable, "-m", "routing_gym", "bench", "--help"],
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "routing_gym", "bench", "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "--regimes" in done.stdout and "--json" in done.stdout
 
 
@@ -96,7 +124,9 @@ def test_bench_resumes_after_an_interrupt_and_skips_finished_rows(tmp_path, monk
     with open(out / "rows.jsonl", "a") as handle:
         handle.write('{"kind": "row", "env": "LLM')
     calls.clear()
-    monkeypatch.setattr(runner, "evaluate_agent", lambda *a, **k: (calls.append(1), real_evaluate(*a, **k))[1])
+    monkeypatch.setattr(
+        runner, "evaluate_agent", lambda *a, **k: (calls.append(1), real_evaluate(*a, **k))[1]
+    )
     assert main(args) == 0
     assert len(calls) == 6  # only the missing rows ran
     report = json.loads((out / "results.json").read_text())
@@ -113,14 +143,38 @@ def test_bench_resumes_after_an_interrupt_and_skips_finished_rows(tmp_path, monk
 
 
 def test_bench_in_two_worker_processes_matches_one(tmp_path):
-    common = ["bench", "--agents", "random", "fixed-best", "knn", "--envs", ENV, "--regimes", "balanced",
-              "cost-first", "--seeds", "0", "1", "--no-progress", "--no-plot"]
+    common = [
+        "bench",
+        "--agents",
+        "random",
+        "fixed-best",
+        "knn",
+        "--envs",
+        ENV,
+        "--regimes",
+        "balanced",
+        "cost-first",
+        "--seeds",
+        "0",
+        "1",
+        "--no-progress",
+        "--no-plot",
+    ]
     assert main([*common, "--out", str(tmp_path / "one"), "--jobs", "1"]) == 0
     assert main([*common, "--out", str(tmp_path / "two"), "--jobs", "2"]) == 0
 
     def results(folder):
         report = json.loads((tmp_path / folder / "results.json").read_text())
-        keep = ("agent", "regime", "perf_mean", "perf_std", "cost_mean", "reward_mean", "share", "detail")
+        keep = (
+            "agent",
+            "regime",
+            "perf_mean",
+            "perf_std",
+            "cost_mean",
+            "reward_mean",
+            "share",
+            "detail",
+        )
         return [{k: r[k] for k in keep} for r in report["results"]]
 
     assert results("one") == results("two")
@@ -152,13 +206,29 @@ def test_bench_reads_a_yaml_config_file(tmp_path):
 def test_train_saves_a_checkpoint_that_loads_and_acts_the_same(agent, tmp_path, capsys):
     suffix = ".zip" if agent == "hierrouter" else ".pt"
     checkpoint = tmp_path / f"{agent}{suffix}"
-    args = ["train", "--agent", agent, "--env", ENV, "--lam", "cost-first", "--out", str(checkpoint),
-            "--json", str(tmp_path / "scores.json"), "--no-progress", *TINY_PPO[:2]]
+    args = [
+        "train",
+        "--agent",
+        agent,
+        "--env",
+        ENV,
+        "--lam",
+        "cost-first",
+        "--out",
+        str(checkpoint),
+        "--json",
+        str(tmp_path / "scores.json"),
+        "--no-progress",
+        *TINY_PPO[:2],
+    ]
     assert main(args) == 0
     assert "Held-out (test)" in capsys.readouterr().out
     scores = json.loads((tmp_path / "scores.json").read_text())
     assert scores["checkpoint"] == str(checkpoint) and checkpoint.exists()
-    assert scores["lam"] == 1.0 and scores["scores"]["episodes"] == gym.make(ENV, split="test").unwrapped.num_queries
+    assert (
+        scores["lam"] == 1.0
+        and scores["scores"]["episodes"] == gym.make(ENV, split="test").unwrapped.num_queries
+    )
 
     loaded = load_checkpoint(checkpoint)
     env = gym.make(ENV, split="test", lam="cost-first")
@@ -174,14 +244,29 @@ def test_train_saves_a_checkpoint_that_loads_and_acts_the_same(agent, tmp_path, 
         assert np.array_equal(actions, expected)
     from routing_gym.bench.runner import evaluate_agent
 
-    assert evaluate_agent(loaded, env, seed=0)["reward"] == pytest.approx(scores["scores"]["reward"])
+    assert evaluate_agent(loaded, env, seed=0)["reward"] == pytest.approx(
+        scores["scores"]["reward"]
+    )
 
 
 def test_demo_runs_end_to_end_and_skips_live_without_data(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("ROUTING_GYM_DATA", raising=False)
     out = tmp_path / "demo"
-    args = ["demo", "--agents", "fixed-cheapest", "knn", "oracle", "--regimes", "balanced", "cost-first",
-            "--seeds", "0", "--out", str(out), "--no-progress"]
+    args = [
+        "demo",
+        "--agents",
+        "fixed-cheapest",
+        "knn",
+        "oracle",
+        "--regimes",
+        "balanced",
+        "cost-first",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "Held-out comparison (test split)" in printed
@@ -194,19 +279,36 @@ def test_demo_live_part_compares_the_four_assignments(tmp_path, capsys, monkeypa
     # tiny random models on self-written fixture questions: the mechanics, not the numbers
     monkeypatch.setenv("ROUTING_GYM_CACHE", str(tmp_path / "cache"))
     out = tmp_path / "demo"
-    args = ["demo", "--agents", "fixed-cheapest", "--regimes", "balanced", "--seeds", "0", "--out", str(out),
-            "--no-progress", "--live-questions", "1", "--live-models", "tiny-llama", "tiny-qwen2",
-            "--data-dir", str(FIXTURES), "--live-protocol",
-            '{"search_budget": 1, "student_max_new_tokens": 6, "teacher_max_new_tokens": 4}']
+    args = [
+        "demo",
+        "--agents",
+        "fixed-cheapest",
+        "--regimes",
+        "balanced",
+        "--seeds",
+        "0",
+        "--out",
+        str(out),
+        "--no-progress",
+        "--live-questions",
+        "1",
+        "--live-models",
+        "tiny-llama",
+        "tiny-qwen2",
+        "--data-dir",
+        str(FIXTURES),
+        "--live-protocol",
+        '{"search_budget": 1, "student_max_new_tokens": 6, "teacher_max_new_tokens": 4}',
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     for student in ("tiny-llama", "tiny-qwen2"):
         for teacher in ("tiny-llama", "tiny-qwen2"):
             assert f"| {student} | {teacher} |" in printed
     assert "Oracle (best per question)" in printed
-    assert "4 episodes" in printed
+    assert "4 episodes run in" in printed
     tables = list(out.glob("live_*.jsonl"))
     assert len(tables) == 1 and len(tables[0].read_text().splitlines()) == 4
 
     assert main(args) == 0  # again: every episode is already in the table
-    assert "0 model calls generated" in capsys.readouterr().out
+    assert "4 episodes all read back from" in capsys.readouterr().out

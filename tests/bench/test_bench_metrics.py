@@ -63,7 +63,9 @@ def test_hull_drops_points_under_the_chord_and_dominated_points():
 
 def test_hull_value_is_zero_below_the_cheapest_point_and_flat_after_the_best():
     hull = np.array([[0.2, 0.5], [0.6, 0.9]])
-    assert hull_value(hull, [0.1, 0.2, 0.4, 0.6, 1.0]).tolist() == pytest.approx([0.0, 0.5, 0.7, 0.9, 0.9])
+    assert hull_value(hull, [0.1, 0.2, 0.4, 0.6, 1.0]).tolist() == pytest.approx(
+        [0.0, 0.5, 0.7, 0.9, 0.9]
+    )
 
 
 def test_aiq_of_one_point_counts_from_its_cost_on():

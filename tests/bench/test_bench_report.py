@@ -66,8 +66,10 @@ def row(agent, regime, lam, seed, perf, cost, upper_bound=False, training="once"
         "steps_per_episode": 1.0,
         "calls_per_episode": 1.0,
         "share": {"small": 1 - cost, "large": cost},
-        "by_task": {"a": {"perf": perf + 0.1, "cost": cost, "episodes": 6},
-                    "b": {"perf": perf - 0.15, "cost": cost, "episodes": 4}},
+        "by_task": {
+            "a": {"perf": perf + 0.1, "cost": cost, "episodes": 6},
+            "b": {"perf": perf - 0.15, "cost": cost, "episodes": 4},
+        },
         "fit_s": 2.0,
         "eval_s": 0.5,
     }
@@ -78,11 +80,15 @@ def report() -> dict:
     records = [
         env_record(),
         # router "r": seeds 0 and 1 at both regimes
-        row("r", "balanced", 0.5, 0, 0.60, 0.30), row("r", "balanced", 0.5, 1, 0.64, 0.34),
-        row("r", "cost-first", 1.0, 0, 0.55, 0.20), row("r", "cost-first", 1.0, 1, 0.55, 0.20),
+        row("r", "balanced", 0.5, 0, 0.60, 0.30),
+        row("r", "balanced", 0.5, 1, 0.64, 0.34),
+        row("r", "cost-first", 1.0, 0, 0.55, 0.20),
+        row("r", "cost-first", 1.0, 1, 0.55, 0.20),
         # "cheap" always calls the small model
-        row("cheap", "balanced", 0.5, 0, 0.50, 0.10), row("cheap", "balanced", 0.5, 1, 0.50, 0.10),
-        row("cheap", "cost-first", 1.0, 0, 0.50, 0.10), row("cheap", "cost-first", 1.0, 1, 0.50, 0.10),
+        row("cheap", "balanced", 0.5, 0, 0.50, 0.10),
+        row("cheap", "balanced", 0.5, 1, 0.50, 0.10),
+        row("cheap", "cost-first", 1.0, 0, 0.50, 0.10),
+        row("cheap", "cost-first", 1.0, 1, 0.50, 0.10),
         # "bad" is dearer and worse than "r" at every point
         row("bad", "balanced", 0.5, 0, 0.45, 0.50, training="per-regime"),
         row("bad", "balanced", 0.5, 1, 0.45, 0.50, training="per-regime"),
@@ -92,8 +98,13 @@ def report() -> dict:
         row("oracle", "balanced", 0.5, 0, 0.80, 0.05, True, "on-eval"),
         row("oracle", "balanced", 0.5, 1, 0.80, 0.05, True, "on-eval"),
     ]
-    return build_report(records, settings={"seeds": [0, 1]}, regimes={"balanced": 0.5, "cost-first": 1.0},
-                        agent_order=["cheap", "r", "bad", "oracle"], planned=16)
+    return build_report(
+        records,
+        settings={"seeds": [0, 1]},
+        regimes={"balanced": 0.5, "cost-first": 1.0},
+        agent_order=["cheap", "r", "bad", "oracle"],
+        planned=16,
+    )
 
 
 def test_schema_has_exactly_the_documented_keys(report):
@@ -112,15 +123,57 @@ def test_schema_has_exactly_the_documented_keys(report):
 
 def test_the_key_lists_are_pinned():
     # Changing any of these is a schema change: bump SCHEMA_VERSION and update the README.
-    assert TOP_KEYS == ("schema_version", "generator", "created", "settings", "complete", "missing",
-                        "regimes", "envs", "results", "agents", "frontier")
+    assert TOP_KEYS == (
+        "schema_version",
+        "generator",
+        "created",
+        "settings",
+        "complete",
+        "missing",
+        "regimes",
+        "envs",
+        "results",
+        "agents",
+        "frontier",
+    )
     assert RESULT_KEYS == (
-        "env", "agent", "label", "detail", "regime", "lam", "seeds", "n_seeds",
-        "perf_mean", "perf_std", "cost_mean", "cost_std", "reward_mean", "reward_std", "usd_mean",
-        "episodes", "share", "by_task", "fit_s", "eval_s", "wall_s", "pgr", "pareto", "upper_bound",
+        "env",
+        "agent",
+        "label",
+        "detail",
+        "regime",
+        "lam",
+        "seeds",
+        "n_seeds",
+        "perf_mean",
+        "perf_std",
+        "cost_mean",
+        "cost_std",
+        "reward_mean",
+        "reward_std",
+        "usd_mean",
+        "episodes",
+        "share",
+        "by_task",
+        "fit_s",
+        "eval_s",
+        "wall_s",
+        "pgr",
+        "pareto",
+        "upper_bound",
         "training",
     )
-    assert AGENT_KEYS == ("env", "agent", "label", "training", "points", "apgr", "aiq", "wall_s", "upper_bound")
+    assert AGENT_KEYS == (
+        "env",
+        "agent",
+        "label",
+        "training",
+        "points",
+        "apgr",
+        "aiq",
+        "wall_s",
+        "upper_bound",
+    )
     assert FRONTIER_KEYS == ("cost_range", "hull", "pareto", "aiq")
 
 
@@ -174,13 +227,19 @@ def test_csv_has_one_line_per_result_with_shares(report):
 
 def test_markdown_tables_mirror_the_haps_layouts(report):
     table = regime_table(report, ENV)
-    assert "| Agent | Balanced Perf ↑ | Balanced Cost ↓ | Cost first Perf ↑ | Cost first Cost ↓ | APGR ↑ | AIQ ↑ |" in table
+    assert (
+        "| Agent | Balanced Perf ↑ | Balanced Cost ↓ | Cost first Perf ↑ | Cost first Cost ↓ | APGR ↑ | AIQ ↑ |"
+        in table
+    )
     assert "| R * | 0.620 ± 0.028 | 0.320 ± 0.028 |" in table  # on the front, mean ± std
     assert "| BAD |" in table  # not on the front: no star
     overall = overall_table(report, "balanced")
-    assert overall.splitlines()[0] == "| Agent | a | b | All |"  # per task, then all queries
-    assert "| R | **0.720** | **0.470** | **0.620** |" in overall  # best router in bold
-    assert "| ORACLE | 0.900 | 0.650 | 0.800 |" in overall  # an upper bound is never bold
+    assert (
+        overall.splitlines()[0] == "| Agent | a | b | All | Cost ↓ |"
+    )  # per task, all queries, cost
+    assert "| R | **0.720** | **0.470** | **0.620** | 0.320 |" in overall  # best router in bold
+    assert "| CHEAP | 0.600 | 0.350 | 0.500 | **0.100** |" in overall  # lowest cost in bold
+    assert "| ORACLE | 0.900 | 0.650 | 0.800 | 0.050 |" in overall  # an upper bound is never bold
     assert "Wall s / seed" in reward_table(report, ENV)
     text = markdown_report(report)
     assert "Partial results: 2 planned rows are missing" in text

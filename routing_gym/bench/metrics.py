@@ -1,0 +1,127 @@
+"""Routing metrics over (cost, performance) operating points: PGR/APGR, the hull, AIQ, Pareto set.
+
+Every router is reduced to operating points ``(cost, perf)``: the mean normalized cost and
+the mean performance of one evaluation (one λ regime). From them:
+
+* **PGR** (performance gap recovered, RouteLLM, Ong et al. 2024):
+  ``(perf − perf_weak) / (perf_strong − perf_weak)``. RouteLLM sweeps a router's threshold and
+  integrates PGR over the share of calls to the strong model. Our routers are evaluated at a
+  few λ values, not swept, so PGR is computed *per point*, with ``perf_weak`` the cheapest
+  single model (lowest mean cost) and ``perf_strong`` the best single model (highest mean
+  perf) on the same queries: 0 means no better than always calling the cheapest model, 1 as
+  good as always calling the best one; above 1 beats every single model.
+* **APGR**: the mean of the per-point PGR over an agent's points (its λ regimes).
+* **Non-decreasing convex hull** (RouterBench, Hu et al. 2024): the upper concave envelope
+  of the non-dominated points. It is what one can reach by mixing routers at random between
+  two points, and paying more never lowers it.
+* **AIQ** (average improvement in quality, RouterBench): the area under that hull over a
+  common cost range ``[low, high]``, divided by the range's width. Below the cheapest point
+  nothing is affordable (the curve is 0); beyond the most accurate point the curve stays at
+  its perf. RouterBench takes the range ``[0, max cost of the routers compared]``; so do the
+  reports of ``routing_gym.bench``.
+* **Pareto set**: the points no other point dominates (another point with cost <= and
+  perf >=, one of them strictly).
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import numpy as np
+
+
+def _points(points: Iterable[Sequence[float]]) -> np.ndarray:
+    array = np.asarray(list(points), dtype=np.float64).reshape(-1, 2)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"points must be finite (cost, perf) pairs, got {array.tolist()}.")
+    return array
+
+
+def pgr(perf: float, perf_weak: float, perf_strong: float) -> float:
+    """Performance gap recovered of one point: 0 at the weak model's perf, 1 at the strong one's."""
+    gap = perf_strong - perf_weak
+    if not np.isfinite(gap) or gap <= 0:
+        raise ValueError(
+            f"PGR needs perf_strong > perf_weak, got strong {perf_strong!r} and weak {perf_weak!r}."
+        )
+    return float((perf - perf_weak) / gap)
+
+
+def apgr(perfs: Iterable[float], perf_weak: float, perf_strong: float) -> float:
+    """Average PGR over an agent's operating points (e.g. one per λ regime)."""
+    values = [pgr(p, perf_weak, perf_strong) for p in perfs]
+    if not values:
+        raise ValueError("APGR needs at least one point.")
+    return float(np.mean(values))
+
+
+def pareto_mask(points: Iterable[Sequence[float]]) -> np.ndarray:
+    """Boolean mask of the non-dominated ``(cost, perf)`` points (lower cost, higher perf)."""
+    p = _points(points)
+    keep = np.ones(len(p), dtype=bool)
+    for i, (cost, perf) in enumerate(p):
+        no_worse = (p[:, 0] <= cost) & (p[:, 1] >= perf)
+        better = (p[:, 0] < cost) | (p[:, 1] > perf)
+        keep[i] = not np.any(no_worse & better)
+    return keep
+
+
+def nondecreasing_hull(points: Iterable[Sequence[float]]) -> np.ndarray:
+    """Vertices ``(m, 2)`` of the non-decreasing upper convex hull, sorted by cost.
+
+    Hand-written (Andrew's monotone chain on the Pareto points, a few lines) because
+    ``scipy.spatial.ConvexHull`` rejects the fewer-than-three or collinear point sets that
+    routers often produce (three λ regimes on one line, or one point).
+    """
+    p = _points(points)
+    if not len(p):
+        return p
+    front = np.unique(p[pareto_mask(p)], axis=0)  # sorted by cost; perf rises with cost
+    hull: list[np.ndarray] = []
+    for point in front:
+        # drop the last vertex while it lies on or under the chord from its predecessor to point
+        while len(hull) >= 2:
+            (x1, y1), (x2, y2) = hull[-2], hull[-1]
+            cross = (x2 - x1) * (point[1] - y1) - (y2 - y1) * (point[0] - x1)
+            if cross < 0:
+                break
+            hull.pop()
+        hull.append(point)
+    return np.array(hull)
+
+
+def hull_value(hull: np.ndarray, cost: float | np.ndarray) -> np.ndarray:
+    """The hull's perf at ``cost``: 0 below its cheapest vertex, flat after its last one."""
+    cost = np.asarray(cost, dtype=np.float64)
+    if not len(hull):
+        return np.zeros_like(cost)
+    value = np.interp(cost, hull[:, 0], hull[:, 1])  # flat beyond either end
+    return np.where(cost < hull[0, 0], 0.0, value)
+
+
+def aiq(points: Iterable[Sequence[float]], cost_range: tuple[float, float]) -> float:
+    """Area under the non-decreasing hull over ``cost_range``, divided by the range's width."""
+    low, high = (float(c) for c in cost_range)
+    if not np.isfinite(low) or not np.isfinite(high) or high <= low:
+        raise ValueError(f"cost_range must be (low, high) with low < high, got {cost_range!r}.")
+    hull = nondecreasing_hull(points)
+    if not len(hull):
+        raise ValueError("AIQ needs at least one point.")
+    # 0 below the cheapest vertex, then piecewise linear and continuous: trapezoids over the
+    # breakpoints from there on are exact.
+    start = max(low, float(hull[0, 0]))
+    if start >= high:
+        return 0.0
+    inside = hull[(hull[:, 0] > start) & (hull[:, 0] < high), 0]
+    xs = np.concatenate([[start], inside, [high]])
+    ys = np.interp(xs, hull[:, 0], hull[:, 1])
+    area = float(np.sum(0.5 * (ys[1:] + ys[:-1]) * np.diff(xs)))
+    return float(area / (high - low))
+
+
+def mean_std(values: Iterable[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1; 0.0 for a single value)."""
+    array = np.asarray(list(values), dtype=np.float64)
+    if not len(array):
+        return float("nan"), float("nan")
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0

@@ -1,0 +1,182 @@
+"""The cost–performance (Pareto) plot of a benchmark report, saved as a PNG (matplotlib, Agg)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from routing_gym.bench import metrics  # noqa: E402
+
+#: One marker shape per regime, in report order.
+REGIME_MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+
+
+def pareto_plot(
+    report: Mapping[str, Any], env: str, path: str | os.PathLike, title: str | None = None
+) -> Path:
+    """Cost against perf for every agent × regime, the routers' hull and the single models.
+
+    Colour = agent, shape = regime, error bars = std over seeds; black-edged markers are on the
+    Pareto front; the dashed line is the non-decreasing convex hull of the routers (the Oracle,
+    an upper bound, is drawn as a star and left out of it); grey crosses are the single models.
+    When the routers crowd the cheap end, a second panel zooms on the cheapest third of the
+    cost range.
+    """
+    results = [r for r in report["results"] if r["env"] == env]
+    if not results:
+        raise ValueError(f"The report has no results for {env!r}.")
+    regimes = [g for g in report["regimes"] if any(r["regime"] == g for r in results)]
+    agents = list(dict.fromkeys(r["agent"] for r in results))
+    colour_of = {a: PALETTE[i % len(PALETTE)] for i, a in enumerate(agents)}
+    routers = [r for r in results if not r["upper_bound"]]
+    hull = metrics.nondecreasing_hull([(r["cost_mean"], r["perf_mean"]) for r in routers])
+    right = report.get("frontier", {}).get(env, {}).get("cost_range", [0.0, 0.0])[1]
+
+    zoom = _zoom_box(routers)
+    fig, axes = plt.subplots(
+        1, 2 if zoom else 1, figsize=(14.5 if zoom else 9.5, 5.8), dpi=110, squeeze=False
+    )
+    for ax in axes[0]:
+        _draw(ax, report, env, results, regimes, colour_of, hull, right)
+    main = axes[0][0]
+    main.set_title(
+        title
+        or f"{env}: cost vs. performance ({report.get('settings', {}).get('eval_split', 'test')} split)"
+    )
+    if zoom:
+        (x0, x1), (y0, y1) = zoom
+        axes[0][1].set_xlim(x0, x1)
+        axes[0][1].set_ylim(y0, y1)
+        axes[0][1].set_title("zoom: the cheapest third of the cost range")
+        main.add_patch(
+            plt.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, linestyle=":", color="0.4")
+        )
+
+    legend_ax = axes[0][-1]
+    for agent in agents:
+        bound = any(r["upper_bound"] for r in results if r["agent"] == agent)
+        legend_ax.scatter(
+            [],
+            [],
+            marker="*" if bound else "o",
+            color=colour_of[agent],
+            label=next(r["label"] for r in results if r["agent"] == agent),
+        )
+    for g in regimes:
+        lam = report["regimes"].get(g)
+        legend_ax.scatter(
+            [],
+            [],
+            marker=REGIME_MARKERS[regimes.index(g) % len(REGIME_MARKERS)],
+            color="0.5",
+            label=f"{g} (λ={lam:g})" if lam is not None else g,
+        )
+    legend_ax.scatter(
+        [], [], marker="o", color="white", edgecolors="black", label="on the Pareto front"
+    )
+    legend_ax.scatter([], [], marker="x", color="0.6", label="single models")
+    legend_ax.plot([], [], "--", color="0.25", label="hull of the routers")
+    legend_ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7.5, frameon=False)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+#: Distinct colours for up to 12 agents (tab10, then black and olive-brown).
+PALETTE = (*plt.get_cmap("tab10").colors, (0.0, 0.0, 0.0), (0.5, 0.4, 0.1))
+
+
+def _zoom_box(routers) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """Axis limits around the routers in the cheapest third of the cost range, if worth a panel."""
+    if len(routers) < 4:
+        return None
+    costs = np.array([r["cost_mean"] for r in routers])
+    perfs = np.array([r["perf_mean"] for r in routers])
+    low, high = costs.min(), costs.max()
+    inside = costs <= low + (high - low) / 3
+    if inside.sum() < 4 or inside.all():
+        return None
+    x0, x1 = costs[inside].min(), costs[inside].max()
+    y0, y1 = perfs[inside].min(), perfs[inside].max()
+    dx, dy = max(x1 - x0, 1e-3) * 0.12, max(y1 - y0, 1e-3) * 0.15
+    return (x0 - dx, x1 + dx), (y0 - dy, y1 + dy)
+
+
+def _draw(ax, report, env, results, regimes, colour_of, hull, right) -> None:
+    """Single models, the hull and every agent × regime point on one axes."""
+    info = report["envs"].get(env)
+    if info:
+        singles = info["single_models"]
+        middle = np.mean(
+            [min(s["cost"] for s in singles.values()), max(s["cost"] for s in singles.values())]
+        )
+        for model, stats in singles.items():
+            ax.scatter(stats["cost"], stats["perf"], marker="x", s=28, color="0.6", zorder=1)
+            right_half = (
+                stats["cost"] > middle
+            )  # label leftwards there, so it stays inside the axes
+            ax.annotate(
+                model,
+                (stats["cost"], stats["perf"]),
+                fontsize=6.5,
+                color="0.45",
+                xytext=(-4 if right_half else 4, -9),
+                textcoords="offset points",
+                ha="right" if right_half else "left",
+                annotation_clip=True,
+            )
+    if len(hull):
+        xs = np.append(hull[:, 0], max(right, hull[-1, 0]))
+        ys = np.append(hull[:, 1], hull[-1, 1])
+        ax.plot(xs, ys, "--", color="0.25", linewidth=1.2, zorder=2)
+    stacked: dict[tuple[float, float], list[str]] = {}
+    for r in results:
+        colour = colour_of[r["agent"]]
+        # agents at the same point (e.g. two fixed rules picking one model) shrink on top of
+        # each other, so every colour stays visible
+        spot = (round(r["cost_mean"], 3), round(r["perf_mean"], 3))
+        here = stacked.setdefault(spot, [])
+        if r["agent"] not in here:
+            here.append(r["agent"])
+        depth = here.index(r["agent"])
+        marker = (
+            "*"
+            if r["upper_bound"]
+            else REGIME_MARKERS[regimes.index(r["regime"]) % len(REGIME_MARKERS)]
+        )
+        if r["n_seeds"] > 1:
+            ax.errorbar(
+                r["cost_mean"],
+                r["perf_mean"],
+                xerr=r["cost_std"],
+                yerr=r["perf_std"],
+                fmt="none",
+                ecolor=colour,
+                elinewidth=0.8,
+                alpha=0.6,
+                zorder=3,
+            )
+        size = (150 if r["upper_bound"] else 60) * 0.5**depth
+        ax.scatter(
+            r["cost_mean"],
+            r["perf_mean"],
+            marker=marker,
+            s=size,
+            color=colour,
+            edgecolors="black" if r["pareto"] else "none",
+            linewidths=1.1,
+            zorder=4 + depth,
+        )
+    ax.set_xlabel("normalized cost (mean per query) ↓")
+    ax.set_ylabel("performance (mean score) ↑")
+    ax.grid(True, alpha=0.3)
