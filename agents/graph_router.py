@@ -147,7 +147,7 @@ class GraphRouter(OneShotRouter):
         tasks = torch.tensor(
             [task_of[t] for t in data.tasks] if data.tasks is not None else [0] * len(data)
         )
-        x = torch.from_numpy(data.embeddings)
+        x = torch.tensor(data.embeddings)  # a copy: the env hands out read-only arrays
         edges = torch.from_numpy(
             np.stack([data.scores, data.costs, np.ones_like(data.scores)], axis=-1)
         ).float()

@@ -65,7 +65,7 @@ class IRTRouter(OneShotRouter):
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             self.net = MIRT(data.embeddings.shape[1], len(data.arms), cfg.dim)
-            x = torch.from_numpy(data.embeddings)
+            x = torch.tensor(data.embeddings)  # a copy: the env hands out read-only arrays
             y = torch.from_numpy(data.scores.astype(np.float32))
             optimizer = torch.optim.Adam(
                 self.net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay

@@ -127,7 +127,7 @@ class MFRouter(OneShotRouter):
     def _train_net(self, data: RoutingData) -> None:
         cfg = self.config
         pairs = torch.from_numpy(battles(data.scores))
-        x = torch.from_numpy(data.embeddings)
+        x = torch.tensor(data.embeddings)  # a copy: the env hands out read-only arrays
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             self.net = MFModel(x.shape[1], len(data.arms), cfg.dim)
