@@ -46,4 +46,6 @@ class BatchedRoutingVecEnv(DummyVecEnv):
 
 def make_batched_vec_env(env_id: str, n_envs: int = 8, seed: int | None = None, **kwargs) -> BatchedRoutingVecEnv:
     """Like SB3's ``make_vec_env``, but stepping live envs in one batch."""
+    # SB3 asks for "rgb_array" unless told otherwise; these envs render text only.
+    kwargs["env_kwargs"] = {"render_mode": None, **(kwargs.get("env_kwargs") or {})}
     return make_vec_env(env_id, n_envs=n_envs, seed=seed, vec_env_cls=BatchedRoutingVecEnv, **kwargs)
