@@ -49,7 +49,7 @@ def build_action_table(
         examples = env.examples
         names = env.model_names
         out_path = Path(out_path)
-        _drop_partial_last_line(out_path)
+        drop_partial_last_line(out_path)
         done = {(row["question_id"], tuple(row["assignment"][r] for r in ROLES)) for row in _read_rows(out_path)}
         jobs = [
             (index, example, combo)
@@ -96,7 +96,7 @@ def build_action_table(
     return out_path
 
 
-def _drop_partial_last_line(path: Path) -> None:
+def drop_partial_last_line(path: Path) -> None:
     """Cut an unfinished last line (a run killed mid-write) so appending starts clean."""
     if not path.exists() or path.stat().st_size == 0:
         return

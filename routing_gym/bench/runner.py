@@ -43,6 +43,7 @@ from routing_gym.bench.roster import (
     build_agent,
     entry,
 )
+from routing_gym.action_table import drop_partial_last_line
 from routing_gym.cost import REGIMES, resolve_lambda
 
 ROWS_FILE = "rows.jsonl"
@@ -223,16 +224,6 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def drop_partial_last_line(path: Path) -> None:
-    """Cut an unfinished last line (a run killed mid-write), so that appending starts clean."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
