@@ -283,3 +283,21 @@ def test_a_search_step_retrieves_through_the_env(tmp_path):
     assert info["index"] == 0
     assert obs["searches_left"][0] == 0.0  # the budget of one search is spent
     assert "Freedonia is a made-up country" in env.render()
+
+
+def test_subprocess_workers_share_one_cache(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from routing_gym.llm import ResponseCache
+
+    config = tiny_config("HotpotQA", tmp_path)
+    vec = make_vec_env("LLMRouting-HotpotQA-v0", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv,
+                       env_kwargs={"config": config, "render_mode": None},
+                       vec_env_kwargs={"start_method": "fork"})
+    vec.reset()
+    for step in range(3):
+        vec.step(np.array([0, 1]))
+    vec.close()  # workers close their envs, flushing their cache counts
+    stats = ResponseCache(config["cache_path"]).stats()
+    assert stats["tiny-llama"]["entries"] >= 3 and stats["tiny-qwen2"]["entries"] >= 3
