@@ -285,6 +285,7 @@ def test_a_search_step_retrieves_through_the_env(tmp_path):
     assert "Freedonia is a made-up country" in env.render()
 
 
+@pytest.mark.timeout(600)
 def test_subprocess_workers_share_one_cache(tmp_path):
     from stable_baselines3.common.env_util import make_vec_env
     from stable_baselines3.common.vec_env import SubprocVecEnv
@@ -292,9 +293,9 @@ def test_subprocess_workers_share_one_cache(tmp_path):
     from routing_gym.llm import ResponseCache
 
     config = tiny_config("HotpotQA", tmp_path)
-    vec = make_vec_env("LLMRouting-HotpotQA-v0", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv,
-                       env_kwargs={"config": config, "render_mode": None},
-                       vec_env_kwargs={"start_method": "fork"})
+    # "module:ID" makes each fresh worker process import routing_gym, which registers the ID.
+    vec = make_vec_env("routing_gym:LLMRouting-HotpotQA-v0", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv,
+                       env_kwargs={"config": config, "render_mode": None})  # forkserver: fork after torch threads can hang
     vec.reset()
     for step in range(3):
         vec.step(np.array([0, 1]))
