@@ -533,6 +533,25 @@ def table_arrays(
 # ---------------------------------------------------------------------------- the agent
 
 
+class _EarlyStopping:
+    """Keeps the best-scoring weights and says when ``patience`` checks brought no gain."""
+
+    def __init__(self, agent: "HAPSAgent", patience: int):
+        self.agent, self.patience = agent, patience
+        self.best, self.best_state, self.stale = -math.inf, None, 0
+
+    def should_stop(self, score: float) -> bool:
+        if score > self.best:
+            self.best, self.best_state, self.stale = score, self.agent._state_dicts(), 0
+            return False
+        self.stale += 1
+        return self.stale >= self.patience
+
+    def restore_best(self) -> None:
+        if self.best_state is not None:
+            self.agent._load_state_dicts(self.best_state)
+
+
 class HAPSAgent(Agent):
     """HAPS: a high-level policy picks a model per role, per-model generators write its LoRA."""
 
@@ -807,7 +826,7 @@ class HAPSAgent(Agent):
             )
         params = [p for group in groups for p in group["params"]]
         optimizer = torch.optim.Adam(groups)
-        best, best_state, stale, stats = -math.inf, None, 0, {}
+        stopper, stats = _EarlyStopping(self, cfg.patience), {}
         generator = torch.Generator().manual_seed(cfg.seed)
         bar = tqdm(range(cfg.warmup_epochs), desc="HAPS warm-up", disable=not cfg.progress_bar)
         for epoch in bar:
@@ -830,15 +849,9 @@ class HAPSAgent(Agent):
                 stats["valid_reward"] = self.table_reward(*valid)
             self._log("warmup", stats)
             bar.set_postfix({k: f"{v:.3f}" for k, v in stats.items()})
-            if valid is not None:
-                if stats["valid_reward"] > best:
-                    best, best_state, stale = stats["valid_reward"], self._state_dicts(), 0
-                else:
-                    stale += 1
-                    if stale >= cfg.patience:
-                        break
-        if best_state is not None:
-            self._load_state_dicts(best_state)
+            if valid is not None and stopper.should_stop(stats["valid_reward"]):
+                break
+        stopper.restore_best()
         self.last_warmup = stats
         return self
 
@@ -990,7 +1003,7 @@ class HAPSAgent(Agent):
             )
         if cfg.router != "learned" and not self.policy.open_models:
             return self  # a random or fixed router without LoRA has nothing to learn
-        best, best_state, stale = -math.inf, None, 0
+        stopper = _EarlyStopping(self, cfg.patience)
         bar = tqdm(
             range(cfg.joint_updates if updates is None else updates),
             desc="HAPS joint",
@@ -1023,14 +1036,9 @@ class HAPSAgent(Agent):
             if valid_env is not None and (step + 1) % cfg.eval_every == 0:
                 score = self.evaluate(valid_env, cfg.valid_episodes)
                 self._log("valid", score, step=self._steps["joint"])
-                if score["env_reward"] > best:
-                    best, best_state, stale = score["env_reward"], self._state_dicts(), 0
-                else:
-                    stale += 1
-                    if stale >= cfg.patience:
-                        break
-        if best_state is not None:
-            self._load_state_dicts(best_state)
+                if stopper.should_stop(score["env_reward"]):
+                    break
+        stopper.restore_best()
         return self
 
     def evaluate(self, env: gym.Env, episodes: int) -> dict[str, float]:
