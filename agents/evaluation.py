@@ -51,8 +51,12 @@ def evaluate_agent(
     n_eval_episodes: int | None = None,
     deterministic: bool = True,
     seed: int | None = 0,
+    return_episodes: bool = False,
 ) -> dict[str, Any]:
     """Mean Perf, normalized Cost, Reward (= the env's return), USD cost and each model's call share.
+
+    ``return_episodes`` adds ``"per_episode"``: one row per episode (question index and id,
+    assignment where the env reports one, perf, cost, reward) to compare with an action table.
 
     ``n_eval_episodes`` defaults to the number of questions of the env's split, so with one env
     every question is played once (``seed`` rewinds the env to a fresh order; None keeps its
@@ -92,7 +96,7 @@ def evaluate_agent(
         return_episode_rewards=True,
         callback=collect,
     )
-    return summarize(
+    scores = summarize(
         perf=[f.get("perf", np.nan) for f in finals],
         cost=[f.get("normalized_cost", np.nan) for f in finals],
         usd=[f.get("cost", np.nan) for f in finals],
@@ -100,6 +104,20 @@ def evaluate_agent(
         calls=[models_called(f) for f in finals],
         lengths=lengths,
     )
+    if return_episodes:
+        scores["per_episode"] = [
+            {
+                "index": f.get("index"),
+                "question_id": f.get("question_id"),
+                "assignment": f.get("assignment"),
+                "perf": f.get("perf"),
+                "normalized_cost": f.get("normalized_cost"),
+                "cost": f.get("cost"),
+                "reward": r,
+            }
+            for f, r in zip(finals, returns)
+        ]
+    return scores
 
 
 def evaluate_on_data(agent: Any, data: RoutingData, lam: float | None = None) -> dict[str, Any]:

@@ -449,10 +449,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--data-dir", default=None, help="defaults to $ROUTING_GYM_DATA")
     demo.set_defaults(func=cmd_demo)
+
+    # listed for --help only: main() hands its arguments to agents.haps_training unparsed
+    commands.add_parser(
+        "train-haps",
+        help="train the HAPS agent (warm-up + joint REINFORCE) on a hybrid Teacher–Student env",
+        add_help=False,
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["train-haps"]:
+        from agents.haps_training import main as train_haps
+
+        return train_haps(argv[1:])
     parser = build_parser()
     args = _parse(parser, argv)
     return int(args.func(args) or 0)

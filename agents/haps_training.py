@@ -1,0 +1,253 @@
+"""Train HAPS (assignment router + per-query LoRA generators) on a hybrid Teacher–Student env.
+
+The command line behind ``routing-gym train-haps`` and ``examples/train_haps.py`` (same flags).
+
+Real pool, real HotpotQA (train and valid from $ROUTING_GYM_DATA). First the exhaustive
+action-level table of the train split, for the warm-up (resumable, cached):
+
+    routing-gym precompute --env LLMRouting-HotpotQA-v0 --split train --limit 100 \
+        --out runs/train_table.jsonl
+
+then warm-up, joint REINFORCE with early stopping on valid, and a held-out score:
+
+    routing-gym train-haps --action-table runs/train_table.jsonl --train-limit 100 \
+        --valid-limit 20 --updates 200 --episodes-per-update 4 --tensorboard-log runs/haps \
+        --out runs/haps_agent
+
+``--profile-step [BATCH ...]`` times one joint update at each batch size (wall time, peak
+memory) and exits.
+Ablations: ``--router random|fixed --fixed-assignment smollm2-135m,gemma3-270m``, ``--no-lora``,
+``--no-share-backbone`` (with ``--finetune-backbone``), ``--lora-layers 1|2|4|all``.
+``tensorboard --logdir runs/haps`` shows ``warmup/*``, ``joint/*`` (reward, perf, cost, token
+log-likelihood, role shares) and ``valid/*``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
+from agents.evaluation import evaluate_agent
+from agents.haps import ROUTERS, TIES, HAPSAgent, HAPSConfig, haps_env_config
+from routing_gym.action_table import ActionTable
+from routing_gym.llm.spec import REAL_POOL
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(
+        prog="routing-gym train-haps", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--env", default="LLMRouting-HotpotQA-HAPS-v0", help="a hybrid-action env ID"
+    )
+    parser.add_argument("--models", default=",".join(REAL_POOL), help="comma-separated pool")
+    parser.add_argument("--data-dir", default=None, help="data folder (default: $ROUTING_GYM_DATA)")
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--valid-split", default="valid")
+    parser.add_argument("--train-limit", type=int, default=None)
+    parser.add_argument("--valid-limit", type=int, default=20)
+    parser.add_argument(
+        "--action-table", default=None, help="exhaustive table of the train split (warm-up)"
+    )
+    parser.add_argument(
+        "--valid-table",
+        default=None,
+        help="exhaustive table of the valid split (warm-up early stopping)",
+    )
+    parser.add_argument(
+        "--lam", default="balanced", help="λ: a number, performance-first, balanced or cost-first"
+    )
+    parser.add_argument("--protocol", default="{}", help="extra protocol settings, as JSON")
+    parser.add_argument(
+        "--temperature", type=float, default=0.7, help="sampling temperature of training episodes"
+    )
+    parser.add_argument("--cache-mode", default="rw", choices=("rw", "ro", "off"))
+    # model and ablations
+    parser.add_argument(
+        "--backbone", default="smollm2-135m", help="built-in model name or transformers folder"
+    )
+    parser.add_argument("--finetune-backbone", action="store_true")
+    parser.add_argument(
+        "--no-share-backbone", action="store_true", help="generators get their own backbone copy"
+    )
+    parser.add_argument("--router", default="learned", choices=ROUTERS)
+    parser.add_argument(
+        "--fixed-assignment", default=None, help="student,teacher model names for --router fixed"
+    )
+    parser.add_argument("--no-lora", action="store_true")
+    parser.add_argument("--lora-layers", default="1", help="k: 1, 2, 4 or all")
+    parser.add_argument("--lora-rank", type=int, default=8)
+    parser.add_argument("--lora-alpha", type=float, default=0.01)
+    parser.add_argument("--lora-scale", type=float, default=1.0)
+    # training
+    parser.add_argument("--warmup-epochs", type=int, default=30)
+    parser.add_argument("--ties", default="cheapest", choices=TIES)
+    parser.add_argument("--updates", type=int, default=100, help="joint-phase updates")
+    parser.add_argument("--episodes-per-update", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--valid-episodes", type=int, default=20)
+    parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tensorboard-log", default=None)
+    parser.add_argument("--no-progress-bar", action="store_true")
+    parser.add_argument("--out", default=None, help="folder to save the trained agent")
+    parser.add_argument(
+        "--results-json",
+        default=None,
+        help="write the valid scores and each valid episode (assignment, perf, cost) here",
+    )
+    parser.add_argument(
+        "--profile-step",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="BATCH",
+        help="time one joint update at each batch size (default 1) and exit",
+    )
+    return parser.parse_args(argv)
+
+
+def make_config(args: argparse.Namespace) -> HAPSConfig:
+    """The agent's config from the flags."""
+    layers = args.lora_layers if args.lora_layers == "all" else int(args.lora_layers)
+    return HAPSConfig(
+        backbone=args.backbone,
+        finetune_backbone=args.finetune_backbone,
+        share_backbone=not args.no_share_backbone,
+        router=args.router,
+        fixed_assignment=args.fixed_assignment.split(",") if args.fixed_assignment else None,
+        use_lora=not args.no_lora,
+        lora_rank=args.lora_rank,
+        lora_layers=layers,
+        lam=args.lam,
+        warmup_epochs=args.warmup_epochs,
+        ties=args.ties,
+        joint_updates=args.updates,
+        episodes_per_update=args.episodes_per_update,
+        lr=args.lr,
+        eval_every=args.eval_every,
+        valid_episodes=args.valid_episodes,
+        patience=args.patience,
+        seed=args.seed,
+        tensorboard_log=args.tensorboard_log,
+        progress_bar=not args.no_progress_bar,
+    )
+
+
+def profile_step(agent: HAPSAgent, env: gym.Env, batch: int) -> dict[str, float]:
+    """Wall time and peak memory of one joint update: ``batch`` sampled episodes + the backward.
+
+    The update backpropagates one episode at a time (gradient accumulation), so the peak memory
+    of the backward pass does not grow with the batch; the wall time grows with it.
+    """
+    agent.adapt_to(env)  # loads the pool and the backbone first, so only the step is timed
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    if torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    episodes = agent.rollout(env, batch)
+    played = time.perf_counter()
+    advantages = [e.reward - agent.baseline for e in episodes]
+    stats = agent.update(episodes, advantages, env.unwrapped.pool)
+    end = time.perf_counter()
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    tokens = sum(len(c["completion_ids"]) for e in episodes for c in e.calls)
+    prompt = sum(len(c["prompt_ids"]) for e in episodes for c in e.calls)
+    calls = sum(len(e.calls) for e in episodes)
+    row = {
+        "batch": batch,
+        "step_s": end - start,
+        "episodes_s": played - start,
+        "update_s": end - played,
+        "calls": calls,
+        "prompt_tokens": prompt,
+        "generated_tokens": tokens,
+        "peak_rss_mib": peak,
+    }
+    if torch.cuda.is_available():
+        row["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    print(
+        f"one joint step at batch {batch}: {row['step_s']:.1f} s (episodes {row['episodes_s']:.1f} s: "
+        f"{calls} calls, {prompt} prompt and {tokens} generated tokens; "
+        f"update {row['update_s']:.1f} s); peak RSS {peak:.0f} MiB "
+        f"({peak - before:+.0f} MiB during the step)"
+        + (f", CUDA peak {row['cuda_peak_mib']:.0f} MiB" if "cuda_peak_mib" in row else "")
+    )
+    print(json.dumps({k: round(v, 4) for k, v in stats.items()}))
+    return row
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the envs, warm up, train jointly, save and score on the valid split."""
+    args = parse_args(argv)
+    config = make_config(args)
+    common = {
+        "models": args.models.split(","),
+        "lam": args.lam,
+        "data_dir": args.data_dir,
+        "cache_mode": args.cache_mode,
+        "lora_alpha": args.lora_alpha,
+        "lora_scale": args.lora_scale,
+        "protocol": json.loads(args.protocol),
+    }
+    table = ActionTable.load(args.action_table) if args.action_table else None
+    if table is not None:  # frozen bounds fitted on the train table, shared by every env
+        common["cost_bounds"] = table.fit_cost_normalizer().to_dict()
+    train_env = gym.make(
+        args.env,
+        config=haps_env_config(
+            config, args.temperature, split=args.train_split, limit=args.train_limit, **common
+        ),
+    )
+    # validation and the final score play greedy episodes
+    valid_env = gym.make(
+        args.env,
+        config=haps_env_config(
+            config, None, split=args.valid_split, limit=args.valid_limit, **common
+        ),
+    )
+    agent = HAPSAgent(config)
+    if args.profile_step is not None:
+        rows = [profile_step(agent, train_env, batch) for batch in args.profile_step or [1]]
+        print(json.dumps({"profile": [{k: round(v, 3) for k, v in r.items()} for r in rows]}))
+        return 0
+    valid_table = ActionTable.load(args.valid_table) if args.valid_table else None
+    start = time.perf_counter()
+    agent.fit_env(train_env, action_table=table, valid_env=valid_env, valid_table=valid_table)
+    trained = time.perf_counter() - start
+    print(f"Trained in {trained:.0f} s.", file=sys.stderr)
+    if args.out:
+        print(f"Saved to {agent.save(args.out)}.")
+    scores = evaluate_agent(agent, valid_env, return_episodes=True)
+    if args.results_json:
+        summary = {"config": vars(args), "train_seconds": trained, **scores}
+        Path(args.results_json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.results_json).write_text(json.dumps(summary, indent=1, default=str))
+    print(
+        f"Valid ({args.valid_split}, {scores['episodes']} questions): perf {scores['perf']:.3f}, "
+        f"normalized cost {scores['cost']:.3f}, reward {scores['reward']:.3f}"
+    )
+    print("Call shares: " + ", ".join(f"{m} {s:.2f}" for m, s in scores["share"].items()))
+    print(
+        json.dumps(
+            {k: v for k, v in scores.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+        )
+    )
+    train_env.close()
+    valid_env.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

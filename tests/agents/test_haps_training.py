@@ -1,0 +1,134 @@
+"""`routing-gym train-haps` and examples/compare_haps.py on tiny random models and fixture data."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from agents.base import single_threaded
+from routing_gym.action_table import build_action_table
+from routing_gym.cli import main as cli_main
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "data" / "fixtures"
+PROTOCOL = {"student_max_new_tokens": 6, "teacher_max_new_tokens": 4, "search_budget": 1}
+MODELS = ["tiny-llama", "tiny-qwen2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    with single_threaded():
+        yield
+
+
+def tiny_flags() -> list[str]:
+    """The fixture questions (one split: valid), the tiny pool, no response cache."""
+    return [
+        "train-haps",
+        "--models",
+        ",".join(MODELS),
+        "--backbone",
+        "tiny-llama",
+        "--data-dir",
+        str(FIXTURES),
+        "--train-split",
+        "valid",
+        "--protocol",
+        json.dumps(PROTOCOL),
+        "--cache-mode",
+        "off",
+        "--lora-scale",
+        "30",
+        "--no-progress-bar",
+    ]
+
+
+def load_compare_haps():
+    spec = importlib.util.spec_from_file_location("compare_haps", REPO / "examples" / "compare_haps.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_profiles_one_joint_step_per_batch_size(capsys):
+    assert cli_main([*tiny_flags(), "--profile-step", "1", "2"]) == 0
+    profile = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["profile"]
+    assert [row["batch"] for row in profile] == [1, 2]
+    for row in profile:
+        assert row["calls"] >= 2 * row["batch"]  # at least a Student and a Teacher call each
+        assert row["prompt_tokens"] > 0 and row["generated_tokens"] > 0
+        assert row["step_s"] >= row["episodes_s"] > 0 and row["update_s"] > 0
+        assert row["peak_rss_mib"] > 0
+
+
+@pytest.fixture(scope="module")
+def tables(tmp_path_factory):
+    """The exhaustive action table of the fixture questions with the tiny pool."""
+    path = tmp_path_factory.mktemp("tables") / "valid_table.jsonl"
+    config = {
+        "models": MODELS,
+        "data_dir": str(FIXTURES),
+        "protocol": PROTOCOL,
+        "cache_mode": "off",
+    }
+    build_action_table("LLMRouting-HotpotQA-v0", path, config=config, progress=False)
+    return path
+
+
+def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_path, capsys):
+    results = tmp_path / "no_lora.json"
+    flags = [
+        *tiny_flags(),
+        "--no-lora",
+        "--action-table",
+        str(tables),
+        "--warmup-epochs",
+        "2",
+        "--updates",
+        "1",
+        "--episodes-per-update",
+        "1",
+        "--valid-limit",
+        "2",
+        "--results-json",
+        str(results),
+        "--out",
+        str(tmp_path / "agent"),
+    ]
+    assert cli_main(flags) == 0
+    capsys.readouterr()
+    run = json.loads(results.read_text())
+    assert len(run["per_episode"]) == 2
+    assert {e["index"] for e in run["per_episode"]} == {0, 1}
+    assert (tmp_path / "agent").is_dir()
+
+    summary = load_compare_haps().main(
+        [
+            "--train-table",
+            str(tables),
+            "--valid-table",
+            str(tables),
+            "--run",
+            f"HAPS without LoRA={results}",
+        ]
+    )
+    row = summary["rows"]["HAPS without LoRA"]
+    # greedy episodes without an adapter are the table's episodes, question by question
+    assert row["table_matches"] == "2/2"
+    assert row["f1"] == pytest.approx(run["perf"])
+    random_row = summary["rows"]["Random (expectation over the assignments)"]
+    oracle = summary["rows"]["Oracle (hindsight upper bound)"]
+    assert oracle["reward"] >= max(row["reward"], random_row["reward"]) - 1e-12
+    assert summary["questions"] == 2
+
+
+def test_compare_haps_names_a_results_file_without_episodes(tables, tmp_path):
+    bad = tmp_path / "scores_only.json"
+    bad.write_text(json.dumps({"perf": 0.1}))
+    with pytest.raises(SystemExit, match="scores_only.json: no 'per_episode'"):
+        load_compare_haps().main(
+            ["--train-table", str(tables), "--valid-table", str(tables), "--run", f"HAPS={bad}"]
+        )
