@@ -12,7 +12,8 @@ of an ``ActionTable``), with the same metrics and no env steps.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import gymnasium as gym
 import numpy as np

@@ -81,7 +81,13 @@ def main(argv: list[str] | None = None) -> dict:
         }
 
     train_reward = {
-        arm: np.mean([reward(r["perf"], r["cost"]) for r in train.rows if assignment_key(r["assignment"]) == arm])
+        arm: np.mean(
+            [
+                reward(r["perf"], r["cost"])
+                for r in train.rows
+                if assignment_key(r["assignment"]) == arm
+            ]
+        )
         for arm in arms
     }
     best_fixed = max(arms, key=lambda a: (train_reward[a], a))
@@ -98,8 +104,12 @@ def main(argv: list[str] | None = None) -> dict:
         episodes = [e for e in run["per_episode"] if e["question_id"] in set(questions)]
         shares = Counter("/".join(assignment_key(e["assignment"])) for e in episodes)
         matches = sum(
-            abs(e["perf"] - outcome[(e["question_id"], assignment_key(e["assignment"]))]["perf"]) < 1e-9
-            and abs(e["cost"] - outcome[(e["question_id"], assignment_key(e["assignment"]))]["cost"]) < 1e-12
+            abs(e["perf"] - outcome[(e["question_id"], assignment_key(e["assignment"]))]["perf"])
+            < 1e-9
+            and abs(
+                e["cost"] - outcome[(e["question_id"], assignment_key(e["assignment"]))]["cost"]
+            )
+            < 1e-12
             for e in episodes
         )
         table[label] = {
@@ -109,10 +119,15 @@ def main(argv: list[str] | None = None) -> dict:
             "assignments": dict(shares),
             "table_matches": f"{matches}/{len(episodes)}",
         }
-    oracle = {q: max(arms, key=lambda a: (reward(outcome[(q, a)]["perf"], outcome[(q, a)]["cost"]), a)) for q in questions}
+    oracle = {
+        q: max(arms, key=lambda a: (reward(outcome[(q, a)]["perf"], outcome[(q, a)]["cost"]), a))
+        for q in questions
+    }
     table["Oracle (hindsight upper bound)"] = score(oracle)
 
-    print(f"Valid questions: {len(questions)}, λ = {lam:g} (student/teacher; cost normalized on train)\n")
+    print(
+        f"Valid questions: {len(questions)}, λ = {lam:g} (student/teacher; cost normalized on train)\n"
+    )
     print("| router | valid F1 | mean cost (USD) | reward | assignments played | table matches |")
     print("|---|---:|---:|---:|---|---|")
     for label, row in table.items():

@@ -47,7 +47,9 @@ def tiny_flags() -> list[str]:
 
 
 def load_compare_haps():
-    spec = importlib.util.spec_from_file_location("compare_haps", REPO / "examples" / "compare_haps.py")
+    spec = importlib.util.spec_from_file_location(
+        "compare_haps", REPO / "examples" / "compare_haps.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
