@@ -21,6 +21,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv, VecMonitor
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvWrapper
+from tqdm.auto import tqdm
 
 from agents.base import RoutingData
 from agents.hierrouter import models_called
@@ -53,11 +54,13 @@ def evaluate_agent(
     deterministic: bool = True,
     seed: int | None = 0,
     return_episodes: bool = False,
+    progress_bar: bool = False,
 ) -> dict[str, Any]:
     """Mean Perf, normalized Cost, Reward (= the env's return), USD cost and each model's call share.
 
     ``return_episodes`` adds ``"per_episode"``: one row per episode (question index and id,
     assignment where the env reports one, perf, cost, reward) to compare with an action table.
+    ``progress_bar`` counts finished episodes (live envs take seconds per episode).
 
     ``n_eval_episodes`` defaults to the number of questions of the env's split, so with one env
     every question is played once (``seed`` rewinds the env to a fresh order; None keeps its
@@ -79,6 +82,7 @@ def evaluate_agent(
     finals: list[dict[str, Any]] = []
     returns: list[float] = []
     running = np.zeros(vec.num_envs)
+    bar = tqdm(total=n, desc="evaluate", unit="episode", disable=not progress_bar)
 
     def collect(local: dict[str, Any], _globals: dict[str, Any]) -> None:
         # sums the step rewards itself: Monitor's episode return is rounded to 6 decimals
@@ -88,15 +92,17 @@ def evaluate_agent(
             finals.append(local["info"])
             returns.append(float(running[i]))
             running[i] = 0.0
+            bar.update(1)
 
-    _, lengths = evaluate_policy(
-        agent,
-        vec,
-        n_eval_episodes=n,
-        deterministic=deterministic,
-        return_episode_rewards=True,
-        callback=collect,
-    )
+    with bar:
+        _, lengths = evaluate_policy(
+            agent,
+            vec,
+            n_eval_episodes=n,
+            deterministic=deterministic,
+            return_episode_rewards=True,
+            callback=collect,
+        )
     scores = summarize(
         perf=[f.get("perf", np.nan) for f in finals],
         cost=[f.get("normalized_cost", np.nan) for f in finals],

@@ -229,7 +229,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Trained in {trained:.0f} s.", file=sys.stderr)
     if args.out:
         print(f"Saved to {agent.save(args.out)}.")
-    scores = evaluate_agent(agent, valid_env, return_episodes=True)
+    scores = evaluate_agent(
+        agent, valid_env, return_episodes=True, progress_bar=not args.no_progress_bar
+    )
     if args.results_json:
         summary = {"config": vars(args), "train_seconds": trained, **scores}
         Path(args.results_json).parent.mkdir(parents=True, exist_ok=True)
