@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 from pathlib import Path
 
@@ -29,3 +31,15 @@ def cache_dir() -> Path:
     root = Path(os.environ.get(CACHE_ENV_VAR, Path.home() / ".cache" / "routing_gym")).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_path: Path):
+    """An exclusive inter-process lock, so parallel workers build a cached artefact once."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

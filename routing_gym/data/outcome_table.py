@@ -3,9 +3,10 @@
 A table holds numbers only (ids, tasks, embeddings, scores, token counts), never query text.
 Two sources:
 
-* the shipped ``assets/llmrouter_outcomes.npz`` (9 LLMs x 14 tasks from LLMRouter, built by
-  ``scripts/build_outcome_table.py``; see ``assets/README.md`` for attribution and the cost
-  assumptions), loaded with ``load_outcome_table()``;
+* the default table (9 LLMs x 14 tasks from LLMRouter), built on first use from
+  ``$ROUTING_GYM_DATA/llmrouter`` into ``$ROUTING_GYM_CACHE/llmrouter_outcomes.npz`` by
+  ``routing_gym.data.build_outcome_table`` (see docs/outcome_table.md for attribution and the
+  cost assumptions), loaded with ``load_outcome_table()``;
 * a table of your own in the wide CSV / JSON Lines format below, ``load_outcome_table(path)``.
 
 Wide format (one row per query; CSV with a header, or one JSON object per line):
@@ -49,9 +50,9 @@ import numpy as np
 from routing_gym.cost import Price
 from routing_gym.data.splits import DEFAULT_FRACTIONS, DEFAULT_SALT, assign_split
 from routing_gym.errors import DataFormatError
+from routing_gym.paths import cache_dir, exclusive_lock
 
-ASSET_DIR = Path(__file__).resolve().parent / "assets"
-SHIPPED_TABLE = ASSET_DIR / "llmrouter_outcomes.npz"
+DEFAULT_TABLE_NAME = "llmrouter_outcomes.npz"
 TABLE_FORMAT_VERSION = 1
 
 #: Assumed completion length (tokens) per task: the source table records no output lengths.
@@ -268,19 +269,48 @@ def _cached_hash_split(
     return labels
 
 
-def load_outcome_table(path: str | os.PathLike | None = None, encoder=None) -> OutcomeTable:
-    """Load the shipped table (``path=None``), a ``.npz`` built by the script, or a wide CSV/JSONL.
+def default_table_path() -> Path:
+    """Where the default (LLMRouter) table is cached."""
+    return cache_dir() / DEFAULT_TABLE_NAME
 
+
+_default_table: Path | None = None  # resolved once per process, like a loaded model
+
+
+def ensure_default_table(data_root: str | os.PathLike | None = None) -> Path:
+    """The default table's path, built from ``$ROUTING_GYM_DATA/llmrouter`` if not cached yet.
+
+    A lock makes parallel workers build it once; the build renames a finished file into place.
+    """
+    global _default_table
+    if _default_table is not None and _default_table.is_file():
+        return _default_table
+    path = default_table_path()
+    if not path.is_file():
+        with exclusive_lock(path.with_suffix(".lock")):
+            if not path.is_file():
+                from routing_gym.data.build_outcome_table import build_outcome_table
+
+                try:
+                    build_outcome_table(data_root, path)
+                except FileNotFoundError as exc:
+                    raise FileNotFoundError(
+                        f"The default outcome table is not cached at {path} and cannot be "
+                        f"built: {exc}"
+                    ) from None
+    _default_table = path
+    return path
+
+
+def load_outcome_table(path: str | os.PathLike | None = None, encoder=None) -> OutcomeTable:
+    """Load the default table (``path=None``), a ``.npz`` of the builder, or a wide CSV/JSONL.
+
+    The default table is built from ``$ROUTING_GYM_DATA/llmrouter`` on first use and cached.
     Loaded tables are cached per process (keyed by path and modification time) and their arrays
     are read-only, so many environments can share one copy.
     """
-    resolved = SHIPPED_TABLE if path is None else Path(path).expanduser().resolve()
+    resolved = ensure_default_table() if path is None else Path(path).expanduser().resolve()
     if not resolved.is_file():
-        if path is None:
-            raise FileNotFoundError(
-                f"The shipped outcome table {resolved} is missing; "
-                "rebuild it with scripts/build_outcome_table.py."
-            )
         raise FileNotFoundError(f"Outcome table {resolved} does not exist.")
     if encoder is not None:  # a custom encoder bypasses the cache: its vectors may differ
         return _load_uncached(resolved, encoder)

@@ -16,7 +16,7 @@ class TableRoutingEnv(OutcomeTableEnvBase):
 
     ## Description
     Every episode is one query from an outcome table: the measured score of every model on every
-    query (by default 5,602 queries x 9 LLMs over 14 tasks from LLMRouter, shipped as numbers
+    query (by default 5,602 queries x 9 LLMs over 14 tasks from LLMRouter, built on first use as numbers
     only). The agent sees the query's sentence embedding and picks a model; the reward trades the
     model's recorded score against the (estimated) price of the call. Nothing runs at step time,
     so training takes minutes on a CPU. Variants restrict the tasks, e.g.
@@ -28,7 +28,7 @@ class TableRoutingEnv(OutcomeTableEnvBase):
 
     ## Action Space
     ``Discrete(num_models)``: action ``i`` calls ``env.unwrapped.models[i]`` (9 models in the
-    shipped table).
+    default table).
 
     ## Rewards
     ``score - λ · normalized_cost``, with ``score`` in [0, 1] from the table, ``cost`` the
@@ -51,7 +51,7 @@ class TableRoutingEnv(OutcomeTableEnvBase):
 
     ## Arguments
     ``gym.make("LLMRouting-Table-v0", config=None, render_mode=None, **config_keys)``; keys
-    (``TableRoutingEnv.default_config()``): ``table`` (None = shipped, or a .npz/.csv/.jsonl path),
+    (``TableRoutingEnv.default_config()``): ``table`` (None = the default LLMRouter table, or a .npz/.csv/.jsonl path),
     ``prices`` (JSON path or mapping, overrides the table's), ``completion_tokens`` (the assumed
     completion length: ``"default"`` per-task table, a number, or ``{task: n}``), ``split``
     (``train``/``valid``/``test``/``all``), ``split_salt``, ``tasks`` (list or None), ``lam``

@@ -52,7 +52,7 @@ class OutcomeTableEnvBase(gym.Env):
     def default_config(cls) -> dict[str, Any]:
         """Every config key with its default value."""
         return {
-            "table": None,  # None = shipped LLMRouter table; or a .npz / .csv / .jsonl path
+            "table": None,  # None = the default LLMRouter table (built once into the cache); or a .npz / .csv / .jsonl path
             "prices": None,  # None = the table's; or a JSON path / {model: {input_price, ...}}
             "completion_tokens": "default",  # assumed length: "default", a number or {task: n}
             "split": "train",  # "train", "valid", "test" or "all"

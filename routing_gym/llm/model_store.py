@@ -6,8 +6,6 @@ transformers folder; later loads read that folder (seconds instead of a minute).
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -18,7 +16,7 @@ from pathlib import Path
 
 from routing_gym.errors import BackendError
 from routing_gym.llm.spec import ModelSpec
-from routing_gym.paths import cache_dir
+from routing_gym.paths import cache_dir, exclusive_lock
 
 
 def _sha256_file(path: Path) -> str:
@@ -35,7 +33,7 @@ def file_digest(path: Path) -> str:
     stat = path.stat()
     memo = cache_dir() / "digests.json"
     memo_key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    with _locked(memo.with_suffix(".lock")):
+    with exclusive_lock(memo.with_suffix(".lock")):
         known = json.loads(memo.read_text()) if memo.exists() else {}
         if memo_key not in known:
             known[memo_key] = _sha256_file(path)
@@ -48,18 +46,6 @@ def _atomic_write_text(path: Path, text: str) -> None:
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
     os.replace(tmp, path)
-
-
-@contextlib.contextmanager
-def _locked(lock_path: Path):
-    """An exclusive inter-process lock, so parallel env workers materialize a model once."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def package_folder(package: str) -> Path:
@@ -86,7 +72,7 @@ def gguf_path(spec: ModelSpec) -> Path:
         package_folder(value)  # clear error if missing
         module = importlib.import_module(value)
         target = cache_dir() / "gguf" / f"{spec.name}.gguf"
-        with _locked(target.with_suffix(".lock")):
+        with exclusive_lock(target.with_suffix(".lock")):
             return Path(module.assemble(output_path=target))
     raise BackendError(f"Model {spec.name!r} has no GGUF file (location {spec.location!r}).")
 
@@ -124,7 +110,7 @@ def materialize_gguf(spec: ModelSpec, digest: str) -> Path:
     target = materialized_folder(spec, digest)
     if (target / "config.json").is_file():
         return target
-    with _locked(target.with_suffix(".lock")):
+    with exclusive_lock(target.with_suffix(".lock")):
         if (target / "config.json").is_file():
             return target
         from transformers import AutoModelForCausalLM, AutoTokenizer

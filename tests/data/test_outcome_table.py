@@ -1,10 +1,9 @@
-"""The shipped outcome table, its cost model, the wide CSV/JSONL reader and the build script."""
+"""The default outcome table, its cost model, the wide CSV/JSONL reader and the builder."""
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import importlib.util
 import json
 import re
 from pathlib import Path
@@ -15,8 +14,8 @@ import pytest
 from routing_gym.cost import Price
 from routing_gym.data.outcome_table import (
     DEFAULT_COMPLETION_TOKENS,
-    SHIPPED_TABLE,
     count_prompt_tokens,
+    ensure_default_table,
     load_outcome_table,
     load_prices,
     query_id,
@@ -41,20 +40,18 @@ NINE_MODELS = {
 
 
 def _build_script():
-    spec = importlib.util.spec_from_file_location(
-        "build_outcome_table", REPO / "scripts" / "build_outcome_table.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from routing_gym.data import build_outcome_table
+
+    return build_outcome_table
 
 
-# ---------------------------------------------------------------- shipped table
+# ---------------------------------------------------------------- default table
 
 
-def test_shipped_table_holds_numbers_only_and_stays_small():
-    assert SHIPPED_TABLE.stat().st_size < 10e6
-    with np.load(SHIPPED_TABLE, allow_pickle=False) as data:
+def test_default_table_holds_numbers_only_and_stays_small(data_root):
+    path = ensure_default_table()
+    assert path.stat().st_size < 10e6
+    with np.load(path, allow_pickle=False) as data:
         assert set(data.files) == {
             "ids",
             "tasks",
@@ -76,7 +73,7 @@ def test_shipped_table_holds_numbers_only_and_stays_small():
     assert "MIT" in meta["attribution"] and "U Lab @UIUC" in meta["attribution"]
 
 
-def test_shipped_table_loads_with_consistent_shapes():
+def test_default_table_loads_with_consistent_shapes(data_root):
     table = load_outcome_table()
     n, m = table.scores.shape
     assert set(table.models) == NINE_MODELS and m == 9
@@ -87,7 +84,7 @@ def test_shipped_table_loads_with_consistent_shapes():
     assert load_outcome_table() is table  # cached per process
 
 
-def test_shipped_table_matches_the_source_scores_and_tasks(data_root):
+def test_default_table_matches_the_source_scores_and_tasks(data_root):
     source = json.loads((data_root / "llmrouter" / "scores_train.json").read_text())
     tasks = {}
     for record in iter_json_records(data_root / "llmrouter" / "queries_train.jsonl"):
@@ -270,7 +267,44 @@ def test_prompt_tokens_are_counted_with_the_smollm2_proxy_tokenizer(tmp_path):
     assert read_wide_table(path).prompt_tokens[0, 0] == counts[0]
 
 
-# ---------------------------------------------------------------- build script
+# ---------------------------------------------------------------- builder
+
+
+def _toy_llmrouter(root: Path) -> Path:
+    root.mkdir(parents=True)
+    (root / "models.json").write_text(
+        json.dumps(
+            {
+                "m1": {"input_price": 0.1, "output_price": 0.1},
+                "m2": {"input_price": 0.9, "output_price": 0.9},
+            }
+        )
+    )
+    queries = [
+        {"task_name": "t1", "query": "What is two plus two?", "metric": "em", "choices": None},
+        {"task_name": "t2", "query": "Name a red fruit.", "metric": "f1_score", "choices": None},
+    ]
+    (root / "queries_train.jsonl").write_text("\n".join(json.dumps(q) for q in queries))
+    scores = [
+        {"question": "What is two plus two?", "scores": {"m1": 1.0, "m2": 0.0}},
+        {"question": "Name a red fruit.", "scores": {"m1": 0.0, "m2": 1.0}},
+    ]
+    (root / "scores_train.json").write_text(json.dumps(scores))
+    return root
+
+
+def test_builder_writes_a_loadable_table_and_no_temporary_file(tmp_path):
+    _toy_llmrouter(tmp_path / "data" / "llmrouter")
+    out = _build_script().build_outcome_table(tmp_path / "data", tmp_path / "out" / "t.npz")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["t.npz"]
+    table = load_outcome_table(out)
+    assert list(table.models) == ["m1", "m2"] and len(table) == 2
+    np.testing.assert_array_equal(table.scores, [[1.0, 0.0], [0.0, 1.0]])
+
+
+def test_builder_names_a_missing_llmrouter_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="llmrouter does not exist"):
+        _build_script().build_outcome_table(tmp_path, tmp_path / "t.npz")
 
 
 def test_build_script_join_counts_every_dropped_or_collapsed_row(tmp_path):

@@ -1,13 +1,16 @@
-"""Build the shipped outcome table from LLMRouter's released per-query outcomes.
+"""Build the default outcome table from LLMRouter's released per-query outcomes.
 
 Reads ``<data>/llmrouter/{scores_train.json, queries_train.jsonl, models.json}`` and writes
-``routing_gym/data/assets/llmrouter_outcomes.npz``: per query an id (SHA-1 of the text, 16 hex),
+``$ROUTING_GYM_CACHE/llmrouter_outcomes.npz``: per query an id (SHA-1 of the text, 16 hex),
 the task, its all-MiniLM-L6-v2 embedding (float16), the 9 models' scores and the prompt token
 count from SmolLM2's tokenizer (a proxy for the models' own), plus model names and prices.
 No query or answer text is written. Every row that cannot be joined or is ambiguous is counted
 and reported, never dropped silently.
 
-    HF_HUB_OFFLINE=1 python scripts/build_outcome_table.py --data-dir /work/shared/data
+``load_outcome_table()`` builds it on first use (about 10 s with a warm embedding cache, a
+minute cold); to build or rebuild it by hand:
+
+    HF_HUB_OFFLINE=1 python -m routing_gym.data.build_outcome_table --data-dir <data>
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ import argparse
 import ast
 import json
 import math
+import os
 import string
 import sys
+import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -26,7 +31,6 @@ from tqdm import tqdm
 
 from routing_gym.data.outcome_table import (
     PROXY_TOKENIZER_GGUF,
-    SHIPPED_TABLE,
     TABLE_FORMAT_VERSION,
     count_prompt_tokens,
     load_prices,
@@ -138,17 +142,25 @@ def join_rows(root: Path) -> tuple[list[dict], list[str], dict]:
     return rows, models or [], dict(report)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build the table and print what was kept and dropped."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument(
-        "--data-dir", default=None, help="folder holding llmrouter/ (default $ROUTING_GYM_DATA)"
-    )
-    parser.add_argument("--out", default=str(SHIPPED_TABLE), help="output .npz")
-    parser.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
-    args = parser.parse_args(argv)
+def build_outcome_table(
+    data_root: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    verbose: bool = False,
+) -> Path:
+    """Join, embed and write the table to ``out`` (default: the cached default table).
 
-    root = data_dir(args.data_dir) / "llmrouter"
+    The file is written next to ``out`` and renamed into place, so a killed build leaves no
+    half-written table.
+    """
+    from routing_gym.data.outcome_table import default_table_path
+
+    root = data_dir(data_root) / "llmrouter"
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"{root} does not exist: the outcome table is built from LLMRouter's files there "
+            "(scores_train.json, queries_train.jsonl, models.json)."
+        )
     rows, models, report = join_rows(root)
     ids = [query_id(r["question"]) for r in rows]
     if len(set(ids)) != len(ids):
@@ -159,8 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     encoder = SentenceEncoder()
     questions = [r["question"] for r in rows]
     chunks = []
-    for start in tqdm(range(0, len(questions), args.batch_size), desc="embedding", unit="batch"):
-        chunks.append(encoder.encode(questions[start : start + args.batch_size]))
+    for start in tqdm(range(0, len(questions), batch_size), desc="embedding", unit="batch"):
+        chunks.append(encoder.encode(questions[start : start + batch_size]))
     embeddings = np.concatenate(chunks).astype(np.float16)
 
     tokens = count_prompt_tokens([r["prompt"] for r in rows], proxy_tokenizer())
@@ -179,25 +191,38 @@ def main(argv: list[str] | None = None) -> int:
         "rows": len(rows),
         "report": report,
     }
-    out = Path(args.out)
+    out = Path(out) if out is not None else default_table_path()
     out.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(
-        out,
-        ids=np.array(ids),
-        tasks=np.array(tasks),
-        embeddings=embeddings,
-        scores=scores,
-        prompt_tokens=tokens.astype(np.int32),
-        models=np.array(models),
-        input_price=np.array([prices[m].input_per_m for m in models]),
-        output_price=np.array([prices[m].output_per_m for m in models]),
-        meta=np.array(json.dumps(meta, sort_keys=True)),
-    )
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name, suffix=".tmp.npz")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            np.savez_compressed(
+                handle,
+                ids=np.array(ids),
+                tasks=np.array(tasks),
+                embeddings=embeddings,
+                scores=scores,
+                prompt_tokens=tokens.astype(np.int32),
+                models=np.array(models),
+                input_price=np.array([prices[m].input_per_m for m in models]),
+                output_price=np.array([prices[m].output_per_m for m in models]),
+                meta=np.array(json.dumps(meta, sort_keys=True)),
+            )
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    if verbose:
+        print_report(report, tasks, scores, tokens, models, out)
+    return out
 
+
+def print_report(report, tasks, scores, tokens, models, out: Path) -> None:
+    """What was kept and dropped, and per-task figures."""
     print("\nJoin report")
     for key, value in report.items():
         print(f"  {key:<66} {value:>6}")
-    print(f"  {'rows written':<66} {len(rows):>6}")
+    print(f"  {'rows written':<66} {len(tasks):>6}")
     print("\nPer task (rows, best single-model mean, oracle mean, median prompt tokens)")
     task_arr = np.array(tasks)
     for task in sorted(set(tasks)):
@@ -209,6 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nModels: {', '.join(models)}")
     print(f"Best single mean {scores.mean(0).max():.4f}, oracle mean {scores.max(1).mean():.4f}")
     print(f"Wrote {out} ({out.stat().st_size / 1e6:.2f} MB)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the table and print what was kept and dropped."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--data-dir", default=None, help="folder holding llmrouter/ (default $ROUTING_GYM_DATA)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="output .npz (default: the cached default table)"
+    )
+    parser.add_argument("--batch-size", type=int, default=256, help="embedding batch size")
+    args = parser.parse_args(argv)
+    build_outcome_table(args.data_dir, args.out, args.batch_size, verbose=True)
     return 0
 
 
