@@ -7,6 +7,7 @@ transformers folder; later loads read that folder (seconds instead of a minute).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -15,8 +16,14 @@ import tempfile
 from pathlib import Path
 
 from routing_gym.errors import BackendError
+from routing_gym.llm import gguf_parts
+from routing_gym.llm.gguf_parts import PartedGGUF
 from routing_gym.llm.spec import ModelSpec
 from routing_gym.paths import cache_dir, exclusive_lock
+
+
+#: Location kinds whose weights come from a GGUF file (de-quantized once into the cache).
+GGUF_KINDS = ("gguf-package", "gguf-assemble", "gguf-parts")
 
 
 def _sha256_file(path: Path) -> str:
@@ -60,7 +67,7 @@ def package_folder(package: str) -> Path:
 
 
 def gguf_path(spec: ModelSpec) -> Path:
-    """The GGUF file of a ``gguf-package:`` or ``gguf-assemble:`` spec, rebuilt if needed."""
+    """The GGUF file of a ``gguf-package:``, ``gguf-assemble:`` or ``gguf-parts:`` spec, rebuilt if needed."""
     kind, value = spec.location_kind, spec.location_value
     if kind == "gguf-package":
         package, _, filename = value.partition("/")
@@ -74,6 +81,10 @@ def gguf_path(spec: ModelSpec) -> Path:
         target = cache_dir() / "gguf" / f"{spec.name}.gguf"
         with exclusive_lock(target.with_suffix(".lock")):
             return Path(module.assemble(output_path=target))
+    if kind == "gguf-parts":
+        parted = PartedGGUF.from_options(spec.options, spec.name)
+        target = cache_dir() / "gguf" / f"{spec.name}-{parted.sha256[:16]}.gguf"
+        return gguf_parts.assemble(parted, target, spec.name)
     raise BackendError(f"Model {spec.name!r} has no GGUF file (location {spec.location!r}).")
 
 
@@ -86,6 +97,9 @@ def model_digest(spec: ModelSpec) -> str:
         return expected or file_digest(gguf_path(spec))
     if kind == "gguf-package":
         return file_digest(gguf_path(spec))
+    if kind == "gguf-parts":
+        # Assembly verifies every byte against this digest, so it identifies the weights.
+        return PartedGGUF.from_options(spec.options, spec.name).sha256
     if kind == "random":
         payload = json.dumps({"arch": value, **dict(spec.options)}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()

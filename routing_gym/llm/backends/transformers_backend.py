@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from typing import Any, Sequence
 
@@ -10,8 +11,8 @@ import torch
 
 from routing_gym.errors import BackendError
 from routing_gym.llm import model_store
-from routing_gym.llm.backends.base import Backend, Completion
-from routing_gym.llm.lora import LoRAAdapter, LoRAInjector
+from routing_gym.llm.backends.base import Backend, Capabilities, ChoiceScores, Completion
+from routing_gym.llm.lora import LoRAAdapter, LoRAInjector, o_proj_shapes
 from routing_gym.llm.requests import GenerationRequest
 from routing_gym.llm.spec import ModelSpec
 
@@ -59,6 +60,34 @@ def _random_model(spec: ModelSpec, vocab_size: int):
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(spec.options.get("seed", 0)))
         return model_cls(config)
+
+
+COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+_CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_flags() -> frozenset[str]:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    return frozenset(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether bf16 matmuls run natively (CUDA with bf16, or a CPU with AMX or AVX512-BF16).
+
+    Without those units bf16 is emulated on the CPU and runs slower than fp32.
+    """
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return any(flag in _cpu_flags() for flag in _CPU_BF16_FLAGS)
+    return False
 
 
 class _PerRowSampler:
@@ -129,7 +158,8 @@ class TransformersBackend(Backend):
 
     @property
     def model_id(self) -> str:
-        return f"{self.spec.name}@{self.digest[:16]}"
+        # The compute dtype is part of the identity: bf16 and fp32 may decode differently.
+        return f"{self.spec.name}@{self.digest[:16]}:{str(self.dtype).removeprefix('torch.')}"
 
     @property
     def supports_scoring(self) -> bool:
@@ -145,16 +175,25 @@ class TransformersBackend(Backend):
             wanted = "cuda" if torch.cuda.is_available() else "cpu"
         return torch.device(wanted)
 
-    def _dtype(self) -> torch.dtype:
+    @property
+    def dtype(self) -> torch.dtype:
+        """The compute dtype: the ``dtype`` option, or bf16 where the device runs it fast, else fp32."""
         wanted = self.spec.options.get("dtype", "auto")
         if wanted == "auto":
-            return torch.bfloat16 if self.device.type == "cuda" else torch.float32
-        return getattr(torch, wanted)
+            return torch.bfloat16 if fast_bf16(self.device) else torch.float32
+        if wanted not in COMPUTE_DTYPES:
+            raise BackendError(
+                f"Model {self.spec.name!r}: unknown dtype {wanted!r}; use 'auto' or one of {sorted(COMPUTE_DTYPES)}."
+            )
+        return COMPUTE_DTYPES[wanted]
+
+    def _dtype(self) -> torch.dtype:
+        return self.dtype
 
     def _source(self) -> tuple[str, dict[str, Any]]:
         """Where ``from_pretrained`` reads this model from, with its extra kwargs."""
         kind, value = self.spec.location_kind, self.spec.location_value
-        if kind in ("gguf-package", "gguf-assemble"):
+        if kind in model_store.GGUF_KINDS:
             return str(model_store.materialize_gguf(self.spec, self.digest)), {}
         if kind == "dir":
             return value, {}
@@ -177,7 +216,7 @@ class TransformersBackend(Backend):
         kind = self.spec.location_kind
         if kind == "random":
             tokenizer = _byte_level_tokenizer()
-        elif kind in ("gguf-package", "gguf-assemble") and not (
+        elif kind in model_store.GGUF_KINDS and not (
             model_store.materialized_folder(self.spec, self.digest) / "config.json"
         ).is_file():
             # Read the tokenizer straight from the GGUF: a cache hit must not de-quantize weights.
@@ -359,6 +398,32 @@ class TransformersBackend(Backend):
         targets = input_ids[:, -longest:]
         picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         return [picked[row, longest - len(c) :] for row, c in enumerate(completion_ids)]
+
+    # -- the rest of the Backend interface ------------------------------------------------
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(white_box=True, choice_scoring="teacher-forcing")
+
+    def score_choices(
+        self, request: GenerationRequest, prompt_ids: list[int] | None, choices: Sequence[str]
+    ) -> ChoiceScores:
+        """Each choice's summed token log-prob after the prompt (teacher forcing, the request's adapter if any)."""
+        prompt = list(prompt_ids) if prompt_ids is not None else self.prompt_ids(request)
+        continuations = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
+        rows = len(choices)
+        adapter = getattr(request, "adapter", None)
+        with torch.no_grad():
+            adapters = None if adapter is None else [adapter] * rows
+            per_token = self.token_logprobs([prompt] * rows, continuations, adapters=adapters)
+        return ChoiceScores(
+            logprobs=[float(t.sum()) for t in per_token],
+            source="teacher-forcing",
+            prompt_tokens=len(prompt) * rows,
+            completion_tokens=sum(len(c) for c in continuations),
+        )
+
+    def lora_shapes(self) -> dict[int, tuple[int, int]]:
+        return o_proj_shapes(self.model)
 
 
 def _as_list(value) -> list:
