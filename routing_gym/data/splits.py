@@ -82,3 +82,22 @@ def split_ids(
         seen.add(key)
         out[_assign(unit_hash(id, salt), items)].append(id)
     return out
+
+
+def select_split(
+    items: Iterable,
+    split: str | None,
+    fractions: Mapping[str, float] = DEFAULT_FRACTIONS,
+    salt: str = DEFAULT_SALT,
+) -> list:
+    """The items whose ``.id`` hashes into ``split``, in input order; ``None`` or "all" keeps all.
+
+    Raises ValueError naming the split when it is not a key of ``fractions``.
+    """
+    items = list(items)
+    if split is None or split == "all":
+        return items
+    checked = _check_fractions(fractions)
+    if split not in dict(checked):
+        raise ValueError(f"unknown split {split!r}; choose one of {sorted(dict(checked))} or 'all'")
+    return [item for item in items if _assign(unit_hash(item.id, salt), checked) == split]
