@@ -82,14 +82,14 @@ class LiveRoutingEnv(gym.Env):
         Closed models get no LoRA entry (HAPS's Remark 1 mask). Shapes come from the loaded
         model's ``o_proj`` layers, so the open models load here.
         """
-        from routing_gym.llm.lora import o_proj_shapes, target_layers
+        from routing_gym.llm.lora import target_layers
 
         rank, k = self.config["lora_rank"], self.config["lora_layers"]
         lora = {}
         for name in self.model_names:
-            if not self.pool.specs[name].open:
+            if not self.pool.is_open(name):
                 continue
-            shapes = o_proj_shapes(self.pool.backend(name).model)
+            shapes = self.pool.lora_shapes(name)
             layers = [sorted(shapes)[i] for i in target_layers(len(shapes), k)]
             self.lora_shapes[name] = {layer: shapes[layer] for layer in layers}
             size = sum(out * rank + rank * inp for out, inp in self.lora_shapes[name].values())

@@ -11,6 +11,7 @@ from tqdm.auto import tqdm
 
 from routing_gym.errors import UnknownModelError
 from routing_gym.llm.backends import Backend, make_backend
+from routing_gym.llm.backends.base import Capabilities
 from routing_gym.llm.cache import ResponseCache
 from routing_gym.llm.lora import LoRAAdapter
 from routing_gym.llm.requests import GenerationRequest, GenerationResult
@@ -23,8 +24,9 @@ class LLMPool:
     """A set of models that answers a batch of requests at once.
 
     Requests are bucketed by model; each bucket first consults the cache, and only the
-    misses run on the model, in left-padded batches of at most ``max_batch_size``.
-    Models load lazily on the first miss, once per process.
+    misses run on the model, in batches of at most ``max_batch_size`` (left-padded on a
+    local model, sent concurrently to a server). Models load lazily on the first miss,
+    once per process. A batch that fails writes nothing to the cache.
 
     Args:
         models: built-in names (see ``routing_gym.llm.spec.BUILTIN_SPECS``), dicts or ModelSpecs.
@@ -68,6 +70,19 @@ class LLMPool:
             raise UnknownModelError(f"Model {name!r} is not in this pool; the pool has {self.names}.")
         return self.backends[name]
 
+    def capabilities(self, name: str) -> Capabilities:
+        """What model ``name``'s backend offers (white-box or not, how it scores choices)."""
+        return self.backend(name).capabilities
+
+    def is_open(self, name: str) -> bool:
+        """Whether model ``name`` takes a per-query LoRA: declared open and its weights in this process."""
+        return bool(self.specs[name].open) and self.capabilities(name).lora
+
+    def lora_shapes(self, name: str) -> dict[int, tuple[int, int]]:
+        """``{layer: (out, in)}`` of model ``name``'s ``o_proj`` layers (loads an open model's weights)."""
+        self._check_open(name)
+        return self.backend(name).lora_shapes()
+
     def cost(self, name: str, prompt_tokens: int, completion_tokens: int) -> float:
         """USD cost of a call from the pool's price table."""
         return float(self.specs[name].price.cost(prompt_tokens, completion_tokens))
@@ -91,7 +106,9 @@ class LLMPool:
         backend = self.backends[name]
         prompt_ids = [backend.prompt_ids(r) for r in requests]
         keys = [
-            ResponseCache.make_key(backend.model_id, ids, r.decoding_params(), self._adapter_digest(r))
+            ResponseCache.make_key(
+                backend.model_id, ids or [], {**r.decoding_params(), **backend.request_key(r)}, self._adapter_digest(r)
+            )
             for r, ids in zip(requests, prompt_ids)
         ]
         found = self.cache.get_many(keys, model=name)
@@ -104,7 +121,7 @@ class LLMPool:
         for index, key in enumerate(keys):
             if results[index] is None and key not in pending:
                 pending[key] = index
-        order = sorted(pending.values(), key=lambda i: len(prompt_ids[i]))  # similar lengths pad less
+        order = sorted(pending.values(), key=lambda i: len(prompt_ids[i] or ()))  # similar lengths pad less
         batches = [order[s : s + self.max_batch_size] for s in range(0, len(order), self.max_batch_size)]
         fresh: dict[str, dict] = {}
         for batch in tqdm(batches, desc=f"generate {name}", disable=not self.progress or not batches):
@@ -113,10 +130,15 @@ class LLMPool:
             for i, completion in zip(batch, completions):
                 record = {
                     "text": completion.text,
-                    "prompt_ids": prompt_ids[i],
+                    "prompt_ids": prompt_ids[i] or [],
                     "completion_ids": completion.completion_ids,
                     "finish_reason": completion.finish_reason,
                 }
+                if completion.prompt_tokens is not None:  # a server's usage: its token ids are unknown here
+                    record["usage"] = {
+                        "prompt_tokens": int(completion.prompt_tokens),
+                        "completion_tokens": int(completion.completion_tokens or 0),
+                    }
                 fresh[keys[i]] = record
                 records.append((keys[i], name, record))
             self.cache.put_many(records)  # each batch lands whole, so a kill loses at most one batch
@@ -127,9 +149,10 @@ class LLMPool:
 
     def _check_open(self, name: str) -> None:
         """Per-query LoRA needs the weights: refuse it for a closed model."""
-        if not self.specs[name].open:
+        if not self.is_open(name):
+            why = "open=False" if not self.specs[name].open else f"its {self.specs[name].backend} backend is not white-box"
             raise ValueError(
-                f"Model {name!r} is closed (open=False): it cannot take a per-query LoRA adapter; "
+                f"Model {name!r} is closed ({why}): it cannot take a per-query LoRA adapter; "
                 "drop the adapter or route to an open model."
             )
 
@@ -138,17 +161,20 @@ class LLMPool:
         adapter = getattr(request, "adapter", None)
         return "" if adapter is None else adapter.digest
 
-    def _result(self, name: str, prompt_ids: list[int], record: dict, cached: bool) -> GenerationResult:
-        completion_ids = list(record["completion_ids"])
-        return GenerationResult(
+    def _result(self, name: str, prompt_ids: list[int] | None, record: dict, cached: bool) -> GenerationResult:
+        usage = record.get("usage")
+        result = GenerationResult(
             model=name,
             text=record["text"],
-            prompt_ids=list(prompt_ids),
-            completion_ids=completion_ids,
-            cost=self.cost(name, len(prompt_ids), len(completion_ids)),
+            prompt_ids=list(prompt_ids or []),
+            completion_ids=list(record["completion_ids"]),
+            cost=0.0,
             cached=cached,
             finish_reason=record.get("finish_reason", "length"),
+            usage=None if usage is None else dict(usage),
         )
+        result.cost = self.cost(name, result.prompt_tokens, result.completion_tokens)
+        return result
 
     # -- scoring ----------------------------------------------------------------------------
     def token_logprobs(
@@ -163,8 +189,11 @@ class LLMPool:
         ``adapters`` gives one LoRA (or None) per row; gradients reach its factors.
         """
         backend = self.backend(name)
-        if not backend.supports_scoring:
-            raise ValueError(f"Model {name!r} ({self.specs[name].backend}) cannot score tokens.")
+        if not self.capabilities(name).token_logprobs:
+            raise ValueError(
+                f"Model {name!r} ({self.specs[name].backend} backend) is not white-box: it gives no "
+                "differentiable token log-probs, so it cannot be trained through; train only the open models."
+            )
         if adapters is not None and any(a is not None for a in adapters):
             self._check_open(name)
             return backend.token_logprobs(prompt_ids, completion_ids, adapters=adapters)
@@ -174,35 +203,41 @@ class LLMPool:
         """Log-probability of each choice string as the continuation of ``request``'s prompt.
 
         Used to read an answer letter from small models robustly; cached like generations.
+        How the backend reads them is in ``capabilities(name).choice_scoring``.
         """
         if not choices:
             raise ValueError("choice_logprobs needs at least one choice.")
         backend = self.backend(name)
-        adapter = getattr(request, "adapter", None)
-        if adapter is not None:
+        if getattr(request, "adapter", None) is not None:
             self._check_open(name)
         prompt = backend.prompt_ids(request)
         key = ResponseCache.make_key(
-            backend.model_id, prompt, {"choices": list(choices)}, self._adapter_digest(request), kind="choice-logprobs"
+            backend.model_id,
+            prompt or [],
+            {"choices": list(choices), **backend.request_key(request)},
+            self._adapter_digest(request),
+            kind="choice-logprobs",
         )
         hit = self.cache.get(key, model=name)
         if hit is not None:
             return list(hit["logprobs"])
-        tokenizer = backend.tokenizer
-        continuations = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
-        with torch.no_grad():
-            rows = len(choices)
-            if adapter is None:
-                per_token = backend.token_logprobs([prompt] * rows, continuations)
-            else:
-                per_token = backend.token_logprobs([prompt] * rows, continuations, adapters=[adapter] * rows)
-        logprobs = [float(t.sum()) for t in per_token]
-        self.cache.put(key, name, {"logprobs": logprobs})
-        return logprobs
+        scores = backend.score_choices(request, prompt, choices)
+        self.cache.put(
+            key,
+            name,
+            {
+                "logprobs": scores.logprobs,
+                "source": scores.source,
+                "usage": {"prompt_tokens": scores.prompt_tokens, "completion_tokens": scores.completion_tokens},
+            },
+        )
+        return list(scores.logprobs)
 
     def loaded_models(self) -> list[str]:
         """Names of the models whose weights are in memory in this process."""
         return [name for name, backend in self.backends.items() if backend.is_loaded()]
 
     def close(self) -> None:
+        for backend in self.backends.values():
+            backend.close()
         self.cache.close()

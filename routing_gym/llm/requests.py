@@ -62,7 +62,11 @@ class GenerationRequest:
 
 @dataclass
 class GenerationResult:
-    """A completion with its token ids, token counts and price-table cost (USD)."""
+    """A completion with its token ids, token counts and price-table cost (USD).
+
+    A model behind a server returns no token ids: ``prompt_ids``/``completion_ids`` are then
+    empty and ``usage`` holds the counts the server reported.
+    """
 
     model: str
     text: str
@@ -72,14 +76,15 @@ class GenerationResult:
     cached: bool = False
     finish_reason: str = "length"
     extra: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, int] | None = None
 
     @property
     def prompt_tokens(self) -> int:
-        return len(self.prompt_ids)
+        return len(self.prompt_ids) if self.usage is None else int(self.usage["prompt_tokens"])
 
     @property
     def completion_tokens(self) -> int:
-        return len(self.completion_ids)
+        return len(self.completion_ids) if self.usage is None else int(self.usage["completion_tokens"])
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

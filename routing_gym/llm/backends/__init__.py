@@ -1,6 +1,6 @@
 """Backends that run models; the pool buckets requests by model and calls one of these."""
 
-from routing_gym.llm.backends.base import Backend, Completion
+from routing_gym.llm.backends.base import Backend, Capabilities, ChoiceScores, Completion
 from routing_gym.llm.spec import ModelSpec
 
 
@@ -10,7 +10,11 @@ def make_backend(spec: ModelSpec) -> Backend:
         from routing_gym.llm.backends.transformers_backend import TransformersBackend
 
         return TransformersBackend(spec)
+    if spec.backend == "openai":
+        from routing_gym.llm.backends.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(spec)
     raise ValueError(f"Model {spec.name!r}: unknown backend {spec.backend!r}.")
 
 
-__all__ = ["Backend", "Completion", "make_backend"]
+__all__ = ["Backend", "Capabilities", "ChoiceScores", "Completion", "make_backend"]

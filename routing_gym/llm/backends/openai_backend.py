@@ -1,0 +1,362 @@
+"""Models behind an OpenAI-compatible server (vLLM, llama.cpp's server, ...), through the ``openai`` client.
+
+A server model is closed: its weights are not in this process, so it takes no per-query LoRA and
+gives no differentiable token log-probs. What it offers:
+
+- generation: one pool batch is sent as concurrent requests, at most ``concurrency`` in flight.
+  The ``openai`` client retries 429, 5xx and dropped connections with exponential backoff
+  (``max_retries``); an error that survives the retries raises a ``BackendError`` naming the URL
+  and the model, and the pool then writes nothing of that batch to its cache.
+- tokens and cost: from each response's ``usage`` (token ids are not known here).
+- the cache key: the served model name (plus ``revision``) and the exact request body.
+- choice scoring: read from the completion log-probs of the next token (``top_logprobs``), one
+  token at a time along each choice (see ``score_choices``); a server that returns no log-probs
+  falls back to the generated text.
+
+Prompts: ``api="completions"`` renders chat messages here with the chat template of
+``chat_template`` (a tokenizer location) and sends the text, so prompts and response prefixes are
+exact; ``api="chat"`` sends the messages and lets the server apply its template, and forces a
+response prefix only where the server continues a final assistant message (vLLM's
+``continue_final_message``, enabled by the option of that name).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from typing import Any, Sequence
+
+from routing_gym.errors import BackendError
+from routing_gym.llm.backends.base import Backend, Capabilities, ChoiceScores, Completion
+from routing_gym.llm.requests import GenerationRequest
+from routing_gym.llm.server_config import ServerConfig
+from routing_gym.llm.spec import ModelSpec
+
+#: How many alternatives each scoring call asks for (vLLM's default ``--max-logprobs`` is 20).
+TOP_LOGPROBS = 20
+#: Tokens generated to read a choice from the text when the server gives no log-probs.
+TEXT_FALLBACK_TOKENS = 8
+
+# Chat-template tokenizers load once per process, keyed by their location.
+_TEMPLATE_TOKENIZERS: dict[str, Any] = {}
+_TEMPLATE_LOCK = threading.Lock()
+
+
+def _template_tokenizer(location: str, model_name: str):
+    """The tokenizer at ``location`` (gguf-package:, dir: or hub:), read only for its chat template."""
+    with _TEMPLATE_LOCK:
+        if location not in _TEMPLATE_TOKENIZERS:
+            from transformers import AutoTokenizer
+
+            from routing_gym.llm import model_store
+
+            kind, value = location.split(":", 1)
+            try:
+                if kind == "gguf-package":
+                    path = model_store.gguf_path(ModelSpec(name=model_name, location=location))
+                    tokenizer = AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+                else:
+                    tokenizer = AutoTokenizer.from_pretrained(value)
+            except OSError as exc:
+                raise BackendError(f"Model {model_name!r}: cannot load the chat template from {location}: {exc}") from exc
+            if not tokenizer.chat_template:
+                raise BackendError(f"Model {model_name!r}: the tokenizer at {location} has no chat template.")
+            _TEMPLATE_TOKENIZERS[location] = tokenizer
+        return _TEMPLATE_TOKENIZERS[location]
+
+
+class OpenAIBackend(Backend):
+    """A model served behind an OpenAI-compatible HTTP API (``backend="openai"``, ``location="server:NAME"``)."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        self.config = ServerConfig.from_spec(spec.name, spec.location_value, spec.options)
+        self._client = None
+        self._client_pid: int | None = None
+        self._checked = False
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:
+        # An HTTP client holds sockets and locks: rebuilt on first use after unpickling.
+        return {**self.__dict__, "_client": None, "_client_pid": None, "_checked": False, "_lock": None}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- identity and capabilities -----------------------------------------------------------
+    @property
+    def model_id(self) -> str:
+        revision = f"#{self.config.revision}" if self.config.revision else ""
+        return f"{self.spec.name}@server:{self.config.model}{revision}"
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(white_box=False, choice_scoring="logprobs-or-text")
+
+    @property
+    def where(self) -> str:
+        """``model 'x' (served as 'y' at URL)``: how errors name this model."""
+        return f"model {self.spec.name!r} (served as {self.config.model!r} at {self.config.base_url})"
+
+    # -- the client ----------------------------------------------------------------------------
+    def _api_key(self) -> str:
+        name = self.config.api_key_env
+        if name is None:
+            return "no-key"  # local servers ignore it, but the client insists on one
+        key = os.environ.get(name)
+        if not key:
+            raise BackendError(f"The API key of {self.where} is read from ${name}, which is not set.")
+        return key
+
+    @property
+    def client(self):
+        """The ``openai`` client, made once per process (a forked worker makes its own)."""
+        with self._lock:
+            if self._client is None or self._client_pid != os.getpid():
+                try:
+                    import openai
+                except ImportError as exc:
+                    raise BackendError(
+                        f"{self.where} needs the 'openai' package: pip install 'routing_gym[server]'."
+                    ) from exc
+                self._client = openai.OpenAI(
+                    base_url=self.config.base_url,
+                    api_key=self._api_key(),
+                    timeout=self.config.timeout,
+                    max_retries=self.config.max_retries,
+                )
+                self._client_pid = os.getpid()
+                self._checked = False
+            return self._client
+
+    def close(self) -> None:
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None and self._client_pid == os.getpid():
+            client.close()
+
+    def _call(self, what: str, function, **kwargs):
+        """One API call; an error that survives the client's retries names the URL and the model."""
+        import openai
+
+        try:
+            return function(**kwargs)
+        except openai.NotFoundError as exc:
+            raise BackendError(f"The server does not serve {self.where}: {what} answered 404 ({exc.message}).") from exc
+        except openai.APIStatusError as exc:
+            raise BackendError(f"{what} for {self.where} failed with HTTP {exc.status_code}: {exc.message}") from exc
+        except openai.APIConnectionError as exc:
+            raise BackendError(
+                f"The server at {self.config.base_url} for {self.where} is not reachable "
+                f"({type(exc).__name__}: {exc}; after {self.config.max_retries} retries)."
+            ) from exc
+
+    def check_served(self) -> None:
+        """Ask the server which models it serves (once per process); raise naming URL and model if not ours."""
+        client = self.client
+        if self._checked:
+            return
+        listing = self._call("GET /models", client.models.list)
+        served = [m.id for m in listing.data]
+        if self.config.model not in served:
+            raise BackendError(f"The server at {self.config.base_url} does not serve {self.where}; it serves {served}.")
+        self._checked = True
+
+    # -- requests --------------------------------------------------------------------------------
+    def _template(self):
+        if self.config.chat_template is None:
+            raise BackendError(
+                f"{self.where} uses api='completions', which renders chat messages here: set "
+                "options['chat_template'] to a tokenizer location (e.g. 'hub:ORG/NAME'), or use api='chat'."
+            )
+        return _template_tokenizer(self.config.chat_template, self.spec.name)
+
+    def _uses_chat(self, request: GenerationRequest) -> bool:
+        return request.messages is not None and self.config.api == "chat"
+
+    def prompt_text(self, request: GenerationRequest, forced: str = "") -> str:
+        """The exact text sent to the completions endpoint: the prompt, the response prefix and ``forced``."""
+        if request.prompt is not None:
+            return request.prompt + request.response_prefix + forced
+        text = self._template().apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+        return text + request.response_prefix + forced
+
+    def _chat_messages(self, request: GenerationRequest, forced: str = "") -> tuple[list[dict], dict[str, Any]]:
+        """Chat messages (plus extra body fields) that end where the reply continues."""
+        messages = [dict(m) for m in request.messages]
+        prefix = request.response_prefix + forced
+        if not prefix:
+            return messages, {}
+        if not self.config.continue_final_message:
+            raise BackendError(
+                f"{self.where}: api='chat' cannot force the response prefix {prefix!r}; use api='completions' "
+                "with options['chat_template'], or set continue_final_message=true if the server (e.g. vLLM) "
+                "continues a final assistant message."
+            )
+        messages.append({"role": "assistant", "content": prefix})
+        return messages, {"continue_final_message": True, "add_generation_prompt": False}
+
+    def _body(self, request: GenerationRequest, forced: str = "", **decoding) -> tuple[str, dict[str, Any]]:
+        """(endpoint, JSON body) of the request; the body is exactly what is sent."""
+        params = request.decoding_params()
+        body: dict[str, Any] = {
+            "model": self.config.model,
+            "max_tokens": params["max_new_tokens"],
+            "temperature": params["temperature"],
+            "top_p": params["top_p"],
+            "seed": params["seed"],
+        }
+        if params["stop"]:
+            body["stop"] = params["stop"]
+        body.update(decoding)
+        extra = dict(self.config.extra_body)
+        if self._uses_chat(request):
+            body["messages"], more = self._chat_messages(request, forced)
+            return "chat", {**body, **extra, **more}
+        body["prompt"] = self.prompt_text(request, forced)
+        return "completions", {**body, **extra}
+
+    def _send(self, endpoint: str, body: dict[str, Any]):
+        known = {k: v for k, v in body.items() if k in _CLIENT_ARGS[endpoint]}
+        extra = {k: v for k, v in body.items() if k not in _CLIENT_ARGS[endpoint]}
+        create = self.client.chat.completions.create if endpoint == "chat" else self.client.completions.create
+        return self._call(f"POST /{'chat/' if endpoint == 'chat' else ''}completions", create, **known, extra_body=extra or None)
+
+    @staticmethod
+    def _usage(response, where: str) -> tuple[int, int]:
+        usage = getattr(response, "usage", None)
+        if usage is None or usage.prompt_tokens is None:
+            raise BackendError(f"{where}: the response has no 'usage', so the call cannot be priced.")
+        return int(usage.prompt_tokens), int(usage.completion_tokens or 0)
+
+    # -- generation -----------------------------------------------------------------------------
+    def prompt_ids(self, request: GenerationRequest) -> None:
+        return None  # the server tokenizes; counts come back in ``usage``
+
+    def request_key(self, request: GenerationRequest) -> dict[str, Any]:
+        endpoint, body = self._body(request)
+        return {"endpoint": endpoint, "body": body}
+
+    def _complete(self, request: GenerationRequest) -> Completion:
+        endpoint, body = self._body(request)
+        response = self._send(endpoint, body)
+        choice = response.choices[0]
+        text = choice.message.content if endpoint == "chat" else choice.text
+        prompt_tokens, completion_tokens = self._usage(response, self.where)
+        return Completion(
+            text=text or "",
+            completion_ids=[],
+            finish_reason=choice.finish_reason or "stop",
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+        )
+
+    def generate(self, requests: Sequence[GenerationRequest], prompt_ids: Sequence[list[int] | None]) -> list[Completion]:
+        """Send the requests concurrently (at most ``concurrency`` at once); all succeed or this raises."""
+        self.check_served()
+        if len(requests) == 1 or self.config.concurrency == 1:
+            return [self._complete(r) for r in requests]
+        with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(requests))) as executor:
+            futures = [executor.submit(self._complete, r) for r in requests]
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in futures if f in done and f.exception() is not None]
+            if failed:
+                for future in futures:
+                    future.cancel()  # requests not yet sent stay unsent
+                raise failed[0].exception()
+            return [f.result() for f in futures]
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def _next_token_logprobs(self, request: GenerationRequest, forced: str) -> tuple[dict[str, float] | None, int, int]:
+        """The server's top log-probs of the token after the prompt + ``forced`` (None if it gives none)."""
+        endpoint, body = self._body(
+            request, forced, max_tokens=1, temperature=0.0, top_p=1.0, seed=0, stop=None
+        )
+        if endpoint == "chat":
+            body.update(logprobs=True, top_logprobs=TOP_LOGPROBS)
+        else:
+            body.update(logprobs=TOP_LOGPROBS)
+        body = {k: v for k, v in body.items() if v is not None}
+        response = self._send(endpoint, body)
+        usage = self._usage(response, self.where)
+        logprobs = response.choices[0].logprobs
+        if endpoint == "chat":
+            content = getattr(logprobs, "content", None) if logprobs is not None else None
+            if not content:
+                return None, *usage
+            return {alt.token: float(alt.logprob) for alt in content[0].top_logprobs or []}, *usage
+        if logprobs is None or not logprobs.top_logprobs or logprobs.top_logprobs[0] is None:
+            return None, *usage
+        return {token: float(lp) for token, lp in logprobs.top_logprobs[0].items()}, *usage
+
+    def score_choices(
+        self, request: GenerationRequest, prompt_ids: list[int] | None, choices: Sequence[str]
+    ) -> ChoiceScores:
+        """Each choice's log-probability, read token by token from the server's top log-probs.
+
+        At each step the server returns its ``TOP_LOGPROBS`` likeliest next tokens after the prompt
+        plus the part of the choice read so far; the longest of them that continues the choice is
+        taken and its log-prob added. A choice that leaves the top list scores ``-inf``. Steps
+        shared by several choices (e.g. the first step of answer letters) are asked once.
+        Without log-probs from the server (or with ``choice_logprobs=False``) the choice the
+        generated text starts with scores 0.0 and the others ``-inf`` (source ``"text"``).
+        """
+        self.check_served()
+        usage = [0, 0]
+        asked: dict[str, dict[str, float] | None] = {}
+
+        def top_after(forced: str) -> dict[str, float] | None:
+            if forced not in asked:
+                asked[forced], p, c = self._next_token_logprobs(request, forced)
+                usage[0], usage[1] = usage[0] + p, usage[1] + c
+            return asked[forced]
+
+        if self.config.choice_logprobs:
+            scores = [self._chained_logprob(choice, top_after) for choice in choices]
+            if all(score is not None for score in scores):
+                return ChoiceScores(scores, "logprobs", usage[0], usage[1])
+        return self._score_from_text(request, choices, usage[0], usage[1])
+
+    @staticmethod
+    def _chained_logprob(choice: str, top_after) -> float | None:
+        """log P(choice) along the longest listed tokens; -inf if it leaves the lists, None without log-probs."""
+        total, offset = 0.0, 0
+        while offset < len(choice):
+            top = top_after(choice[:offset])
+            if top is None:
+                return None
+            steps = [token for token in top if token and choice.startswith(token, offset)]
+            if not steps:
+                return -math.inf
+            step = max(steps, key=len)
+            total += top[step]
+            offset += len(step)
+        return total
+
+    def _score_from_text(
+        self, request: GenerationRequest, choices: Sequence[str], prompt_tokens: int, completion_tokens: int
+    ) -> ChoiceScores:
+        endpoint, body = self._body(
+            request, max_tokens=TEXT_FALLBACK_TOKENS, temperature=0.0, top_p=1.0, seed=0, stop=None
+        )
+        body = {k: v for k, v in body.items() if v is not None}
+        response = self._send(endpoint, body)
+        p, c = self._usage(response, self.where)
+        choice = response.choices[0]
+        text = (choice.message.content if endpoint == "chat" else choice.text) or ""
+        said = text.strip().lower()
+        matches = [i for i, option in enumerate(choices) if option.strip() and said.startswith(option.strip().lower())]
+        best = max(matches, key=lambda i: len(choices[i].strip()), default=None)
+        logprobs = [0.0 if i == best else -math.inf for i in range(len(choices))]
+        return ChoiceScores(logprobs, "text", prompt_tokens + p, completion_tokens + c)
+
+
+# The keyword arguments the ``openai`` client's create() takes; anything else goes in ``extra_body``.
+_COMMON_ARGS = {"model", "max_tokens", "temperature", "top_p", "seed", "stop", "logprobs"}
+_CLIENT_ARGS = {
+    "completions": _COMMON_ARGS | {"prompt", "echo"},
+    "chat": _COMMON_ARGS | {"messages", "top_logprobs"},
+}
