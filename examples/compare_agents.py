@@ -8,7 +8,7 @@ mean normalized cost, Reward = mean of Perf − λ·Cost per query.
 
     python examples/compare_agents.py [--steps 20000] [--seed 0] [--out results/compare_agents.md]
 
-(``routing-gym bench`` runs the same comparison over several seeds and envs, with APGR, AIQ,
+(``routing-gym bench`` runs the same comparison over several seeds and envs, with mean PGR, AIQ,
 the Pareto set, JSON / CSV output and a plot; this script prints one seed's table.)
 
 With ``--action-table PATH`` (an exhaustive-builder table of a live env, see

@@ -3,7 +3,7 @@
 1. Train HierRouter's PPO (at each λ regime) and the routing baselines on the train split of
    ``LLMRouting-Table-v0`` (real outcomes of 9 LLMs on 14 tasks; nothing is generated).
 2. Print the comparison on the held-out test split: Perf and Cost per regime (mean ± std over
-   seeds), APGR and AIQ, the reward per regime, the Pareto set.
+   seeds), mean PGR and AIQ, the reward per regime, the Pareto set.
 3. Save the Pareto plot, the JSON / CSV / Markdown results under ``--out``.
 4. If ``$ROUTING_GYM_DATA`` holds HotpotQA, run the four Teacher–Student assignments of the real
    pool (SmolLM2-135M, Gemma-3-270M) on a few live questions, with CPU-sized protocol limits.

@@ -1,16 +1,20 @@
-"""Routing metrics over (cost, performance) operating points: PGR/APGR, the hull, AIQ, Pareto set.
+"""Routing metrics over (cost, performance) operating points: PGR, APGR/CPT, the hull, AIQ, Pareto set.
 
 Every router is reduced to operating points ``(cost, perf)``: the mean normalized cost and
-the mean performance of one evaluation (one λ regime). From them:
+the mean performance of one evaluation (one λ regime, or one point of a swept curve). From them:
 
 * **PGR** (performance gap recovered, RouteLLM, Ong et al. 2024):
-  ``(perf − perf_weak) / (perf_strong − perf_weak)``. RouteLLM sweeps a router's threshold and
-  integrates PGR over the share of calls to the strong model. Our routers are evaluated at a
-  few λ values, not swept, so PGR is computed *per point*, with ``perf_weak`` the cheapest
-  single model (lowest mean cost) and ``perf_strong`` the best single model (highest mean
-  perf) on the same queries: 0 means no better than always calling the cheapest model, 1 as
-  good as always calling the best one; above 1 beats every single model.
-* **APGR**: the mean of the per-point PGR over an agent's points (its λ regimes).
+  ``(perf − perf_weak) / (perf_strong − perf_weak)``, per point, with ``perf_weak`` the
+  cheapest single model (lowest mean cost) and ``perf_strong`` the best single model (highest
+  mean perf) on the same queries: 0 means no better than always calling the cheapest model, 1
+  as good as always calling the best one; above 1 beats every single model.
+* **Mean PGR**: the mean of the per-point PGR over an agent's λ regimes. It is *not*
+  RouteLLM's APGR (below), which integrates over a whole threshold sweep; the two must not be
+  put side by side.
+* **APGR** and **CPT(x%)** (RouteLLM, two-model pools only): from a curve of (share of calls
+  to the strong model, perf) points, exactly as RouteLLM's ``routellm/evals/evaluate.py``
+  computes them (``apgr_metric`` and ``pct_call_metric``): see ``routellm_apgr`` and
+  ``cost_to_performance``.
 * **Non-decreasing convex hull** (RouterBench, Hu et al. 2024): the upper concave envelope
   of the non-dominated points. It is what one can reach by mixing routers at random between
   two points, and paying more never lowers it.
@@ -47,12 +51,78 @@ def pgr(perf: float, perf_weak: float, perf_strong: float) -> float:
     return float((perf - perf_weak) / gap)
 
 
-def apgr(perfs: Iterable[float], perf_weak: float, perf_strong: float) -> float:
-    """Average PGR over an agent's operating points (e.g. one per λ regime)."""
+def mean_pgr(perfs: Iterable[float], perf_weak: float, perf_strong: float) -> float:
+    """Mean PGR over an agent's operating points (e.g. one per λ regime); not RouteLLM's APGR."""
     values = [pgr(p, perf_weak, perf_strong) for p in perfs]
     if not values:
-        raise ValueError("APGR needs at least one point.")
+        raise ValueError("Mean PGR needs at least one point.")
     return float(np.mean(values))
+
+
+def _strong_share_curve(
+    strong_share: Iterable[float], perf: Iterable[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The points sorted by strong share (stable: ties keep their sweep order), as arrays."""
+    share = np.asarray(list(strong_share), dtype=np.float64)
+    perf = np.asarray(list(perf), dtype=np.float64)
+    if share.shape != perf.shape or share.ndim != 1 or len(share) < 2:
+        raise ValueError(
+            f"A strong-share curve needs at least two (share, perf) points of equal count, got "
+            f"{share.size} shares and {perf.size} perfs."
+        )
+    if not (np.all(np.isfinite(share)) and np.all(np.isfinite(perf))):
+        raise ValueError("A strong-share curve must hold finite numbers.")
+    if share.min() < 0 or share.max() > 1:
+        raise ValueError(f"Strong shares must lie in [0, 1], got {share.min()}..{share.max()}.")
+    order = np.argsort(share, kind="stable")
+    return share[order], perf[order]
+
+
+def routellm_apgr(
+    strong_share: Iterable[float], perf: Iterable[float], perf_weak: float, perf_strong: float
+) -> float:
+    """RouteLLM's APGR of a two-model curve: the mean PGR over the swept strong-call share.
+
+    Computed as ``apgr_metric`` in lm-sys/RouteLLM ``routellm/evals/evaluate.py``: the points
+    are sorted by strong share; AUC = ``trapz(perf, share)``; the weak and strong AUCs are the
+    same trapezoid rule over constant curves at ``perf_weak`` and ``perf_strong``; APGR =
+    (AUC − weak AUC) / (strong AUC − weak AUC). Over a sweep from 0 to 100% strong calls (what
+    RouteLLM's thresholds produce) this is the area under the PGR curve; over a narrower sweep
+    it is the mean PGR over the share range covered.
+    """
+    share, perf = _strong_share_curve(strong_share, perf)
+    if not perf_strong > perf_weak:
+        raise ValueError(
+            f"APGR needs perf_strong > perf_weak, got strong {perf_strong!r} and weak {perf_weak!r}."
+        )
+    width = share[-1] - share[0]
+    if width <= 0:
+        raise ValueError("APGR needs points at two different strong shares.")
+    auc = np.trapezoid(perf, share)
+    weak_auc, strong_auc = perf_weak * width, perf_strong * width
+    return float((auc - weak_auc) / (strong_auc - weak_auc))
+
+
+def cost_to_performance(
+    strong_share: Iterable[float],
+    perf: Iterable[float],
+    perf_weak: float,
+    perf_strong: float,
+    fraction: float,
+) -> float:
+    """RouteLLM's CPT(x%): the strong-call share at which the curve reaches ``fraction`` of the gap.
+
+    Computed as ``pct_call_metric`` in lm-sys/RouteLLM ``routellm/evals/evaluate.py``:
+    ``np.interp(perf_weak + fraction·(perf_strong − perf_weak), perf, share)`` with the points
+    sorted by strong share. Like RouteLLM, it reads the curve as if perf rose with the share:
+    below the first point's perf it returns the first share, above the last point's the last
+    share. Returns a share in [0, 1] (RouteLLM prints it as a percentage).
+    """
+    share, perf = _strong_share_curve(strong_share, perf)
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}.")
+    target = perf_weak + fraction * (perf_strong - perf_weak)
+    return float(np.interp(target, perf, share))
 
 
 def pareto_mask(points: Iterable[Sequence[float]]) -> np.ndarray:

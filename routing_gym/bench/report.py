@@ -20,9 +20,9 @@
   env's Pareto set), ``upper_bound`` (reads the evaluation outcomes: the Oracle),
   ``training`` (``"once"``, ``"per-regime"`` or ``"on-eval"``, see
   ``routing_gym.bench.roster``), ``detail`` (e.g. the model "Fixed: best at λ" picked).
-* ``agents``: one object per (env, agent) with ``AGENT_KEYS``: ``apgr`` (mean PGR over its
-  regimes), ``aiq`` (area under its non-decreasing hull over the env's ``cost_range``),
-  ``points`` (how many regimes it was scored at) and ``wall_s`` (seconds per seed to train
+* ``agents``: one object per (env, agent) with ``AGENT_KEYS``: ``mean_pgr`` (mean PGR over its
+  regimes; not RouteLLM's APGR, which ``routing_gym.bench.curves`` computes from a sweep),
+  ``aiq`` (area under its non-decreasing hull over the env's ``cost_range``), ``points`` (how many regimes it was scored at) and ``wall_s`` (seconds per seed to train
   and score it at every regime, a shared fit counted once).
 * ``frontier``: {env ID: ``FRONTIER_KEYS``}: ``cost_range`` ([0, max cost of the routers]),
   ``hull`` (the non-decreasing convex hull vertices [[cost, perf], ...] of every router's
@@ -48,7 +48,7 @@ import numpy as np
 from routing_gym import __version__
 from routing_gym.bench import metrics
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the agents' "apgr" (a mean over regimes) renamed "mean_pgr"
 TOP_KEYS = (
     "schema_version",
     "generator",
@@ -98,7 +98,17 @@ RESULT_KEYS = (
     "upper_bound",
     "training",
 )
-AGENT_KEYS = ("env", "agent", "label", "training", "points", "apgr", "aiq", "wall_s", "upper_bound")
+AGENT_KEYS = (
+    "env",
+    "agent",
+    "label",
+    "training",
+    "points",
+    "mean_pgr",
+    "aiq",
+    "wall_s",
+    "upper_bound",
+)
 FRONTIER_KEYS = ("cost_range", "hull", "pareto", "aiq")
 
 
@@ -191,7 +201,7 @@ def build_report(
                 "label": mine[0]["label"],
                 "training": mine[0]["training"],
                 "points": len(mine),
-                "apgr": _finite(float(np.mean(pgrs))) if pgrs else None,
+                "mean_pgr": _finite(float(np.mean(pgrs))) if pgrs else None,
                 "aiq": _finite(aiq) if aiq is not None else None,
                 "wall_s": fit_s + sum(r["eval_s"] for r in mine),
                 "upper_bound": mine[0]["upper_bound"],
@@ -270,7 +280,7 @@ def write_json(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
 
 
 def write_csv(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
-    """One line per (env, agent, regime): the scalar result keys, APGR, AIQ and ``share_<model>``."""
+    """One line per (env, agent, regime): the scalar result keys, mean PGR, AIQ and ``share_<model>``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(csv_text(report), encoding="utf-8")
@@ -282,7 +292,7 @@ def csv_text(report: Mapping[str, Any]) -> str:
     per_agent = {(a["env"], a["agent"]): a for a in report["agents"]}
     models = sorted({m for r in report["results"] for m in r["share"]})
     scalar = [k for k in RESULT_KEYS if k not in ("share", "by_task", "seeds")]
-    header = scalar + ["apgr", "aiq"] + [f"share_{m}" for m in models]
+    header = scalar + ["mean_pgr", "aiq"] + [f"share_{m}" for m in models]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -290,7 +300,7 @@ def csv_text(report: Mapping[str, Any]) -> str:
         agent = per_agent.get((r["env"], r["agent"]), {})
         writer.writerow(
             [r[k] for k in scalar]
-            + [agent.get("apgr"), agent.get("aiq")]
+            + [agent.get("mean_pgr"), agent.get("aiq")]
             + [r["share"].get(m, 0.0) for m in models]
         )
     return buffer.getvalue()
@@ -321,7 +331,7 @@ def _short(model: str, width: int = 18) -> str:
 
 
 def regime_table(report: Mapping[str, Any], env: str) -> str:
-    """HAPS's performance–cost table: rows agents; Perf ↑ and Cost ↓ per regime; APGR, AIQ."""
+    """HAPS's performance–cost table: rows agents; Perf ↑ and Cost ↓ per regime; mean PGR, AIQ."""
     results = [r for r in report["results"] if r["env"] == env]
     regimes = [g for g in report["regimes"] if any(r["regime"] == g for r in results)]
     per_agent = {a["agent"]: a for a in report["agents"] if a["env"] == env}
@@ -329,7 +339,7 @@ def regime_table(report: Mapping[str, Any], env: str) -> str:
     for g in regimes:
         name = g if g.startswith("λ") else g.replace("-", " ").capitalize()
         header += [f"{name} Perf ↑", f"{name} Cost ↓"]
-    header += ["APGR ↑", "AIQ ↑"]
+    header += ["Mean PGR ↑", "AIQ ↑"]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
@@ -349,7 +359,7 @@ def regime_table(report: Mapping[str, Any], env: str) -> str:
                 ]
             )
         a = per_agent.get(agent, {})
-        cells += [_num(a.get("apgr")), _num(a.get("aiq"))]
+        cells += [_num(a.get("mean_pgr")), _num(a.get("aiq"))]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -517,7 +527,8 @@ def markdown_report(report: Mapping[str, Any]) -> str:
             f"## Performance and cost at each regime: {env}\n\n{env_caption(report, env)}\n\n"
             f"{regime_table(report, env)}\n\n"
             "`*`: on the Pareto front (no router has both lower cost and higher perf) at some regime. "
-            "Cost is the normalized cost in [0, 1]; APGR and AIQ are defined in "
+            "Cost is the normalized cost in [0, 1]; mean PGR (the mean over the regimes, not "
+            "RouteLLM's APGR) and AIQ are defined in "
             "`routing_gym/bench/metrics.py`."
         )
         parts.append(f"### Reward (Perf − λ·Cost): {env}\n\n{reward_table(report, env)}")
