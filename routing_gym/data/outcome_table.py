@@ -3,10 +3,11 @@
 A table holds numbers only (ids, tasks, embeddings, scores, token counts), never query text.
 Two sources:
 
-* the default table (9 LLMs x 14 tasks from LLMRouter), built on first use from
-  ``$ROUTING_GYM_DATA/llmrouter`` into ``$ROUTING_GYM_CACHE/llmrouter_outcomes.npz`` by
-  ``routing_gym.data.build_outcome_table`` (see docs/outcome_table.md for attribution and the
-  cost assumptions), loaded with ``load_outcome_table()``;
+* the default table (9 LLMs x 14 tasks from LLMRouter), shipped in the package as
+  ``assets/llmrouter_outcomes.npz`` (numbers only, with LLMRouter's MIT notice) and rebuilt
+  from ``$ROUTING_GYM_DATA/llmrouter`` by ``routing_gym.data.build_outcome_table`` (see
+  docs/outcome_table.md for attribution and the cost assumptions), loaded with
+  ``load_outcome_table()``;
 * a table of your own in the wide CSV / JSON Lines format below, ``load_outcome_table(path)``.
 
 Wide format (one row per query; CSV with a header, or one JSON object per line):
@@ -53,6 +54,8 @@ from routing_gym.errors import DataFormatError
 from routing_gym.paths import cache_dir, exclusive_lock
 
 DEFAULT_TABLE_NAME = "llmrouter_outcomes.npz"
+#: The default table as shipped inside the package (numbers only; MIT notice beside it).
+SHIPPED_TABLE = Path(__file__).resolve().parent / "assets" / DEFAULT_TABLE_NAME
 TABLE_FORMAT_VERSION = 1
 
 #: Assumed completion length (tokens) per task: the source table records no output lengths.
@@ -278,13 +281,18 @@ _default_table: Path | None = None  # resolved once per process, like a loaded m
 
 
 def ensure_default_table(data_root: str | os.PathLike | None = None) -> Path:
-    """The default table's path, built from ``$ROUTING_GYM_DATA/llmrouter`` if not cached yet.
+    """The default table's path: the copy shipped in the package, else one built into the cache.
 
-    A lock makes parallel workers build it once; the build renames a finished file into place.
+    The shipped copy needs no data folder. Without it (a stripped install) the table is built
+    from ``$ROUTING_GYM_DATA/llmrouter``; a lock makes parallel workers build it once, and the
+    build renames a finished file into place.
     """
     global _default_table
     if _default_table is not None and _default_table.is_file():
         return _default_table
+    if SHIPPED_TABLE.is_file():
+        _default_table = SHIPPED_TABLE
+        return SHIPPED_TABLE
     path = default_table_path()
     if not path.is_file():
         with exclusive_lock(path.with_suffix(".lock")):

@@ -124,7 +124,7 @@ def materialize_gguf(spec: ModelSpec, digest: str) -> Path:
     target = materialized_folder(spec, digest)
     if (target / "config.json").is_file():
         return target
-    with exclusive_lock(target.with_suffix(".lock")):
+    with exclusive_lock(target.parent / (target.name + ".lock")):
         if (target / "config.json").is_file():
             return target
         from transformers import AutoModelForCausalLM, AutoTokenizer
