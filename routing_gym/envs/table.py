@@ -24,7 +24,9 @@ class TableRoutingEnv(OutcomeTableEnvBase):
 
     ## Observation Space
     ``Box(-1, 1, (384,), float32)``: the all-MiniLM-L6-v2 embedding (unit vector) of the query.
-    (A table with precomputed embeddings of another size sets the shape.)
+    (A table with precomputed embeddings of another size sets the shape.) With
+    ``lam_in_obs=True``: ``Dict(embedding=that Box, lam=Box(0, 1, (1,), float32))``, where
+    ``lam`` is the episode's λ/(1+λ), so one policy can follow any λ.
 
     ## Action Space
     ``Discrete(num_models)``: action ``i`` calls ``env.unwrapped.models[i]`` (9 models in the
@@ -56,7 +58,9 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     completion length: ``"default"`` per-task table, a number, or ``{task: n}``), ``split``
     (``train``/``valid``/``test``/``all``), ``split_salt``, ``tasks`` (list or None), ``lam``
     (number or ``"performance-first"``/``"balanced"``/``"cost-first"``), ``cost_bounds``
-    (None = fit, or ``[low, high]`` USD), ``cost_quantile`` and ``shuffle``. An unknown key or
+    (None = fit, or ``[low, high]`` USD), ``cost_quantile``, ``shuffle``, ``lam_in_obs`` (λ in
+    the observation; construction only) and ``lam_range`` (None, or ``[low, high]``: every
+    ``reset`` draws λ uniformly from it with ``np_random``, for training across λ). An unknown key or
     bad value raises ValueError naming the key. ``render_mode="ansi"`` makes ``render()`` return a line of text.
 
     ## Version History
@@ -75,8 +79,11 @@ class TableRoutingEnv(OutcomeTableEnvBase):
         self, config: Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides
     ):
         super().__init__(config, render_mode, **overrides)
-        self.observation_space = spaces.Box(
-            -1.0, 1.0, shape=self._data.embeddings.shape[1:], dtype=np.float32
+        embedding = spaces.Box(-1.0, 1.0, shape=self._data.embeddings.shape[1:], dtype=np.float32)
+        self.observation_space = (
+            spaces.Dict({"embedding": embedding, "lam": self.lam_space()})
+            if self.config["lam_in_obs"]
+            else embedding
         )
         self.action_space = spaces.Discrete(len(self.models))
         self._done = True
@@ -103,7 +110,13 @@ class TableRoutingEnv(OutcomeTableEnvBase):
         data = self._data
         info = {"query_id": data.ids[self._row], "task": data.tasks[self._row], "index": self._row}
         self._last_text = f"query {info['query_id']} [{info['task']}]"
-        return data.embeddings[self._row].copy(), info
+        return self._observation(self._row), info
+
+    def _observation(self, row: int):
+        embedding = self._data.embeddings[row].copy()
+        if self.config["lam_in_obs"]:
+            return {"embedding": embedding, "lam": self.lam_observation()}
+        return embedding
 
     def step(self, action):
         """Call model ``action`` on the current query; the episode then ends."""
@@ -135,4 +148,4 @@ class TableRoutingEnv(OutcomeTableEnvBase):
                 f"cost ${info['cost']:.6f} (normalized {ncost:.3f}), reward {reward:+.3f}, "
                 f"oracle {info['oracle_score']:.2f}"
             )
-        return self._data.embeddings[i].copy(), reward, True, False, info
+        return self._observation(i), reward, True, False, info

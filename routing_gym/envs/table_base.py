@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import gymnasium as gym
 import numpy as np
+from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda
 from routing_gym.data.outcome_table import (
@@ -43,8 +44,8 @@ class OutcomeTableEnvBase(gym.Env):
     """Base of the envs that replay a per-query outcome table (see ``TableRoutingEnv``)."""
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
-    #: Keys that fix the number of models (the spaces): settable at construction only.
-    CONSTRUCTION_ONLY = ("table", "prices")
+    #: Keys that fix the spaces (the number of models, λ in the observation): construction only.
+    CONSTRUCTION_ONLY = ("table", "prices", "lam_in_obs")
     #: Attributes rebuilt from the config by ``_load``, left out of pickles.
     _DERIVED: tuple[str, ...] = ("_data", "cost_normalizer")
 
@@ -62,6 +63,8 @@ class OutcomeTableEnvBase(gym.Env):
             "cost_bounds": None,  # None = fit on the train split; or [low, high] USD, frozen
             "cost_quantile": 0.99,  # fitted high bound = this quantile of train costs (1.0 = max)
             "shuffle": True,  # visit the split's questions in a seeded random order
+            "lam_in_obs": False,  # observation gets a "lam" entry, λ/(1+λ): one policy for every λ
+            "lam_range": None,  # None = the fixed `lam`; or [low, high]: λ ~ U(low, high) per episode
         }
 
     def __init__(
@@ -150,6 +153,27 @@ class OutcomeTableEnvBase(gym.Env):
             raise ValueError(f"config key 'cost_quantile' must be a number in (0, 1], got {q!r}.")
         if not isinstance(config["shuffle"], bool):
             raise ValueError(f"config key 'shuffle' must be a bool, got {config['shuffle']!r}.")
+        if not isinstance(config["lam_in_obs"], bool):
+            raise ValueError(
+                f"config key 'lam_in_obs' must be a bool, got {config['lam_in_obs']!r}."
+            )
+        lam_range = config["lam_range"]
+        if lam_range is not None:
+            ok = (
+                isinstance(lam_range, (list, tuple))
+                and len(lam_range) == 2
+                and all(
+                    isinstance(b, (int, float)) and not isinstance(b, bool) and math.isfinite(b)
+                    for b in lam_range
+                )
+                and 0 <= lam_range[0] <= lam_range[1]
+            )
+            if not ok:
+                raise ValueError(
+                    "config key 'lam_range' must be None or [low, high] with 0 <= low <= high, "
+                    f"got {lam_range!r}."
+                )
+            config["lam_range"] = [float(b) for b in lam_range]
         return config
 
     def configure(self, config: Mapping[str, Any]) -> None:
@@ -274,6 +298,8 @@ class OutcomeTableEnvBase(gym.Env):
             )
         if options.get("config"):
             self.configure(options["config"])
+        if self.config["lam_range"] is not None:  # a new trade-off every episode
+            self.lam = float(self.np_random.uniform(*self.config["lam_range"]))
         if seed is not None:
             self._order = None
         n = self.num_queries
@@ -297,6 +323,15 @@ class OutcomeTableEnvBase(gym.Env):
     def _new_order(self) -> np.ndarray:
         n = self.num_queries
         return self.np_random.permutation(n) if self.config["shuffle"] else np.arange(n)
+
+    @staticmethod
+    def lam_space() -> spaces.Box:
+        """The space of the observation's ``lam`` entry (with ``lam_in_obs``)."""
+        return spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+
+    def lam_observation(self) -> np.ndarray:
+        """The episode's λ as the observation sees it: λ/(1+λ), in [0, 1) for any λ >= 0."""
+        return np.array([self.lam / (1.0 + self.lam)], dtype=np.float32)
 
     def render(self) -> str | None:
         """``"ansi"``: a one-line text of the current query or last step."""

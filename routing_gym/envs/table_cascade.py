@@ -30,6 +30,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
     ``Box(0, 1, (1,), float32)`` calls made / ``max_depth``; ``cost`` ``Box(0, 1, (1,), float32)``
     accumulated normalized cost; ``tried`` ``MultiBinary(m)`` models called; ``outcomes``
     ``MultiBinary(m)`` 1 where a called model's score reached ``success_threshold`` (0 elsewhere).
+    With ``lam_in_obs=True`` also ``lam`` ``Box(0, 1, (1,), float32)``, the episode's λ/(1+λ).
 
     ## Action Space
     ``Discrete(m + 1)``: ``i < m`` calls ``models[i]``; ``m`` is STOP. ``action_masks()`` (the
@@ -111,6 +112,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
                 "cost": spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
                 "tried": spaces.MultiBinary(m),
                 "outcomes": spaces.MultiBinary(m),
+                **({"lam": self.lam_space()} if self.config["lam_in_obs"] else {}),
             }
         )
         self.action_space = spaces.Discrete(m + 1)
@@ -150,6 +152,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
             "cost": np.array([self._ncost], dtype=np.float32),
             "tried": self._tried.astype(np.int8),
             "outcomes": self._outcomes.astype(np.int8),
+            **({"lam": self.lam_observation()} if self.config["lam_in_obs"] else {}),
         }
 
     def reset(self, *, seed: int | None = None, options: Mapping[str, Any] | None = None):
