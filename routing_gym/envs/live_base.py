@@ -20,6 +20,7 @@ import numpy as np
 from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
+from routing_gym.envs.validation import require_action
 from routing_gym.llm.pool import LLMPool
 from routing_gym.llm.requests import GenerationRequest, GenerationResult
 from routing_gym.llm.spec import REAL_POOL, resolve_spec
@@ -303,12 +304,7 @@ class LiveRoutingEnv(gym.Env):
             for name, factors in action["lora"].items():
                 if not np.all(np.isfinite(np.asarray(factors, dtype=np.float64))):
                     raise ValueError(f"LoRA action for model {name!r} has NaN or inf values.")
-        try:
-            valid = self.action_space.contains(action)
-        except (TypeError, ValueError):
-            valid = False
-        if not valid:
-            raise ValueError(f"Action {action!r} is outside the action space {self.action_space}.")
+        require_action(self.action_space, action)  # shared with the table envs (rejects True, 2.5, '1')
         if self.config["action_type"] != "per-turn":
             return None
         model = self.model_names[int(action)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from routing_gym.data.mmlu import load_mmlu
 from routing_gym.envs.live_base import LiveRoutingEnv
+from routing_gym.envs.validation import require_render_mode
 
 
 class MMLUEnv(LiveRoutingEnv):
@@ -49,6 +50,10 @@ class MMLUEnv(LiveRoutingEnv):
     """
 
     protocol_name = "mmlu"
+
+    def __init__(self, config: dict | None = None, render_mode: str | None = None, **overrides):
+        require_render_mode(type(self), render_mode)  # "human" fails here, not in render()
+        super().__init__(config, render_mode, **overrides)
 
     @classmethod
     def default_config(cls):

@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 from routing_gym.cost import routing_reward
 from routing_gym.envs.table_base import OutcomeTableEnvBase
+from routing_gym.envs.validation import require_action
 
 
 class TableRoutingEnv(OutcomeTableEnvBase):
@@ -122,9 +123,8 @@ class TableRoutingEnv(OutcomeTableEnvBase):
         """Call model ``action`` on the current query; the episode then ends."""
         if self._done:
             raise RuntimeError("Episode is over: call reset() before step().")
+        require_action(self.action_space, action)
         a = int(action)
-        if not 0 <= a < self.action_space.n:
-            raise ValueError(f"action must be in [0, {self.action_space.n}), got {action!r}.")
         i = self._row
         score, ncost = self._score_rows[i][a], self._ncost_rows[i][a]
         reward = routing_reward(score, ncost, self.lam)

@@ -24,6 +24,7 @@ from routing_gym.data.outcome_table import (
     load_prices,
     resolve_completion_tokens,
 )
+from routing_gym.envs.validation import require_render_mode
 
 _SPLIT_CHOICES = (*SPLITS, "all")
 
@@ -70,8 +71,7 @@ class OutcomeTableEnvBase(gym.Env):
     def __init__(
         self, config: Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides
     ):
-        # Unsupported modes are tolerated (SB3's make_vec_env passes "rgb_array"); gym.make
-        # already warns about them, and render() then returns None.
+        require_render_mode(type(self), render_mode)  # "rgb_array" (SB3's default) is tolerated
         self.render_mode = render_mode
         self.config = self._validate({**self.default_config(), **dict(config or {}), **overrides})
         self._load()

@@ -9,6 +9,7 @@ from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, routing_reward
 from routing_gym.envs.table_base import OutcomeTableEnvBase
+from routing_gym.envs.validation import require_action
 
 _REWARD_MODES = ("final", "per_step")
 
@@ -179,10 +180,9 @@ class TableCascadeEnv(OutcomeTableEnvBase):
         """Call a model, or STOP and accept the best answer so far."""
         if self._done:
             raise RuntimeError("Episode is over: call reset() before step().")
+        require_action(self.action_space, action)
         a = int(action)
         m = len(self.models)
-        if not 0 <= a <= m:
-            raise ValueError(f"action must be in [0, {m}], got {action!r}.")
         i = self._row
         invalid = a < m and bool(self._tried[a])
         old_ncost = self._ncost
