@@ -35,6 +35,13 @@ from threadpoolctl import threadpool_limits
 
 from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
 from routing_gym.protocols.base import ROLES  # the live envs' roles, in assignment-action order
+from routing_gym.routers import (
+    TRAIN_ONCE,
+    TRAIN_PER_REGIME,
+    RouterDescription,
+    TrainingRun,
+)
+
 #: Observation keys that hold the query embedding (table cascade, live envs).
 EMBEDDING_KEYS: tuple[str, ...] = ("embedding", "context")
 ACTION_MODES = ("single", "cascade", "assignment", "per-turn")
@@ -87,10 +94,48 @@ def single_threaded(blas: bool = True):
 
 
 class Agent(ABC):
-    """An agent: SB3-style ``predict``, ``fit`` / ``fit_env``, ``save`` / ``load``."""
+    """An agent: SB3-style ``predict``, one training entry ``learn(run)``, ``describe()``,
+    ``save`` / ``load`` (the contract ``routing_gym.routers.Router`` spells out).
 
-    #: Short name used by ``agents.AGENTS`` and in result tables.
+    Each algorithm also keeps its own ``fit`` for its own kind of data (outcome arrays, an env
+    ID, table rewards); ``learn`` is the one entry every agent shares, the way SB3 has one
+    ``learn()``.
+    """
+
+    #: Short name used by ``agents.AGENTS``, the router registry and result tables.
     name: ClassVar[str] = "agent"
+    #: How the benchmark trains it: ``TRAIN_ONCE``, ``TRAIN_PER_REGIME`` or ``FIT_ON_EVAL``.
+    training: ClassVar[str] = TRAIN_PER_REGIME
+    #: What ``save`` writes: ".pt" (one pickle), ".zip" (an SB3 zip) or "" (a folder).
+    checkpoint_suffix: ClassVar[str] = ".pt"
+    #: The config dataclass; its fields are the constructor's keyword config keys.
+    Config: ClassVar[type | None] = None
+
+    @classmethod
+    def config_keys(cls) -> tuple[str, ...]:
+        """The keyword config keys the constructor takes."""
+        if not dataclasses.is_dataclass(cls.Config):
+            return ()
+        return tuple(f.name for f in dataclasses.fields(cls.Config))
+
+    @abstractmethod
+    def learn(self, run: TrainingRun) -> "Agent":
+        """Train from what ``run`` holds (an env, an action table, a step budget); returns ``self``."""
+
+    def detail(self) -> str:
+        """One line on what the trained agent does (e.g. the model a fixed rule plays), or ""."""
+        return ""
+
+    def describe(self) -> RouterDescription:
+        """Name, training kind, checkpoint format, ``detail()`` and the config, as plain data."""
+        config = getattr(self, "config", None)
+        return RouterDescription(
+            name=self.name,
+            training=self.training,
+            checkpoint_suffix=self.checkpoint_suffix,
+            detail=self.detail(),
+            config=dataclasses.asdict(config) if dataclasses.is_dataclass(config) else {},
+        )
 
     @abstractmethod
     def predict(
@@ -101,14 +146,6 @@ class Agent(ABC):
         deterministic: bool = True,
     ) -> tuple[np.ndarray, np.ndarray | None]:
         """Actions for one observation or a batch (SB3's ``PolicyPredictor.predict``)."""
-
-    @abstractmethod
-    def fit(self, *args, **kwargs) -> "Agent":
-        """Train on the agent's own kind of data; returns ``self``."""
-
-    @abstractmethod
-    def fit_env(self, env: gym.Env, **kwargs) -> "Agent":
-        """Train on data taken from ``env`` (or by interacting with it); returns ``self``."""
 
     def adapt_to(self, env: gym.Env) -> None:
         """Prepare to act in ``env`` (action format, λ); called by ``agents.evaluation``."""
@@ -386,6 +423,7 @@ class OneShotRouter(Agent):
     """
 
     Config: ClassVar[type] = object
+    training = TRAIN_ONCE
     #: False for routers that only need the arms (Random, Fixed with a named model).
     needs_data: ClassVar[bool] = True
 
@@ -445,6 +483,15 @@ class OneShotRouter(Agent):
             self._fit(data)
         self.fitted = True
         return self
+
+    def learn(self, run: TrainingRun) -> "OneShotRouter":
+        """Fit on ``run``'s env: its outcome table, or ``run.action_table`` for a live env."""
+        env = run.make_env()
+        try:
+            return self.fit_env(env, action_table=run.action_table)
+        finally:
+            if run.env is None:
+                env.close()
 
     def fit_env(self, env: gym.Env, action_table: Any | None = None, **kwargs) -> "OneShotRouter":
         """Train on the env's data: an outcome-table env's configured split (pass ``split="train"``),

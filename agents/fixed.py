@@ -93,8 +93,10 @@ class FixedRouter(OneShotRouter):
             return int(np.argmin(costs))
         return int(np.argmax(scores - self.lam * costs))
 
-    def describe(self) -> str:
+    def detail(self) -> str:
         """The arm played, as model names (e.g. ``gemma-2-9b-it`` or ``student/teacher``)."""
+        if not self.fitted:
+            return ""
         return "/".join(self.models[i] for i in self.arms[self.arm])
 
     def _select(self, x: np.ndarray, deterministic: bool = True) -> np.ndarray:

@@ -69,6 +69,7 @@ from agents.base import Agent, all_assignments, check_lam, make_config
 from routing_gym.cost import REGIMES, routing_reward
 from routing_gym.llm.lora import LoRAAdapter, episode_logprob
 from routing_gym.protocols.base import ROLES
+from routing_gym.routers import TRAIN_PER_REGIME, TrainingRun
 
 ROUTERS = ("learned", "random", "fixed")
 TIES = ("cheapest", "first", "soft")
@@ -557,6 +558,8 @@ class HAPSAgent(Agent):
 
     name = "haps"
     Config = HAPSConfig
+    training = TRAIN_PER_REGIME
+    checkpoint_suffix = ""  # save() writes a folder
 
     def __init__(self, config: HAPSConfig | None = None, **overrides):
         self.config = make_config(HAPSConfig, config, overrides)
@@ -1053,6 +1056,10 @@ class HAPSAgent(Agent):
                 ("reward", "reward"),
             )
         }
+
+    def learn(self, run: TrainingRun) -> "HAPSAgent":
+        """Warm-up on ``run.action_table`` (if any), then the joint phase in ``run``'s hybrid env."""
+        return self.fit_env(run.make_env(), action_table=run.action_table)
 
     def fit_env(
         self,

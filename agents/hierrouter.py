@@ -35,6 +35,18 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.base import Agent, make_config, single_threaded
+from routing_gym.envs.registration import is_live_env_id
+from routing_gym.evaluation import models_called
+from routing_gym.routers import TRAIN_PER_REGIME, TrainingRun
+
+__all__ = [
+    "HierRouter",
+    "HierRouterConfig",
+    "RoutingInfoCallback",
+    "is_live_env_id",  # re-exported: it lives in routing_gym.envs.registration
+    "make_env",
+    "models_called",  # re-exported: it lives in routing_gym.evaluation
+]
 
 VEC_ENVS = ("auto", "dummy", "subproc", "batched")
 
@@ -104,31 +116,6 @@ class RoutingInfoCallback(BaseCallback):
         self._perf, self._cost, self._calls = [], [], Counter()
 
 
-def models_called(info: dict[str, Any]) -> list[str]:
-    """The models an episode called, from its final ``info`` (any routing env)."""
-    if "models" in info:
-        return list(info["models"])
-    if "called" in info:
-        return list(info["called"])
-    if info.get("model") not in (None, "STOP"):
-        return [info["model"]]
-    return []
-
-
-def is_live_env_id(env_id: str) -> bool:
-    """Whether a registered ID is a live (model-calling) routing env."""
-    from routing_gym.envs.live_base import LiveRoutingEnv
-
-    entry = gym.spec(env_id).entry_point
-    if callable(entry):
-        return isinstance(entry, type) and issubclass(entry, LiveRoutingEnv)
-    module, _, name = entry.partition(":")
-    import importlib
-
-    cls = getattr(importlib.import_module(module), name)
-    return isinstance(cls, type) and issubclass(cls, LiveRoutingEnv)
-
-
 def make_env(
     env_id: str, config: HierRouterConfig, env_kwargs: dict[str, Any] | None = None
 ) -> VecEnv:
@@ -159,6 +146,8 @@ class HierRouter(Agent):
 
     name = "hierrouter"
     Config = HierRouterConfig
+    training = TRAIN_PER_REGIME
+    checkpoint_suffix = ".zip"
 
     def __init__(self, config: HierRouterConfig | None = None, **overrides):
         self.config = make_config(HierRouterConfig, config, overrides)
@@ -228,6 +217,16 @@ class HierRouter(Agent):
                 reset_num_timesteps=not keep_training,
             )
         return self
+
+    def learn(self, run: TrainingRun) -> "HierRouter":
+        """PPO on vector envs built from ``run``'s env ID and config (``run.timesteps`` steps, or
+        the config's ``total_timesteps`` when None)."""
+        return self.fit(
+            run.env_id,
+            total_timesteps=run.timesteps,
+            env_kwargs={"config": dict(run.env_config)},
+            callback=run.callback,
+        )
 
     def fit_env(self, env: gym.Env | VecEnv | str, **kwargs) -> "HierRouter":
         """HierRouter learns by interacting: the same as ``fit(env)``."""

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from agents.base import OneShotRouter, RoutingData
+from routing_gym.routers import FIT_ON_EVAL
 
 
 @dataclass
@@ -30,6 +31,7 @@ class OracleRouter(OneShotRouter):
 
     name = "oracle"
     Config = OracleConfig
+    training = FIT_ON_EVAL  # reads the evaluation split's outcomes
 
     def _fit(self, data: RoutingData) -> None:
         self._scores, self._costs = data.scores, data.costs

@@ -105,7 +105,7 @@ def compare_action_table(
     for regime, lam in REGIMES.items():
         for name, agent in agents.items():
             scores = evaluate_on_data(agent, test, lam=lam)
-            detail = agent.describe() if hasattr(agent, "describe") else ""
+            detail = agent.describe().detail
             record = {"agent": name, "label": ROSTER[name].label, "detail": detail}
             rows.append({"regime": f"{regime} ({lam})", **scores, "agent": label(record)})
     env.close()

@@ -13,6 +13,10 @@ from typing import Any, Sequence
 import yaml
 
 
+#: ``routing-gym train-haps`` runs this, resolved when called (routing_gym never imports agents).
+HAPS_TRAINING_ENTRY_POINT = "agents.haps_training:main"
+
+
 def _load_config_file(path: str | None) -> dict[str, Any]:
     """A YAML or JSON config file whose keys match the command's flags."""
     if not path:
@@ -57,19 +61,20 @@ def cmd_list(args: argparse.Namespace) -> int:
     for name, spec in BUILTIN_SPECS.items():
         price = f"${spec.price.input_per_m:.2f}/${spec.price.output_per_m:.2f} per 1M"
         print(f"  {name:<16} {'open' if spec.open else 'closed':<7} {price:<22} {spec.description}")
-    try:
-        from agents import AGENTS
-    except ImportError:
-        AGENTS = {}
-    if AGENTS:
-        print("\nAgents:")
-        for name, cls in AGENTS.items():
-            print(f"  {name:<16} {(cls.__doc__ or '').strip().splitlines()[0]}")
-        from routing_gym.bench.roster import ROSTER, TRAINING_TEXT
+    from routing_gym.routers import load_router_class, router_entry_point, router_names
 
-        print("\nBenchmark roster ('routing-gym bench --agents ...'):")
-        for name, spec in ROSTER.items():
-            print(f"  {name:<16} {spec.label:<22} {TRAINING_TEXT[spec.training]}")
+    print("\nAgents:")
+    for name in router_names():
+        try:  # entry points import lazily; an agent whose package is missing still lists
+            summary = (load_router_class(name).__doc__ or "").strip().splitlines()[0]
+        except ImportError as exc:
+            summary = f"{router_entry_point(name)} (not importable: {exc})"
+        print(f"  {name:<16} {summary}")
+    from routing_gym.bench.roster import ROSTER, TRAINING_TEXT
+
+    print("\nBenchmark roster ('routing-gym bench --agents ...'):")
+    for name, spec in ROSTER.items():
+        print(f"  {name:<16} {spec.label:<22} {TRAINING_TEXT[spec.training]}")
     return 0
 
 
@@ -462,7 +467,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train-haps"]:
-        from agents.haps_training import main as train_haps
+        from routing_gym.routers import load_entry_point
+
+        train_haps = load_entry_point(HAPS_TRAINING_ENTRY_POINT)
 
         return train_haps(argv[1:])
     parser = build_parser()

@@ -9,21 +9,32 @@ Three kinds of training:
 * **on the evaluation split**: the Oracle reads the true outcomes of the very queries it is
   scored on. It is an upper bound, not a router, and never enters the Pareto set or the hull.
 
-Any other name in ``agents.AGENTS`` works too: a ``OneShotRouter`` is fit once per (env, seed),
-any other agent is trained per regime with ``fit(env_id, env_kwargs=...)``.
+Any other registered router name (``routing_gym.routers``) or entry point
+(``"package.module:Class"``) works too: its class's ``training`` says how it is trained, and
+``learn(TrainingRun)`` trains it. Classes are imported only when an agent is built, so this
+module does not import the ``agents`` package.
 """
 
 from __future__ import annotations
 
-import inspect
+import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
+import gymnasium as gym
 import numpy as np
 
-from agents import AGENTS, FixedRouter, OneShotRouter, RoutingData
+from routing_gym.action_table import ActionTable
+from routing_gym.protocols.base import ROLES
+from routing_gym.routers import (
+    FIT_ON_EVAL,
+    TRAIN_ONCE,
+    TRAIN_PER_REGIME,
+    load_router_class,
+    router_entry_point,
+    router_names,
+)
 
-TRAIN_ONCE, TRAIN_PER_REGIME, FIT_ON_EVAL = "once", "per-regime", "on-eval"
 #: How each kind of training reads in ``routing-gym list``.
 TRAINING_TEXT = {
     TRAIN_ONCE: "fit once per env and seed, λ applied when routing",
@@ -37,11 +48,11 @@ class RosterEntry:
     """How to build, label and train one benchmark agent."""
 
     label: str
-    agent: str  # the ``agents.AGENTS`` key of its class
+    agent: str  # a registered router name (``routing_gym.routers``) or an entry point
     training: str = TRAIN_ONCE  # TRAIN_ONCE, TRAIN_PER_REGIME or FIT_ON_EVAL
     defaults: dict[str, Any] = field(default_factory=dict)  # config keys set before the user's
-    #: builds config keys from the train data (e.g. which model is the strongest)
-    from_data: Callable[[RoutingData], dict[str, Any]] | None = None
+    #: builds config keys from the train outcomes (e.g. which model is the strongest)
+    from_data: Callable[["ArmOutcomes"], dict[str, Any]] | None = None
 
     @property
     def upper_bound(self) -> bool:
@@ -49,7 +60,41 @@ class RosterEntry:
         return self.training == FIT_ON_EVAL
 
 
-def strongest_model(data: RoutingData) -> dict[str, Any]:
+@dataclass
+class ArmOutcomes:
+    """Per-query scores of every arm (a model, or one model per role) and the model names.
+
+    ``agents.RoutingData`` has the same fields, so either can be given to ``from_data``.
+    """
+
+    scores: np.ndarray  # (queries, arms)
+    arms: Sequence[tuple[int, ...]]
+    models: Sequence[str]
+
+    @classmethod
+    def from_table_env(cls, env: gym.Env) -> "ArmOutcomes":
+        """An outcome-table env's split: one arm per model."""
+        base = env.unwrapped
+        return cls(np.asarray(base.scores), [(i,) for i in range(len(base.models))], list(base.models))
+
+    @classmethod
+    def from_action_table(cls, table: ActionTable, models: Sequence[str]) -> "ArmOutcomes":
+        """An exhaustive table's questions: one arm per assignment (over ``models``, student first)."""
+        index = {m: i for i, m in enumerate(models)}
+        cells: dict[str, dict[tuple[int, ...], float]] = {}
+        for row in table.rows:
+            arm = tuple(index[row["assignment"][role]] for role in ROLES)
+            cells.setdefault(str(row["question_id"]), {})[arm] = float(row["perf"])
+        arms = [
+            a
+            for a in itertools.product(range(len(models)), repeat=len(ROLES))
+            if all(a in c for c in cells.values())
+        ]
+        scores = np.array([[c[a] for a in arms] for c in cells.values()], dtype=np.float64)
+        return cls(scores, arms, list(models))
+
+
+def strongest_model(data: ArmOutcomes) -> dict[str, Any]:
     """FixedRouter keys for the arm with the best mean train score."""
     arm = data.arms[int(np.argmax(data.scores.mean(axis=0)))]
     if len(arm) == 1:
@@ -76,41 +121,43 @@ DEFAULT_AGENTS: tuple[str, ...] = tuple(ROSTER)
 
 
 def entry(name: str) -> RosterEntry:
-    """The roster entry of a benchmark name (or of any ``agents.AGENTS`` name)."""
+    """The roster entry of a benchmark name, a registered router name or an entry point.
+
+    Only a name outside the roster imports its class (to read how it is trained).
+    """
     if name in ROSTER:
         return ROSTER[name]
-    if name in AGENTS:
-        cls = AGENTS[name]
-        training = TRAIN_ONCE if issubclass(cls, OneShotRouter) else TRAIN_PER_REGIME
-        return RosterEntry(cls.__name__, name, training=training)
-    raise ValueError(f"Unknown agent {name!r}; choose from {sorted(set(ROSTER) | set(AGENTS))}.")
+    try:
+        router_entry_point(name)
+    except ValueError:
+        raise ValueError(
+            f"Unknown agent {name!r}; choose from {sorted(set(ROSTER) | set(router_names()))} "
+            "or give an entry point ('package.module:Class')."
+        ) from None
+    cls = load_router_class(name)
+    return RosterEntry(cls.__name__, name, training=cls.training)
 
 
 def build_agent(
-    name: str, seed: int, config: dict[str, Any] | None = None, data: RoutingData | None = None
+    name: str, seed: int, config: dict[str, Any] | None = None, data: ArmOutcomes | None = None
 ):
     """An unfitted agent: the entry's defaults, keys derived from ``data``, then ``config``.
 
     ``seed`` goes to every agent whose config has a ``seed`` key.
     """
     spec = entry(name)
-    cls = AGENTS[spec.agent]
+    cls = load_router_class(spec.agent)
     keys: dict[str, Any] = dict(spec.defaults)
     if spec.from_data is not None:
         if data is None:
             raise ValueError(f"Agent {name!r} needs the train data to be built.")
         keys.update(spec.from_data(data))
     keys.update(config or {})
-    config_cls = getattr(cls, "Config", None)
-    fields = getattr(config_cls, "__dataclass_fields__", {})
-    if "seed" in fields and "seed" not in (config or {}):
+    if "seed" in cls.config_keys() and "seed" not in (config or {}):
         keys["seed"] = seed
-    if cls is FixedRouter and ("model" in keys or "assignment" in keys):
-        keys.pop("rule", None)
     try:
         return cls(**keys)
-    except TypeError as exc:  # an agent class without keyword config
-        params = sorted(inspect.signature(cls).parameters)
+    except TypeError as exc:  # a key the constructor does not take
         raise ValueError(
-            f"Agent {name!r}: bad config {keys!r} ({exc}); it takes {params}."
+            f"Agent {name!r}: bad config {keys!r} ({exc}); it takes {sorted(cls.config_keys())}."
         ) from None

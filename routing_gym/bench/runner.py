@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import inspect
 import json
 import os
 import time
@@ -32,19 +31,20 @@ from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
 import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
-from agents import AGENTS, Agent, HierRouter, RoutingData
-from agents.evaluation import evaluate_agent
-from agents.hierrouter import is_live_env_id
+from routing_gym.action_table import ActionTable, drop_partial_last_line
 from routing_gym.bench.roster import (
     DEFAULT_AGENTS,
     FIT_ON_EVAL,
     TRAIN_ONCE,
     TRAIN_PER_REGIME,
+    ArmOutcomes,
     build_agent,
     entry,
 )
-from routing_gym.action_table import drop_partial_last_line
 from routing_gym.cost import REGIMES, resolve_lambda
+from routing_gym.envs.registration import is_live_env_id
+from routing_gym.evaluation import evaluate_agent
+from routing_gym.routers import Router, TrainingRun, load_router_class, router_names
 
 ROWS_FILE = "rows.jsonl"
 
@@ -313,14 +313,26 @@ def env_record(env: gym.Env, env_id: str, config: BenchConfig) -> dict[str, Any]
 # ---------------------------------------------------------------------------- the run
 
 
-def _fit_per_regime(
-    agent: Agent, env_id: str, env_kwargs: dict[str, Any], callback: BaseCallback
-) -> None:
-    parameters = inspect.signature(agent.fit).parameters
-    kwargs = {"env_kwargs": env_kwargs}
-    if "callback" in parameters:
-        kwargs["callback"] = callback
-    agent.fit(env_id, **kwargs)
+def train_per_regime(
+    name: str,
+    seed: int,
+    env_id: str,
+    env_config: dict[str, Any],
+    timesteps: int,
+    agent_config: dict[str, Any] | None,
+    label: str,
+    progress: bool,
+) -> Router:
+    """Build a per-regime agent (PPO...) and let it learn on ``env_id`` at one λ.
+
+    ``timesteps`` is the step budget unless the agent's config sets ``total_timesteps``.
+    """
+    agent_config = dict(agent_config or {})
+    steps = agent_config.get("total_timesteps", timesteps)
+    agent = build_agent(name, seed, agent_config)
+    callback = TqdmCallback(steps, f"PPO {label} seed {seed}", enabled=progress)
+    run = TrainingRun(env_id, env_config, timesteps=steps, callback=callback)
+    return agent.learn(run)
 
 
 def run_bench(
@@ -429,8 +441,8 @@ def env_seed_records(
     if not todo:
         return
     train_env = make_table_env(env_id, config.train_split, REGIMES["balanced"], config.env_config)
-    train_data: RoutingData | None = None
-    fitted: dict[str, tuple[Agent, float]] = {}  # one-shot routers: fit once, used at every λ
+    train_data: ArmOutcomes | None = None
+    fitted: dict[str, tuple[Router, float]] = {}  # one-shot routers: fit once, used at every λ
     for regime in config.regimes:
         label, lam = regime_label(regime), resolve_lambda(regime)
         names = [a for a in config.agents if (a, label) in todo]
@@ -444,40 +456,38 @@ def env_seed_records(
             if spec.training == TRAIN_ONCE:
                 if name not in fitted:
                     if spec.from_data is not None and train_data is None:
-                        train_data = RoutingData.from_table_env(train_env)
+                        train_data = ArmOutcomes.from_table_env(train_env)
                     agent = build_agent(name, seed, config.agent_config.get(name), train_data)
-                    agent.fit_env(train_env)
+                    agent.learn(TrainingRun(env_id, env=train_env))
                     fitted[name] = (agent, time.perf_counter() - start)
                 agent, fit_s = fitted[name]
             elif spec.training == FIT_ON_EVAL:
-                agent = build_agent(name, seed, config.agent_config.get(name)).fit_env(test_env)
+                agent = build_agent(name, seed, config.agent_config.get(name))
+                agent.learn(TrainingRun(env_id, env=test_env))
                 fit_s = time.perf_counter() - start
             else:
-                agent_config = dict(config.agent_config.get(name, {}))
-                fields = getattr(
-                    getattr(AGENTS[spec.agent], "Config", None), "__dataclass_fields__", {}
+                train_config = {**config.env_config, "split": config.train_split, "lam": lam}
+                agent = train_per_regime(
+                    name,
+                    seed,
+                    env_id,
+                    train_config,
+                    config.timesteps,
+                    config.agent_config.get(name),
+                    label,
+                    progress,
                 )
-                if "total_timesteps" in fields:
-                    agent_config.setdefault("total_timesteps", config.timesteps)
-                agent = build_agent(name, seed, agent_config)
-                steps = getattr(getattr(agent, "config", None), "total_timesteps", config.timesteps)
-                callback = TqdmCallback(steps, f"PPO {label} seed {seed}", enabled=progress)
-                env_kwargs = {
-                    "config": {**config.env_config, "split": config.train_split, "lam": lam}
-                }
-                _fit_per_regime(agent, env_id, env_kwargs, callback)
                 fit_s = time.perf_counter() - start
             log_env = EpisodeLog(test_env)
             start = time.perf_counter()
             scores = evaluate_agent(agent, log_env, seed=seed)
             eval_s = time.perf_counter() - start
-            describe = getattr(agent, "describe", None)
             yield {
                 "kind": "row",
                 "env": env_id,
                 "agent": name,
                 "label": spec.label,
-                "detail": describe() if callable(describe) else "",
+                "detail": agent.describe().detail,
                 "regime": label,
                 "lam": lam,
                 "seed": seed,
@@ -499,8 +509,9 @@ def env_seed_records(
 def default_checkpoint(
     name: str, env_id: str, regime: str, seed: int, out_dir: str = "results/train"
 ) -> Path:
-    """``<out_dir>/<agent>_<env>_<regime>_s<seed>.<zip|pt>`` (SB3 zip for PPO, a pickle otherwise)."""
-    suffix = ".zip" if issubclass(AGENTS[entry(name).agent], HierRouter) else ".pt"
+    """``<out_dir>/<agent>_<env>_<regime>_s<seed><suffix>``, the suffix the agent's class saves
+    (``.zip`` for PPO, ``.pt`` for a pickle, none for a folder)."""
+    suffix = load_router_class(entry(name).agent).checkpoint_suffix
     return Path(out_dir) / f"{name}_{env_id}_{regime.replace('=', '')}_s{seed}{suffix}"
 
 
@@ -531,22 +542,15 @@ def train_agent(
     live = is_live_env_id(env_id)
     train_config = {**env_config, "lam": lam_value, **({} if live else {"split": train_split})}
     path = Path(out) if out else default_checkpoint(name, env_id, label, seed)
-    agent_config = dict(agent_config or {})
     start = time.perf_counter()
     train_env = gym.make(env_id, config=train_config)
     if spec.training == TRAIN_PER_REGIME:
-        fields = getattr(getattr(AGENTS[spec.agent], "Config", None), "__dataclass_fields__", {})
-        if "total_timesteps" in fields:
-            agent_config.setdefault("total_timesteps", timesteps)
-        agent = build_agent(name, seed, agent_config)
-        steps = getattr(getattr(agent, "config", None), "total_timesteps", timesteps)
-        callback = TqdmCallback(steps, f"PPO {label} seed {seed}", enabled=progress)
-        _fit_per_regime(agent, env_id, {"config": train_config}, callback)
+        agent = train_per_regime(
+            name, seed, env_id, train_config, timesteps, agent_config, label, progress
+        )
     else:
         table = None
         if action_table is not None:
-            from routing_gym.action_table import ActionTable
-
             table = ActionTable.load(action_table)
         elif live:
             raise ValueError(
@@ -555,12 +559,12 @@ def train_agent(
         data = None
         if entry(name).from_data is not None:
             data = (
-                RoutingData.from_action_table(table, train_env)
+                ArmOutcomes.from_action_table(table, train_env.unwrapped.model_names)
                 if table
-                else RoutingData.from_table_env(train_env)
+                else ArmOutcomes.from_table_env(train_env)
             )
         agent = build_agent(name, seed, agent_config, data)
-        agent.fit_env(train_env, action_table=table) if table else agent.fit_env(train_env)
+        agent.learn(TrainingRun(env_id, train_config, env=train_env, action_table=table))
     fit_s = time.perf_counter() - start
     train_env.close()
     saved = agent.save(path)
@@ -581,15 +585,24 @@ def train_agent(
     }
 
 
-def load_checkpoint(path: str | os.PathLike) -> Agent:
-    """Read an agent saved by ``train_agent`` (an SB3 zip for HierRouter, else a pickle)."""
+def load_checkpoint(path: str | os.PathLike, agent: str | None = None) -> Router:
+    """Read an agent saved by ``train_agent``; ``agent`` (a name or entry point) says which class.
+
+    Without ``agent`` the registered routers are asked in turn: the one class that saves
+    ``.zip`` files, or the class a ``.pt`` pickle names.
+    """
     path = Path(path)
+    if agent is not None:
+        return load_router_class(agent).load(path)
+    classes = [load_router_class(name) for name in router_names()]
     if path.suffix == ".zip":
-        return HierRouter.load(path)
+        zips = [cls for cls in classes if cls.checkpoint_suffix == ".zip"]
+        if len(zips) == 1:
+            return zips[0].load(path)
     import torch
 
     payload = torch.load(path, map_location="cpu", weights_only=False)
-    by_class = {cls.__name__: cls for cls in AGENTS.values()}
+    by_class = {cls.__name__: cls for cls in classes if cls.checkpoint_suffix == ".pt"}
     cls = by_class.get(payload.get("agent") if isinstance(payload, dict) else None)
     if cls is None:
         raise ValueError(

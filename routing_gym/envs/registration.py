@@ -7,6 +7,7 @@ module (and torch, transformers...) loads only when that env is made.
 from __future__ import annotations
 
 import gymnasium as gym
+from gymnasium.envs.registration import load_env_creator
 
 ENV_IDS: list[str] = []
 
@@ -30,6 +31,16 @@ TABLE_TASK_VARIANTS: dict[str, str] = {
 }
 #: The six tasks HierRouter reports on; each also gets a cascade variant.
 HIERROUTER_TASKS: tuple[str, ...] = ("gsm8k", "math", "mbpp", "arc_challenge", "mmlu", "human_eval")
+
+
+def is_live_env_id(env_id: str) -> bool:
+    """Whether a registered ID is a live (model-calling) routing env; imports its env class."""
+    from routing_gym.envs.live_base import LiveRoutingEnv
+
+    creator = gym.spec(env_id).entry_point
+    if isinstance(creator, str):
+        creator = load_env_creator(creator)
+    return isinstance(creator, type) and issubclass(creator, LiveRoutingEnv)
 
 
 def _register(env_id: str, entry_point: str, **kwargs) -> None:
