@@ -21,6 +21,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 LIVE_IDS = sorted(
     env_id for env_id in gym.registry if env_id.startswith("LLMRouting-") and ("HotpotQA" in env_id or "MMLU-" in env_id)
     and "Table" not in env_id and "HAPS" not in env_id  # the hybrid-action IDs: test_haps_envs.py
+    and "MultiHop" not in env_id  # HierRouter's multi-hop IDs: test_multihop_env.py
 )
 
 

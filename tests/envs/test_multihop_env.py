@@ -1,0 +1,250 @@
+"""The live multi-hop env (HierRouter's MDP) with tiny random models and self-written fixtures."""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env as gym_check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import routing_gym  # noqa: F401
+from routing_gym.errors import UnknownModelError
+from routing_gym.llm import TINY_POOL
+from routing_gym.llm.requests import GenerationResult
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+MULTIHOP_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("LLMRouting-MultiHop"))
+
+
+def tiny_config(tmp_path: Path, **extra) -> dict:
+    """Tiny random models, the fixture queries (all in "test"), a private cache, short replies."""
+    config = {
+        "models": list(TINY_POOL),
+        "data_dir": str(FIXTURES),
+        "fractions": {"test": 1.0},  # the few fixture queries all land in the test split
+        "splits": {"mmlu": "train"},  # the MMLU fixture is a dev folder
+        "humaneval_path": str(FIXTURES / "humaneval_toy.jsonl"),
+        "cache_path": str(tmp_path / "responses.sqlite"),
+        "max_new_tokens": 8,
+        "sandbox": {"timeout_s": 3, "cpu_seconds": 2},
+    }
+    config.update(extra)
+    return config
+
+
+def rollout(env, seed: int, episodes: int = 3):
+    rng = np.random.default_rng(seed)
+    trace = [env.reset(seed=seed)]
+    for _ in range(episodes):
+        done = False
+        while not done:
+            valid = np.flatnonzero(env.unwrapped.action_masks())
+            obs, reward, terminated, truncated, info = env.step(int(rng.choice(valid)))
+            trace.append((obs, reward, terminated, truncated, info))
+            done = terminated or truncated
+        trace.append(env.reset())
+    return trace
+
+
+def assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b
+
+
+def test_all_seven_ids_are_registered():
+    assert MULTIHOP_IDS == sorted(
+        ["LLMRouting-MultiHop-v0"]
+        + [f"LLMRouting-MultiHop-{t}-v0" for t in ("GSM8K", "MATH", "MBPP", "ARC", "MMLU", "HumanEval")]
+    )
+    assert all(gym.spec(env_id).nondeterministic for env_id in MULTIHOP_IDS)
+    assert gym.make("LLMRouting-MultiHop-ARC-v0", config={"models": list(TINY_POOL)}).unwrapped.config["tasks"] == [
+        "arc_challenge"]
+
+
+@pytest.mark.parametrize("env_id", MULTIHOP_IDS)
+def test_multihop_env_passes_both_checkers(env_id, tmp_path):
+    env = gym.make(env_id, config=tiny_config(tmp_path))
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    sb3_check_env(env.unwrapped, warn=True)
+    env.close()
+
+
+def test_seeded_rollout_replays_exactly_from_a_warm_cache(tmp_path):
+    config = tiny_config(tmp_path, temperature=0.9)
+    first = gym.make("LLMRouting-MultiHop-v0", config=config)
+    cold = rollout(first, seed=4)
+    first.close()
+    second = gym.make("LLMRouting-MultiHop-v0", config=config)
+    warm = rollout(second, seed=4)
+    stats = second.unwrapped.pool.cache.stats()
+    second.close()
+    assert_same(cold, warm)
+    assert sum(s["hits"] for s in stats.values()) > 0
+
+
+def test_env_pickles_and_its_spec_serializes(tmp_path):
+    env = gym.make("LLMRouting-MultiHop-MBPP-v0", config=tiny_config(tmp_path))
+    env.reset(seed=0)
+    env.step(0)
+    clone = pickle.loads(pickle.dumps(env))
+    assert_same(env.reset(seed=5), clone.reset(seed=5))
+    assert_same(env.step(1)[:4], clone.step(1)[:4])
+    assert json.loads(env.spec.to_json())["id"] == "LLMRouting-MultiHop-MBPP-v0"
+    env.close()
+    clone.close()
+
+
+def test_stop_is_masked_at_depth_0_and_the_horizon_ends_the_episode(tmp_path):
+    env = gym.make("LLMRouting-MultiHop-GSM8K-v0", config=tiny_config(tmp_path, horizon=2)).unwrapped
+    env.reset(seed=0)
+    stop = env.stop_action
+    assert env.action_space.n == 3 and stop == 2
+    assert env.action_masks().tolist() == [True, True, False]
+    _, reward, terminated, _, info = env.step(stop)  # an agent ignoring the mask: no answer, no cost
+    assert terminated and reward == 0.0 and info["perf"] == 0.0 and info["models"] == []
+    env.reset(seed=0)
+    obs, _, terminated, _, info = env.step(1)
+    assert not terminated and env.action_masks().tolist() == [True, True, True]
+    assert obs["depth"][0] == pytest.approx(0.5) and obs["answered"].tolist() == [0.0, 1.0]
+    assert info["hops"][0]["model"] == "tiny-qwen2" and info["hops"][0]["completion_tokens"] > 0
+    obs, _, terminated, _, info = env.step(1)
+    assert terminated and obs["depth"][0] == 1.0 and info["models"] == ["tiny-qwen2", "tiny-qwen2"]
+    with pytest.raises(RuntimeError, match="episode is over"):
+        env.step(0)
+
+
+def test_a_right_final_answer_scores_and_the_reward_subtracts_the_cost(tmp_path):
+    env = gym.make("LLMRouting-MultiHop-MBPP-v0", config=tiny_config(tmp_path, lam=2.0, shuffle=False)).unwrapped
+    env.reset(seed=0, options={"index": 0})  # add_two
+    request = env.begin_step(0)
+    assert "assert add_two(1, 2) == 3" in request.messages[0]["content"]
+    reply = GenerationResult(model=request.model, text="```python\ndef add_two(a, b):\n    return a + b\n```",
+                             prompt_ids=[1] * 50, completion_ids=[2] * 20, cost=1e-6)
+    env.complete_step(request, reply)
+    request = env.begin_step(1)
+    assert "--- Answer 1 ---\n```python\ndef add_two" in request.messages[0]["content"]  # the next hop sees it
+    _, reward, terminated, _, info = env.complete_step(env.begin_step(env.stop_action), None)
+    assert terminated and info["perf"] == 1.0 and info["execution"] == "passed"
+    assert reward == pytest.approx(1.0 - 2.0 * info["normalized_cost"]) and info["normalized_cost"] > 0
+    assert info["reward_parts"]["score"] == 1.0
+    env.reset(seed=0, options={"index": 0})
+    wrong = GenerationResult(model="tiny-llama", text="def add_two(a, b):\n    while True:\n        pass\n",
+                             prompt_ids=[1], completion_ids=[2], cost=0.0)
+    env.complete_step(env.begin_step(0), wrong)
+    _, reward, _, _, info = env.complete_step(None, None)
+    assert info["perf"] == 0.0 and info["execution"] == "timeout"
+
+
+@pytest.mark.parametrize("task, text, gold_score", [
+    ("GSM8K", "400 * 3 = 1200\n#### 1200", 1.0),
+    ("MATH", "$\\boxed{5}$", 1.0),
+    ("ARC", "Water is a liquid. Answer: B", 1.0),
+    ("ARC", "Answer: A", 0.0),
+])
+def test_each_task_scores_its_final_answer(task, text, gold_score, tmp_path):
+    env = gym.make(f"LLMRouting-MultiHop-{task}-v0", config=tiny_config(tmp_path, shuffle=False)).unwrapped
+    env.reset(seed=0, options={"index": 0})
+    request = env.begin_step(0)
+    env.complete_step(request, GenerationResult(model="tiny-llama", text=text, prompt_ids=[1], completion_ids=[2],
+                                                cost=0.0))
+    _, _, _, _, info = env.complete_step(None, None)
+    assert info["perf"] == gold_score
+
+
+def test_per_step_cost_gives_the_same_episode_total(tmp_path):
+    totals = []
+    for per_step in (False, True):
+        env = gym.make("LLMRouting-MultiHop-GSM8K-v0", config=tiny_config(tmp_path, per_step_cost=per_step, lam=5.0))
+        env.reset(seed=1)
+        rewards = []
+        for action in (0, 1, 0):
+            _, reward, terminated, _, info = env.step(action)
+            rewards.append(reward)
+        assert terminated
+        totals.append(sum(rewards))
+        if per_step:
+            assert all(r < 0 for r in rewards[:-1])  # the cost really is paid hop by hop
+        else:
+            assert rewards[:-1] == [0.0, 0.0]
+            assert totals[0] == pytest.approx(info["perf"] - 5.0 * info["normalized_cost"])
+        env.close()
+    assert totals[1] == pytest.approx(totals[0])
+
+
+def test_text_is_opt_in(tmp_path):
+    env = gym.make("LLMRouting-MultiHop-ARC-v0", config=tiny_config(tmp_path, record_text=True), render_mode="ansi")
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(0)
+    assert info["text"]["responses"] and info["text"]["messages"][0][0]["role"] == "user"
+    assert info["text"]["question"] in env.render()
+    light = gym.make("LLMRouting-MultiHop-ARC-v0", config=tiny_config(tmp_path))
+    light.reset(seed=0)
+    assert "text" not in light.step(0)[4]
+
+
+def test_bad_actions_and_config_are_named(tmp_path):
+    env = gym.make("LLMRouting-MultiHop-GSM8K-v0", config=tiny_config(tmp_path)).unwrapped
+    env.reset(seed=0)
+    for bad in (3, -1, 1.0, True, "0"):
+        with pytest.raises(ValueError, match="outside the action space"):
+            env.step(bad)
+    with pytest.raises(ValueError, match="colour"):
+        gym.make("LLMRouting-MultiHop-v0", config={**tiny_config(tmp_path), "colour": 1})
+    with pytest.raises(ValueError, match="hotpotqa"):
+        gym.make("LLMRouting-MultiHop-v0", config={**tiny_config(tmp_path), "tasks": ["hotpotqa"]})
+    with pytest.raises(ValueError, match="horizon"):
+        gym.make("LLMRouting-MultiHop-v0", config={**tiny_config(tmp_path), "horizon": 0})
+    with pytest.raises(ValueError, match="sandbox"):
+        gym.make("LLMRouting-MultiHop-v0", config={**tiny_config(tmp_path), "sandbox": {"wall": 3}})
+    with pytest.raises(UnknownModelError, match="gpt-17"):
+        gym.make("LLMRouting-MultiHop-v0", config={**tiny_config(tmp_path), "models": ["gpt-17"]})
+    with pytest.raises(ValueError, match="split must be one of"):
+        gym.make("LLMRouting-MultiHop-v0", config={**tiny_config(tmp_path), "split": "dev"}).reset(seed=0)
+    with pytest.raises(ValueError, match="models"):
+        env.reset(options={"config": {"models": ["tiny-llama"]}})
+
+
+def test_maskable_ppo_trains_and_never_stops_before_the_first_hop(tmp_path):
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    config = tiny_config(tmp_path, lam=10.0, per_step_cost=True, max_new_tokens=4)
+    vec = make_vec_env("LLMRouting-MultiHop-GSM8K-v0", n_envs=2, seed=0, env_kwargs={"config": config,
+                                                                                  "render_mode": None})
+    model = MaskablePPO("MultiInputPolicy", vec, n_steps=16, batch_size=32, n_epochs=2, seed=0)
+    model.learn(total_timesteps=32)
+    env = gym.make("LLMRouting-MultiHop-GSM8K-v0", config=config).unwrapped
+    for seed in range(5):
+        obs, _ = env.reset(seed=seed)
+        action, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=False)
+        assert int(action) != env.stop_action
+    vec.close()
+
+
+def test_batched_vector_env_steps_the_multihop_env(tmp_path):
+    from routing_gym.vector import make_batched_vec_env
+
+    vec = make_batched_vec_env("LLMRouting-MultiHop-v0", n_envs=2, seed=0,
+                               env_kwargs={"config": tiny_config(tmp_path)})
+    vec.reset()
+    dones = []
+    for _ in range(3):
+        _, _, done, _ = vec.step(np.array([0, 1]))
+        dones.append(done)
+    assert np.any(dones)  # horizon 3: the third hop ends both episodes (auto-reset)
+    vec.close()
