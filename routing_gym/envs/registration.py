@@ -62,6 +62,7 @@ def register_envs() -> None:
         name = TABLE_TASK_VARIANTS[task]
         _register(f"LLMRouting-Table-Cascade-{name}-v0", cascade, kwargs={"tasks": [task]})
     _register_live_envs()
+    _register_multihop_envs()
 
 
 def _register_live_envs() -> None:
@@ -80,3 +81,12 @@ def _register_live_envs() -> None:
         )
         # HAPS: the assignment plus per-query LoRA factors for each open model, in one Dict action.
         _register(f"LLMRouting-{task}-HAPS-v0", entry_point, nondeterministic=True, kwargs={"action_type": "hybrid"})
+
+
+def _register_multihop_envs() -> None:
+    """HierRouter's live multi-hop pipeline: one ID per task and one mixing all six."""
+    multihop = "routing_gym.envs.multihop:MultiHopEnv"
+    _register("LLMRouting-MultiHop-v0", multihop, nondeterministic=True)
+    for task in HIERROUTER_TASKS:
+        name = TABLE_TASK_VARIANTS[task]
+        _register(f"LLMRouting-MultiHop-{name}-v0", multihop, nondeterministic=True, kwargs={"tasks": [task]})
