@@ -560,6 +560,24 @@ class OneShotRouter(Agent):
         with single_threaded(blas=False):
             return np.asarray(self._select(x), dtype=np.int64)
 
+    @property
+    def routes_by_estimates(self) -> bool:
+        """Whether decisions are ``argmax estimate score − λ·estimate cost`` (then ``estimate``
+        and one argmax per λ reproduce ``select_arms`` at every λ)."""
+        return type(self)._select is OneShotRouter._select
+
+    def estimate(self, embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Predicted score and normalized cost of every arm for each query, each ``(b, K)``."""
+        if not self.fitted:
+            raise RuntimeError(f"{type(self).__name__} is not fitted: call fit or fit_env first.")
+        x, _ = observation_embeddings(embeddings)
+        with single_threaded(blas=False):
+            scores, costs = self._estimate(x)
+        shape = (len(x), len(self.arms))
+        return np.broadcast_to(scores, shape).astype(np.float64), np.broadcast_to(
+            costs, shape
+        ).astype(np.float64)
+
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
         """SB3-style: the action(s) for an observation or a batch; ``state`` holds per-turn arms."""
         if not self.fitted:

@@ -193,6 +193,22 @@ class MFRouter(OneShotRouter):
     def _select(self, x: np.ndarray, deterministic: bool = True) -> np.ndarray:
         return self._route(self.win_probabilities(x), self.threshold)
 
+    def threshold_values(self, embeddings: np.ndarray) -> np.ndarray:
+        """What α is compared with: P(strong beats arm k | query) of the arms cheaper than the
+        strong one, ``(b, k)`` (RouteLLM sweeps its threshold over the quantiles of these)."""
+        strong_cost = self.arm_costs[self.strong]
+        cheaper = [k for k in range(len(self.arms)) if self.arm_costs[k] < strong_cost]
+        win = self.win_probabilities(np.asarray(embeddings, dtype=np.float32))
+        return win[:, cheaper].astype(np.float64)
+
+    def select_arms_at(self, embeddings: np.ndarray, threshold: float) -> np.ndarray:
+        """Arm per query at threshold α (RouteLLM's knob) instead of the one calibrated for λ."""
+        if not self.fitted:
+            raise RuntimeError("MFRouter is not fitted: call fit or fit_env first.")
+        x = np.asarray(embeddings, dtype=np.float32)
+        # float64, like threshold_values: a float32 comparison would round α onto a value
+        return self._route(self.win_probabilities(x).astype(np.float64), float(threshold))
+
     def _get_state(self) -> dict[str, Any]:
         return {
             "net": self.net.state_dict(),

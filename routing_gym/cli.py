@@ -224,6 +224,21 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"{kind:>9}: {paths[kind]}")
     for plot in paths["plots"]:
         print(f"     plot: {plot}")
+    if args.curves and not interrupted:
+        from routing_gym.bench.curves import write_curves
+
+        try:
+            _, curve_paths = write_curves(config, plot=not args.no_plot)
+        except KeyboardInterrupt:
+            print("\nInterrupted: the curves finished so far are kept; run again to resume.")
+            return 130
+        except ValueError as exc:
+            raise SystemExit(f"routing-gym bench --curves: {exc}") from None
+        print("\n" + curve_paths["markdown"].read_text(encoding="utf-8"))
+        for kind in ("json", "csv", "markdown"):
+            print(f"{'curves ' + kind:>15}: {curve_paths[kind]}")
+        for plot in curve_paths["plots"]:
+            print(f"{'curves plot':>15}: {plot}")
     return 130 if interrupted else 0
 
 
@@ -382,6 +397,12 @@ def build_parser() -> argparse.ArgumentParser:
         help='extra config of every env as JSON, e.g. \'{"tasks": ["gsm8k"]}\'',
     )
     bench.add_argument("--no-plot", action="store_true", help="skip the Pareto plots")
+    bench.add_argument(
+        "--curves",
+        action="store_true",
+        help="also sweep every router's cost knob (λ or threshold) over a fine grid and write "
+        "curves.{csv,json,md,png}: AIQ, RouteLLM's APGR and CPT on two-model pools, gap captured",
+    )
     bench.set_defaults(func=cmd_bench)
 
     train = commands.add_parser(

@@ -125,6 +125,21 @@ def cost_to_performance(
     return float(np.interp(target, perf, share))
 
 
+def gap_captured(value: float, best_single: float, oracle: float) -> float:
+    """Share of the best-single-to-oracle gap a router closes: (value − best) / (oracle − best).
+
+    0: no better than the best single model; 1: as good as the per-query oracle. ``value`` is
+    the router's mean reward (perf at λ = 0) at some λ, and the references are at that λ.
+    """
+    gap = oracle - best_single
+    if not np.isfinite(gap) or gap <= 0:
+        raise ValueError(
+            f"gap captured needs oracle > best single, got oracle {oracle!r} and best single "
+            f"{best_single!r}."
+        )
+    return float((value - best_single) / gap)
+
+
 def pareto_mask(points: Iterable[Sequence[float]]) -> np.ndarray:
     """Boolean mask of the non-dominated ``(cost, perf)`` points (lower cost, higher perf)."""
     p = _points(points)

@@ -180,3 +180,68 @@ def _draw(ax, report, env, results, regimes, colour_of, hull, right) -> None:
     ax.set_xlabel("normalized cost (mean per query) ↓")
     ax.set_ylabel("performance (mean score) ↑")
     ax.grid(True, alpha=0.3)
+
+
+def curve_plot(env: Mapping[str, Any], env_id: str, path: str | os.PathLike, seed: str | None = None) -> Path:
+    """Every router's curve over its cost knob, the single models as points and the Oracle.
+
+    ``env`` is one env of ``routing_gym.bench.curves.write_curves``'s summary; the curves of
+    ``seed`` (default: the first) are drawn. Left: normalized cost against perf (the dashed black
+    line is the Oracle, an upper bound). On a two-model pool a right panel shows RouteLLM's view:
+    the share of calls to the strong model against perf, with the two models as horizontal lines.
+    """
+    curves = env["curves"]
+    if not curves:
+        raise ValueError(f"No curves for {env_id!r}.")
+    two_model = env.get("strong") is not None
+    fig, axes = plt.subplots(
+        1, 2 if two_model else 1, figsize=(15.0 if two_model else 10.0, 5.8), dpi=110, squeeze=False
+    )
+    panels = [("cost", "normalized cost (mean per query) ↓")]
+    if two_model:
+        panels.append(("strong", f"share of calls to the strong model ({env['strong']})"))
+    routers = [c for c in curves if c["name"] != "oracle"]
+    colour_of = {c["name"]: PALETTE[i % len(PALETTE)] for i, c in enumerate(routers)}
+    for ax, (axis, xlabel) in zip(axes[0], panels):
+        x_of = (lambda p: p["cost"]) if axis == "cost" else (lambda p: p["share"][env["strong"]])
+        for curve in curves:
+            key = seed if seed is not None and seed in curve["points"] else next(iter(curve["points"]))
+            points = sorted(curve["points"][key], key=lambda p: (x_of(p), p["perf"]))
+            xs = [x_of(p) for p in points]
+            ys = [p["perf"] for p in points]
+            if curve["name"] == "oracle":
+                ax.plot(xs, ys, "--", color="black", linewidth=1.3, label=curve["label"], zorder=2)
+                continue
+            style = {"color": colour_of[curve["name"]], "label": curve["label"], "zorder": 3}
+            if len(points) == 1 or "trained at each" in curve["knob"]:
+                ax.plot(xs, ys, marker="D", markersize=6, linewidth=1.0, linestyle=":", **style)
+            else:
+                ax.plot(xs, ys, marker=".", markersize=3, linewidth=1.4, **style)
+        for model, p in env["singles"].items():
+            if axis == "cost":
+                ax.scatter(p["cost"], p["perf"], marker="x", s=36, color="0.35", zorder=4)
+                ax.annotate(
+                    model, (p["cost"], p["perf"]), fontsize=6.5, color="0.35",
+                    xytext=(4, -9), textcoords="offset points", annotation_clip=True,
+                )
+            else:
+                ax.axhline(p["perf"], color="0.5", linestyle=":", linewidth=1.0)
+                ax.annotate(
+                    model, (0.0, p["perf"]), fontsize=7, color="0.35",
+                    xytext=(2, 3), textcoords="offset points",
+                )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("performance (mean score) ↑")
+        ax.grid(True, alpha=0.3)
+    axes[0][0].scatter([], [], marker="x", color="0.35", label="single models")
+    axes[0][0].set_title(f"{env_id}: every router across its cost knob ({env['queries']} queries)")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    axes[0][-1].legend(
+        handles, labels, loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=7.5, frameon=False
+    )
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path

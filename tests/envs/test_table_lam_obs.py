@@ -49,7 +49,7 @@ def test_lam_range_draws_a_new_seeded_lam_every_episode(env_id):
             assert obs["lam"][0] == pytest.approx(lam / (1 + lam))
             done = False
             while not done:  # the cascade stops at once: its last action is STOP
-                obs, reward, done, _, info = env.step(env.action_space.n - 1)
+                obs, _, done, _, info = env.step(env.action_space.n - 1)
             assert info["lam"] == lam  # the reward of the episode used the drawn λ
             out.append(lam)
             obs, _ = env.reset()
