@@ -248,3 +248,22 @@ def test_batched_vector_env_steps_the_multihop_env(tmp_path):
         dones.append(done)
     assert np.any(dones)  # horizon 3: the third hop ends both episodes (auto-reset)
     vec.close()
+
+
+@pytest.mark.timeout(600)
+def test_subprocess_workers_share_one_cache(tmp_path):
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import SubprocVecEnv
+
+    from routing_gym.llm import ResponseCache
+
+    config = tiny_config(tmp_path)
+    # "module:ID" makes each fresh worker process import routing_gym, which registers the ID
+    vec = make_vec_env("routing_gym:LLMRouting-MultiHop-v0", n_envs=2, seed=0, vec_env_cls=SubprocVecEnv,
+                       vec_env_kwargs={"start_method": "forkserver"}, env_kwargs={"config": config, "render_mode": None})
+    vec.reset()
+    for _ in range(3):
+        vec.step(np.array([0, 1]))
+    vec.close()
+    stats = ResponseCache(config["cache_path"]).stats()
+    assert stats["tiny-llama"]["entries"] >= 3 and stats["tiny-qwen2"]["entries"] >= 3
