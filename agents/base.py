@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
+from routing_gym.errors import CheckpointError
 from routing_gym.protocols.base import ROLES  # the live envs' roles, in assignment-action order
 from routing_gym.routers import (
     TRAIN_ONCE,
@@ -326,6 +328,26 @@ class RoutingData:
         )
 
 
+def arm_columns(
+    owner: str, models: Sequence[str], arms: Sequence[Sequence[int]], data: RoutingData
+) -> np.ndarray:
+    """The column of ``data`` that holds each arm (model indices into ``models``), by model names.
+
+    Raises ValueError naming the models of an arm the data has no column for.
+    """
+    column_of = {tuple(data.models[i] for i in arm): c for c, arm in enumerate(data.arms)}
+    columns = []
+    for arm in arms:
+        names = tuple(models[i] for i in arm)
+        if names not in column_of:
+            raise ValueError(
+                f"{owner} plays {list(names)}, which the data has no column for "
+                f"(its models are {list(data.models)})."
+            )
+        columns.append(column_of[names])
+    return np.array(columns, dtype=np.int64)
+
+
 def table_env_embeddings(base: Any) -> np.ndarray:
     """The query embeddings of a table env's split, in ``query_ids`` order (its observations)."""
     if hasattr(base, "embeddings"):
@@ -365,6 +387,88 @@ def env_models(env: Any) -> tuple[str, ...] | None:
         if hasattr(base, name):
             return tuple(getattr(base, name))
     return None
+
+
+def match_models(
+    owner: str, trained: Sequence[str], env_names: Sequence[str], allow_extra: bool = True
+) -> np.ndarray | None:
+    """The env's index of each model ``owner`` was trained on, matched by name (None: same order).
+
+    An agent must never play a model by its position on an env that orders its models
+    differently: this raises ValueError naming the models the env lacks (and, unless
+    ``allow_extra``, the ones it has beyond them).
+    """
+    trained, env_names = tuple(trained), tuple(env_names)
+    if trained == env_names:
+        return None
+    missing = [m for m in trained if m not in env_names]
+    if missing:
+        raise ValueError(
+            f"{owner} was trained on models {list(trained)}; the env lacks {missing} "
+            f"(it has {list(env_names)})."
+        )
+    extra = [m for m in env_names if m not in trained]
+    if extra and not allow_extra:
+        raise ValueError(
+            f"{owner} was trained on models {list(trained)}; the env also has {extra}, "
+            "which its policy has no outputs for."
+        )
+    if len(set(trained)) != len(trained) or len(set(env_names)) != len(env_names):
+        raise ValueError(
+            f"{owner}: a model name repeats (trained on {list(trained)}, the env has "
+            f"{list(env_names)}), so the models cannot be matched by name."
+        )
+    position = {m: i for i, m in enumerate(env_names)}
+    return np.array([position[m] for m in trained], dtype=np.int64)
+
+
+def require_embeddings(owner: str, x: np.ndarray, dim: int | None) -> None:
+    """Raise ValueError unless every row of ``x`` is a finite embedding of the trained size."""
+    if dim is not None and x.shape[-1] != dim:
+        raise ValueError(
+            f"{owner} was trained on {dim}-dimensional query embeddings; the observation has "
+            f"{x.shape[-1]} values per query."
+        )
+    if not np.isfinite(x).all():
+        raise ValueError(f"{owner}: the observation holds NaN or infinite values.")
+
+
+def is_sb3_zip(path: Path) -> bool:
+    """Whether ``path`` is a stable-baselines3 model zip (what HierRouter saves)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return {"data", "policy.pth"} <= names
+
+
+def read_agent_file(path: str | os.PathLike, reader: str) -> Any:
+    """The payload of an agent file written by ``torch.save``; every failure names ``path``.
+
+    ``reader`` (e.g. ``"KNNRouter.load"``) is named in the hint when the file is of another kind.
+    It is a pickle: read only files you trust.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Agent checkpoint {path} does not exist.")
+    if path.is_dir():
+        raise CheckpointError(
+            f"{path} is a folder, not an agent file for {reader} (HAPSAgent.load reads folders)."
+        )
+    if is_sb3_zip(path):
+        raise CheckpointError(
+            f"{path} is a HierRouter checkpoint (a stable-baselines3 zip), not a file for "
+            f"{reader}; load it with HierRouter.load."
+        )
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a truncated or foreign file
+        reason = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise CheckpointError(
+            f"{path} is not a readable agent checkpoint (truncated, or not written by save): "
+            f"{type(exc).__name__}: {reason}"
+        ) from exc
 
 
 def env_lam(env: Any) -> float | None:
@@ -435,6 +539,10 @@ class OneShotRouter(Agent):
         self.action_mode: str | None = None
         self._env_lam: float | None = None
         self.fitted = False
+        self.embedding_dim: int | None = None  # the size of the embeddings it was fit on
+        # the bound env's action index of each of self.models (None: the same order)
+        self._env_index: np.ndarray | None = None
+        self._stop_action: int | None = None  # the cascade's STOP on the bound env
 
     def _check_config(self) -> None:
         check_lam(self.config.lam)
@@ -479,6 +587,8 @@ class OneShotRouter(Agent):
         if data.costs.min() < 0 or data.costs.max() > 1:
             raise ValueError("costs must be normalized to [0, 1] (use the env's cost_normalizer).")
         self.models, self.arms = tuple(data.models), list(data.arms)
+        self.embedding_dim = int(data.embeddings.shape[1])
+        self._env_index, self._stop_action = None, None  # actions follow the data's columns
         with single_threaded():
             self._fit(data)
         self.fitted = True
@@ -529,10 +639,10 @@ class OneShotRouter(Agent):
                 f"which do not fit an env with {mode!r} actions."
             )
         names = env_models(env)
-        if self.models and names is not None and tuple(names) != tuple(self.models):
-            raise ValueError(
-                f"{type(self).__name__} was fit on models {self.models}, the env has {names}."
-            )
+        if self.models and names is not None:
+            # the env may order (or extend) the models differently: actions follow its names
+            self._env_index = match_models(type(self).__name__, self.models, names)
+            self._stop_action = len(names)
         self.action_mode = mode
         lam = env_lam(env)
         if lam is not None:
@@ -557,6 +667,7 @@ class OneShotRouter(Agent):
         if not self.fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit or fit_env first.")
         x, _ = observation_embeddings(embeddings)
+        require_embeddings(type(self).__name__, x, self.embedding_dim)
         with single_threaded(blas=False):
             return np.asarray(self._select(x), dtype=np.int64)
 
@@ -583,6 +694,7 @@ class OneShotRouter(Agent):
         if not self.fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit or fit_env first.")
         x, batched = observation_embeddings(observation)
+        require_embeddings(type(self).__name__, x, self.embedding_dim)
         mode = self.action_mode or self._guess_mode(observation)
         with single_threaded(blas=False):
             return self._actions(observation, x, batched, mode, state, episode_start, deterministic)
@@ -594,19 +706,25 @@ class OneShotRouter(Agent):
             arms = self._per_turn_arms(x, state, episode_start, deterministic)
             role = np.asarray(observation["role"], dtype=np.float32).reshape(b, -1).argmax(axis=1)
             actions = np.array([self.arms[a][r] for a, r in zip(arms, role)], dtype=np.int64)
+            actions = self._env_model(actions)
             new_state = arms
         else:
             arms = np.asarray(self._select(x, deterministic), dtype=np.int64)
-            table = np.array(self.arms, dtype=np.int64)
+            table = self._env_model(np.array(self.arms, dtype=np.int64))
             if mode == "assignment":
                 actions = table[arms]
             else:
                 actions = table[arms, 0]
                 if mode == "cascade":
                     depth = np.asarray(observation["depth"], dtype=np.float32).reshape(b)
-                    actions = np.where(depth > 0, len(self.models), actions)  # one call, then STOP
+                    stop = len(self.models) if self._stop_action is None else self._stop_action
+                    actions = np.where(depth > 0, stop, actions)  # one call, then STOP
             new_state = state
         return (actions if batched else actions[0]), new_state
+
+    def _env_model(self, indices: np.ndarray) -> np.ndarray:
+        """Indices into ``self.models`` as the bound env's action indices (matched by name)."""
+        return indices if self._env_index is None else self._env_index[indices]
 
     def _per_turn_arms(self, x, state, episode_start, deterministic) -> np.ndarray:
         """Arm per env: a fresh choice where an episode starts, else the one in ``state``."""
@@ -641,6 +759,10 @@ class OneShotRouter(Agent):
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write config, arms and learned state to one file (a pickle via ``torch.save``)."""
+        if not self.fitted:
+            raise RuntimeError(
+                f"{type(self).__name__} is not fitted: nothing to save (call fit or fit_env first)."
+            )
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         torch.save(
@@ -648,7 +770,8 @@ class OneShotRouter(Agent):
                 "format": SAVE_FORMAT,
                 "agent": type(self).__name__,
                 "config": dataclasses.asdict(self.config),
-                "models": list(self.models),
+                "models": list(self.models),  # the names its arms index, checked on every env
+                "embedding_dim": self.embedding_dim,
                 "arms": [list(a) for a in self.arms],
                 "action_mode": self.action_mode,
                 "env_lam": self._env_lam,
@@ -662,13 +785,17 @@ class OneShotRouter(Agent):
     @classmethod
     def load(cls, path: str | os.PathLike) -> "OneShotRouter":
         """Read an agent written by ``save``. It is a pickle: load only files you trust."""
-        payload = torch.load(Path(path), map_location="cpu", weights_only=False)
+        payload = read_agent_file(path, f"{cls.__name__}.load")
         if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
-            raise ValueError(f"{path} is not an agent file of format {SAVE_FORMAT}.")
+            raise CheckpointError(f"{path} is not an agent file of format {SAVE_FORMAT}.")
         if payload.get("agent") != cls.__name__:
-            raise ValueError(f"{path} holds a {payload.get('agent')!r}, not a {cls.__name__}.")
+            raise CheckpointError(
+                f"{path} holds a {payload.get('agent')!r}, not a {cls.__name__}; load it with "
+                f"{payload.get('agent')}.load (or routing_gym.bench.load_checkpoint)."
+            )
         agent = cls(config=cls.Config(**payload["config"]))
         agent.models = tuple(payload["models"])
+        agent.embedding_dim = payload.get("embedding_dim")
         agent.arms = [tuple(a) for a in payload["arms"]]
         agent.action_mode = payload["action_mode"]
         agent._env_lam = payload["env_lam"]

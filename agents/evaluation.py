@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import RoutingData
+from agents.base import RoutingData, arm_columns
 from routing_gym.evaluation import (
     METRICS,
     evaluate_agent,
@@ -41,7 +41,9 @@ def evaluate_on_data(agent: Any, data: RoutingData, lam: float | None = None) ->
     """Offline scores of a one-shot router on outcome arrays: each row's chosen arm, looked up."""
     if lam is not None:
         agent.lam = lam
-    arms = agent.select_arms(data.embeddings)
+    # the agent's arms are matched to the data's columns by model names, not by position
+    columns = arm_columns(type(agent).__name__, agent.models, agent.arms, data)
+    arms = columns[agent.select_arms(data.embeddings)]
     rows = np.arange(len(data))
     perf, cost = data.scores[rows, arms], data.costs[rows, arms]
     return summarize(

@@ -65,7 +65,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.base import Agent, all_assignments, check_lam, make_config
+from agents.base import Agent, all_assignments, check_lam, make_config, match_models
 from routing_gym.cost import REGIMES, routing_reward
 from routing_gym.llm.lora import LoRAAdapter, episode_logprob
 from routing_gym.protocols.base import ROLES
@@ -486,15 +486,20 @@ def warmup_targets(
 
 
 def table_arrays(
-    table: Any, env: gym.Env, lam: float, shaping: str = "haps"
+    table: Any,
+    env: gym.Env,
+    lam: float,
+    shaping: str = "haps",
+    models: Sequence[str] | None = None,
 ) -> tuple[list[Any], np.ndarray, np.ndarray]:
     """Examples, shaped rewards ``(n, M²)`` and normalized costs of an ``ActionTable``'s questions.
 
-    Columns follow ``all_assignments(M)`` over the env's models; costs are normalized with the
-    env's frozen normalizer, so the rewards are the env's (before shaping).
+    Columns follow ``all_assignments(M)`` over ``models`` (default: the env's, in its order);
+    costs are normalized with the env's frozen normalizer, so the rewards are the env's (before
+    shaping).
     """
     base = env.unwrapped
-    names = list(base.model_names)
+    names = list(models) if models is not None else list(base.model_names)
     arms = {arm: i for i, arm in enumerate(all_assignments(len(names)))}
     index = {m: i for i, m in enumerate(names)}
     examples = {str(e.id): e for e in base.examples}
@@ -573,6 +578,7 @@ class HAPSAgent(Agent):
         # features of the generators: the same object when the backbone is shared
         self.encoder_low: PromptEncoder | None = None
         self.arms: list[tuple[int, ...]] = []
+        self._to_env: np.ndarray | None = None  # the bound env's index of each layout model
         self.baseline = 0.0
         self.fixed_arm: int | None = None
         self._env: Any = None
@@ -663,16 +669,14 @@ class HAPSAgent(Agent):
         if self.layout is None:
             self._build(layout)
         else:
-            mine = (
-                self.layout.models,
-                self.layout.lora_shapes,
-                self.layout.alpha,
-                self.layout.scale,
+            # the same models in another order are matched by name; a missing one is refused
+            self._to_env = match_models(
+                "HAPS", self.layout.models, layout.models, allow_extra=False
             )
-            if mine != (layout.models, layout.lora_shapes, layout.alpha, layout.scale):
+            mine = (self.layout.lora_shapes, self.layout.alpha, self.layout.scale)
+            if mine != (layout.lora_shapes, layout.alpha, layout.scale):
                 raise ValueError(
-                    f"HAPS was built for models {self.layout.models} "
-                    f"with LoRA shapes {self.layout.lora_shapes} "
+                    f"HAPS was built for LoRA shapes {self.layout.lora_shapes} "
                     f"(alpha {self.layout.alpha}, scale {self.layout.scale}); the env differs."
                 )
             self.layout.lam, self.layout.task = layout.lam, layout.task
@@ -683,6 +687,7 @@ class HAPSAgent(Agent):
         cfg = self.config
         self.layout = layout
         self.arms = all_assignments(len(layout.models))
+        self._to_env = None
         shared = PromptEncoder.load(
             cfg.backbone,
             cfg.max_prompt_tokens,
@@ -749,7 +754,10 @@ class HAPSAgent(Agent):
                 lora[model] = (
                     generator(low_features[None])[0].detach().cpu().numpy().astype(np.float32)
                 )
-        return {"assignment": np.array(self.arms[arm], dtype=np.int64), "lora": lora}
+        assignment = np.array(self.arms[arm], dtype=np.int64)
+        if self._to_env is not None:  # the bound env orders the models differently
+            assignment = self._to_env[assignment]
+        return {"assignment": assignment, "lora": lora}
 
     def predict_episode(self, question: Any, deterministic: bool = True) -> dict[str, Any]:
         """The env action for one question (text or example): an assignment and its LoRA vectors."""
@@ -1077,12 +1085,16 @@ class HAPSAgent(Agent):
             and self.config.warmup_epochs
         ):
             examples, rewards, costs = table_arrays(
-                action_table, env, self.lam, self.config.shaping
+                action_table, env, self.lam, self.config.shaping, models=self.layout.models
             )
             valid = None
             if valid_table is not None and valid_env is not None:
                 valid_examples, valid_rewards, _ = table_arrays(
-                    valid_table, valid_env, self.lam, self.config.shaping
+                    valid_table,
+                    valid_env,
+                    self.lam,
+                    self.config.shaping,
+                    models=self.layout.models,
                 )
                 valid = (valid_examples, valid_rewards)
             self.fit(examples, rewards, costs, valid=valid)

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from agents.base import Agent, make_config, single_threaded
+from agents.base import Agent, env_models, is_sb3_zip, make_config, match_models, single_threaded
+from routing_gym.errors import CheckpointError
 from routing_gym.envs.registration import is_live_env_id
 from routing_gym.evaluation import models_called
 from routing_gym.routers import TRAIN_PER_REGIME, TrainingRun
@@ -49,6 +52,8 @@ __all__ = [
 ]
 
 VEC_ENVS = ("auto", "dummy", "subproc", "batched")
+#: Observation keys with one entry per model (the cascade's), reordered when models are matched.
+MODEL_INDEXED_KEYS = ("tried", "outcomes")
 
 
 @dataclass
@@ -156,6 +161,9 @@ class HierRouter(Agent):
                 f"HierRouterConfig key 'vec_env' must be one of {VEC_ENVS}, got {self.config.vec_env!r}."
             )
         self.model: PPO | None = None
+        #: The training env's model names, in its action order (None: the env has no names).
+        self.models: tuple[str, ...] | None = None
+        self._to_env: np.ndarray | None = None  # the bound env's index of each of self.models
 
     def build(self, env: gym.Env | VecEnv) -> PPO:
         """The PPO model for ``env`` (called by ``fit``; exposed to set a custom logger first)."""
@@ -185,6 +193,10 @@ class HierRouter(Agent):
             verbose=cfg.verbose,
         )
         self.model.hierrouter_config = dataclasses.asdict(cfg)  # saved inside the SB3 zip
+        names = env_models(env)
+        self.models = None if names is None else tuple(names)
+        self.model.hierrouter_models = None if names is None else list(names)  # saved, too
+        self._to_env = None
         return self.model
 
     def fit(
@@ -204,6 +216,12 @@ class HierRouter(Agent):
         elif env_kwargs:
             raise ValueError("env_kwargs only applies when env is an ID.")
         if keep_training and self.model is not None:
+            names = env_models(env)
+            if self.models is not None and names is not None and tuple(names) != self.models:
+                raise ValueError(
+                    f"HierRouter was trained on models {list(self.models)}; keep_training needs an "
+                    f"env with the same models in the same order, not {list(names)}."
+                )
             self.model.set_env(env)
         else:
             self.build(env)
@@ -232,14 +250,43 @@ class HierRouter(Agent):
         """HierRouter learns by interacting: the same as ``fit(env)``."""
         return self.fit(env, **kwargs)
 
+    def adapt_to(self, env: Any) -> None:
+        """Match ``env``'s models to the ones PPO was trained on, by name (``evaluate_agent``
+        calls this): an env with the same models in another order gets remapped actions (and
+        per-model observations); one that lacks a model, or has an extra one, is refused."""
+        names = env_models(env)
+        if names is None:
+            self._to_env = None
+            return
+        if self.models is None:
+            raise ValueError(
+                "HierRouter does not know the models it was trained on (a checkpoint saved "
+                "without them): load it with HierRouter.load(path, models=[...]) naming them in "
+                f"the training env's order; this env has {list(names)}."
+            )
+        self._to_env = match_models("HierRouter", self.models, names, allow_extra=False)
+
     def predict(self, observation, state=None, episode_start=None, deterministic: bool = True):
-        """PPO's action for one observation or a batch."""
+        """PPO's action for one observation or a batch, in the bound env's model order."""
         if self.model is None:
             raise RuntimeError("HierRouter is not trained: call fit or load first.")
+        values = observation.values() if isinstance(observation, Mapping) else [observation]
+        if not all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in values):
+            raise ValueError("HierRouter: the observation holds NaN or infinite values.")
+        to_env = self._to_env
+        if to_env is not None and isinstance(observation, Mapping):
+            observation = {  # per-model entries in the training env's model order
+                k: np.asarray(v)[..., to_env] if k in MODEL_INDEXED_KEYS else v
+                for k, v in observation.items()
+            }
         with single_threaded(blas=False):
-            return self.model.predict(
+            actions, state = self.model.predict(
                 observation, state=state, episode_start=episode_start, deterministic=deterministic
             )
+        if to_env is not None:
+            m = len(to_env)  # an index past the models (the cascade's STOP) stays as it is
+            actions = np.where(actions < m, to_env[np.minimum(actions, m - 1)], actions)
+        return actions, state
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the SB3 zip (policy, optimizer, this config)."""
@@ -251,11 +298,64 @@ class HierRouter(Agent):
         return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
 
     @classmethod
-    def load(cls, path: str | os.PathLike, env: gym.Env | VecEnv | None = None) -> "HierRouter":
-        """Read a zip written by ``save`` (optionally bound to ``env`` to train further)."""
-        model = PPO.load(path, env=env, device="cpu")
+    def load(
+        cls,
+        path: str | os.PathLike,
+        env: gym.Env | VecEnv | None = None,
+        models: Sequence[str] | None = None,
+    ) -> "HierRouter":
+        """Read a zip written by ``save`` (optionally bound to ``env`` to train further).
+
+        ``models`` names the training env's models in action order, for a zip saved without
+        them; errors name the path and say what kind of file it is.
+        """
+        given = Path(path)
+        # save() appends ".zip" to a name without it, so "agent" finds "agent.zip"
+        candidates = [given]
+        if given.suffix != ".zip":
+            candidates.append(given.with_name(given.name + ".zip"))
+        found = next((c for c in candidates if c.exists()), None)
+        if found is None:
+            raise FileNotFoundError(f"HierRouter checkpoint {given} does not exist.")
+        if found.is_dir():
+            raise CheckpointError(
+                f"{found} is a folder, not a HierRouter checkpoint (HAPSAgent.load reads folders)."
+            )
+        if not is_sb3_zip(found):
+            kind = (
+                "a torch.save file, as the one-shot routers write (load it with "
+                "routing_gym.bench.load_checkpoint or its class's load)"
+                if zipfile.is_zipfile(found)
+                else "truncated, or another kind of file"
+            )
+            raise CheckpointError(
+                f"{found} is not a HierRouter checkpoint (a stable-baselines3 PPO zip): "
+                f"it is {kind}."
+            )
+        try:
+            model = PPO.load(found, device="cpu")
+        except Exception as exc:  # SB3 and torch raise many types for a damaged zip
+            reason = (str(exc).strip().splitlines() or [""])[0][:200]
+            raise CheckpointError(
+                f"{found} is not a readable HierRouter checkpoint: {type(exc).__name__}: {reason}"
+            ) from exc
         saved = getattr(model, "hierrouter_config", None) or {}
         known = {f.name for f in dataclasses.fields(HierRouterConfig)}
         agent = cls(HierRouterConfig(**{k: v for k, v in saved.items() if k in known}))
         agent.model = model
+        stored = getattr(model, "hierrouter_models", None)
+        if models is not None and stored is not None and list(models) != list(stored):
+            raise ValueError(
+                f"{found} was trained on models {list(stored)}, not {list(models)}."
+            )
+        names = models if models is not None else stored
+        agent.models = None if names is None else tuple(str(m) for m in names)
+        if env is not None:
+            names_now = env_models(env)
+            if agent.models and names_now is not None and tuple(names_now) != agent.models:
+                raise ValueError(
+                    f"{found} was trained on models {list(agent.models)}; the env to train further "
+                    f"has {list(names_now)} (same models in the same order needed)."
+                )
+            model.set_env(env)
         return agent

@@ -38,3 +38,7 @@ class UnknownModelError(RoutingGymError, KeyError):
 
 class BackendError(RoutingGymError):
     """A backend could not load a model or serve a request."""
+
+
+class CheckpointError(RoutingGymError, ValueError):
+    """A saved agent is missing, truncated, or of another kind than the loader reads."""
