@@ -116,7 +116,9 @@ def model_digest(spec: ModelSpec) -> str:
 
 
 def materialized_folder(spec: ModelSpec, digest: str) -> Path:
-    return cache_dir() / "models" / f"{spec.name}-{digest[:16]}"
+    """The de-quantized copy of a GGUF: keyed by the weights' digest alone, so specs that
+    differ only in name or compute dtype share one folder."""
+    return cache_dir() / "models" / f"gguf-{digest[:24]}"
 
 
 def materialize_gguf(spec: ModelSpec, digest: str) -> Path:
