@@ -318,6 +318,10 @@ def load_outcome_table(path: str | os.PathLike | None = None, encoder=None) -> O
     are read-only, so many environments can share one copy.
     """
     resolved = ensure_default_table() if path is None else Path(path).expanduser().resolve()
+    if resolved.is_dir():
+        raise IsADirectoryError(
+            f"Outcome table {resolved} is a folder; give the table file (.npz, .csv or .jsonl)."
+        )
     if not resolved.is_file():
         raise FileNotFoundError(f"Outcome table {resolved} does not exist.")
     if encoder is not None:  # a custom encoder bypasses the cache: its vectors may differ
@@ -420,16 +424,29 @@ def count_prompt_tokens(texts: Sequence[str], tokenizer=None) -> np.ndarray:
 def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]:
     """Columns and (line, row) pairs of a CSV (with header) or JSON Lines file."""
     if path.suffix.lower() == ".csv":
-        with open(path, encoding="utf-8", newline="") as handle:
+        # utf-8-sig: Excel starts a UTF-8 CSV with a byte-order mark, which would else be read
+        # as part of the first column's name
+        with open(path, encoding="utf-8-sig", newline="") as handle:
             reader = csv.DictReader(handle)
-            columns = list(reader.fieldnames or [])
             rows = []
-            for row in reader:
-                if None in row:
-                    raise DataFormatError(
-                        path, "more cells than header columns", line=reader.line_num
-                    )
-                rows.append((reader.line_num, row))
+            try:
+                columns = list(reader.fieldnames or [])
+                _require_unique_columns(path, columns)
+                for row in reader:
+                    if None in row:
+                        raise DataFormatError(
+                            path, "more cells than header columns", line=reader.line_num
+                        )
+                    rows.append((reader.line_num, row))
+            except csv.Error as exc:  # e.g. a cell over csv's field size limit
+                # DictReader.line_num lags by the failing line; its csv reader's does not
+                raise DataFormatError(
+                    path, f"not readable as CSV ({exc})", line=reader.reader.line_num
+                ) from None
+            except UnicodeDecodeError as exc:
+                raise DataFormatError(
+                    path, f"not valid UTF-8 ({exc.reason})", line=_first_undecodable_line(path)
+                ) from None
         if not columns:
             raise DataFormatError(path, "empty CSV: expected a header row", line=1)
         return columns, rows
@@ -448,6 +465,27 @@ def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, Any]]]]
             )
         rows.append((record.line, record.data))
     return columns, rows
+
+
+def _require_unique_columns(path: Path, columns: list[str]) -> None:
+    """A repeated header name would silently keep only one of its columns: refuse it."""
+    seen: set[str] = set()
+    for column in columns:
+        if column in seen:
+            raise DataFormatError(path, "column name appears twice", line=1, field=column)
+        seen.add(column)
+
+
+def _first_undecodable_line(path: Path) -> int | None:
+    """The 1-based line holding the first bytes that are not UTF-8 (text reads decode in blocks,
+    so the decoder's error does not say which line)."""
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                return number
+    return None
 
 
 def _number(

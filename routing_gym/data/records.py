@@ -53,9 +53,49 @@ def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
 
 
 def _open_text(path: Path):
+    # utf-8-sig drops the byte-order mark some editors (Excel, Notepad) put first
     if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+        return gzip.open(path, "rt", encoding="utf-8-sig")
+    return open(path, encoding="utf-8-sig")
+
+
+class _RepeatedKey(ValueError):
+    """A JSON object names the same key twice (json would keep only the last value)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict:
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        seen: set[str] = set()
+        raise _RepeatedKey(next(k for k, _ in pairs if k in seen or seen.add(k)))
+    return data
+
+
+def _loads(text: str) -> Any:
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def _lone_surrogate(value: Any) -> tuple[str, str] | None:
+    """``(key, text)`` of the first string in ``value`` holding a lone surrogate, else None.
+
+    JSON can spell one (an unpaired ``\\ud800`` escape); it is not Unicode text, and encoding
+    it later (hashing, tokenizing) fails far from the file.
+    """
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:
+        key, item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                return key, item[max(0, exc.start - 10) : exc.end + 10]
+        elif isinstance(item, dict):
+            for k, v in item.items():
+                stack.append((str(k), k))
+                stack.append((str(k) if not key else key, v))
+        elif isinstance(item, list):
+            stack.extend((key, v) for v in item)
+    return None
 
 
 def iter_json_records(path: str | os.PathLike) -> Iterator[Record]:
@@ -93,9 +133,21 @@ def _iter_json_lines(path: Path) -> Iterator[Record]:
             if not text.strip():
                 continue
             try:
-                data = json.loads(text)
+                data = _loads(text)
             except json.JSONDecodeError as exc:
                 raise DataFormatError(path, f"not valid JSON ({exc.msg})", line=line_no) from exc
+            except _RepeatedKey as exc:
+                key = exc.args[0]
+                raise DataFormatError(path, f"key {key!r} appears twice", line=line_no, field=key)
+            if "\\ud" in text.lower():  # only an escape can spell a lone surrogate: check then
+                bad = _lone_surrogate(data)
+                if bad is not None:
+                    raise DataFormatError(
+                        path,
+                        f"lone surrogate in {bad[1]!r}: not valid Unicode text",
+                        line=line_no,
+                        field=bad[0] or None,
+                    )
             index += 1
             if not isinstance(data, dict):
                 raise DataFormatError(
@@ -107,11 +159,14 @@ def _iter_json_lines(path: Path) -> Iterator[Record]:
 def _iter_json_list(path: Path) -> Iterator[Record]:
     try:
         with _open_text(path) as handle:
-            data = json.load(handle)
+            data = _loads(handle.read())
     except UnicodeDecodeError as exc:
         raise DataFormatError(path, f"not valid UTF-8 ({exc.reason})") from exc
     except json.JSONDecodeError as exc:
         raise DataFormatError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from exc
+    except _RepeatedKey as exc:
+        key = exc.args[0]
+        raise DataFormatError(path, f"key {key!r} appears twice", field=key) from None
     if not isinstance(data, list):
         raise DataFormatError(path, f"expected a JSON list of objects, got {type(data).__name__}")
     for index, item in enumerate(data, start=1):

@@ -163,6 +163,30 @@ def _dump_record(record: Any, key: str) -> str:
         raise TypeError(f"Cache record for key {key[:12]}... is not JSON data: {exc}") from None
 
 
+def _file_above(path: Path) -> Path | None:
+    """The nearest existing ancestor of ``path`` if it is a file (then no folder can be made)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def _require_writable(path: Path) -> None:
+    """Raise CacheError if a read-write cache at ``path`` could not be created or written."""
+    folder = next((p for p in path.parents if p.exists()), None)
+    if path.exists() and not os.access(path, os.W_OK):
+        raise CacheError(
+            f"Response cache {path} is not writable (permissions); "
+            "make it writable or read it with cache_mode='ro'."
+        )
+    if folder is not None and not os.access(folder, os.W_OK | os.X_OK):
+        raise CacheError(
+            f"Response cache {path} cannot be written: the folder {folder} is not writable "
+            "(SQLite creates the file and its -wal and -shm files there); give a writable path "
+            "or read an existing cache with cache_mode='ro'."
+        )
+
+
 class ResponseCache:
     """Persistent LLM response store in one SQLite file, shared safely by many processes.
 
@@ -435,6 +459,14 @@ class ResponseCache:
         try:
             if path.is_dir():
                 raise CacheError(f"Response cache path {path} is a directory; give a file path.")
+            blocker = _file_above(path)
+            if blocker is not None:
+                raise CacheError(
+                    f"Response cache path {path} is under {blocker}, which is a file, not a "
+                    "folder; give a path inside a folder."
+                )
+            if self.mode == "rw":
+                _require_writable(path)
             if path.exists() and path.stat().st_size > 0:
                 with open(path, "rb") as fh:
                     header = fh.read(len(_SQLITE_HEADER))
@@ -473,6 +505,14 @@ class ResponseCache:
                 conn.close()
                 raise
             return conn
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise CacheError(f"Response cache {path}: {exc}") from exc
+            raise CacheError(
+                f"Response cache {path} cannot be opened for writing ({exc}): its folder "
+                f"{path.parent} must be writable (SQLite adds -wal and -shm files beside it); "
+                "or read it with cache_mode='ro'."
+            ) from exc
         except sqlite3.DatabaseError as exc:
             raise CacheError(
                 f"{path} cannot be opened as a routing_gym response cache ({exc}); "
