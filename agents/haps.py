@@ -67,7 +67,7 @@ from tqdm.auto import tqdm
 
 from agents.base import Agent, all_assignments, check_lam, make_config, match_models
 from routing_gym.cost import REGIMES, routing_reward
-from routing_gym.llm.lora import LoRAAdapter, episode_logprob
+from routing_gym.llm.lora import LoRAAdapter
 from routing_gym.protocols.base import ROLES
 from routing_gym.routers import TRAIN_PER_REGIME, TrainingRun
 
@@ -254,16 +254,8 @@ def current_example(env: Any) -> list[Any]:
     reads the episode state of the env it is bound to.
     """
     if hasattr(env, "get_attr") and hasattr(env, "num_envs"):  # a VecEnv
-        bases = env.get_attr("unwrapped")
-    else:
-        bases = [env.unwrapped]
-    examples = []
-    for base in bases:
-        state = getattr(base, "_state", None)
-        if state is None:
-            raise RuntimeError("The bound env has no episode yet: call reset() first.")
-        examples.append(state.example)
-    return examples
+        return list(env.get_attr("current_example"))
+    return [env.unwrapped.current_example]
 
 
 # ---------------------------------------------------------------------------- backbone
@@ -939,7 +931,7 @@ class HAPSAgent(Agent):
                 raise ValueError(
                     "The episode has no recorded calls: make the env with record_text=True."
                 )
-            token_logprob = episode_logprob(pool, episode.calls, adapters).to(self.device)
+            token_logprob = pool.episode_logprob(episode.calls, adapters).to(self.device)
             if cfg.token_logprob == "mean":
                 tokens = sum(
                     len(c["completion_ids"]) for c in episode.calls if c["model"] in adapters
@@ -970,7 +962,11 @@ class HAPSAgent(Agent):
     def update(
         self, episodes: Sequence[Episode], advantages: Sequence[float], pool: Any, optimizer=None
     ) -> dict[str, float]:
-        """One gradient step on the REINFORCE loss; each episode is backpropagated alone."""
+        """One gradient step on the REINFORCE loss; each episode is backpropagated alone.
+
+        ``pool`` scores the recorded tokens: the env's ``engine`` or an ``LLMPool`` (anything
+        with ``episode_logprob``).
+        """
         cfg = self.config
         optimizer = optimizer or self._optimizer()
         optimizer.zero_grad()
@@ -1004,11 +1000,11 @@ class HAPSAgent(Agent):
         self._require_built()
         cfg = self.config
         base = env.unwrapped
-        if not base.config.get("record_text"):
+        if not base.records_text:
             raise ValueError(
                 "The joint phase reads each episode's calls: make the env with record_text=True."
             )
-        if cfg.use_lora and not base.protocol.config.get("temperature", 0.0):
+        if cfg.use_lora and not base.engine.temperature:
             warnings.warn(
                 "The env's protocol temperature is 0: the joint phase trains on greedy episodes."
             )
@@ -1024,7 +1020,7 @@ class HAPSAgent(Agent):
             episodes = self.rollout(env, cfg.episodes_per_update)
             rewards = np.array([e.reward for e in episodes])
             advantages = rewards - (self.baseline if cfg.baseline == "ema" else 0.0)
-            stats = self.update(episodes, advantages, base.pool)
+            stats = self.update(episodes, advantages, base.engine)
             if cfg.baseline == "ema":
                 for r in rewards:
                     self.baseline = (

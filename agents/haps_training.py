@@ -159,7 +159,7 @@ def profile_step(agent: HAPSAgent, env: gym.Env, batch: int) -> dict[str, float]
     episodes = agent.rollout(env, batch)
     played = time.perf_counter()
     advantages = [e.reward - agent.baseline for e in episodes]
-    stats = agent.update(episodes, advantages, env.unwrapped.pool)
+    stats = agent.update(episodes, advantages, env.unwrapped.engine)
     end = time.perf_counter()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tokens = sum(len(c["completion_ids"]) for e in episodes for c in e.calls)

@@ -4,8 +4,8 @@ The action-level table has one JSON line per (question, assignment) with the epi
 performance, token counts and raw cost. HAPS's SFT warm-up learns from its per-question
 argmax; the Oracle baseline reads its per-question maximum.
 
-Episodes run in lockstep across questions and assignments, so each model sees large
-batches. The builder is resumable twice over: rows already in the output file are
+Episodes run in lockstep across questions and assignments through the env's episode
+engine, so each model sees large batches. The builder is resumable twice over: rows already in the output file are
 skipped, and every model call goes through the response cache.
 """
 
@@ -26,9 +26,10 @@ from tqdm.auto import tqdm
 from routing_gym.cost import CostNormalizer, routing_reward
 from routing_gym.errors import DataFormatError
 from routing_gym.protocols.base import ROLES
-from routing_gym.protocols.lockstep import run_lockstep
 
 ROW_FIELDS = ("question_id", "index", "assignment", "perf", "cost", "prompt_tokens", "completion_tokens", "turns")
+#: Scoring-pass counts of a row (answer letters, verdicts); rows of older tables lack them.
+SCORING_FIELDS = ("scoring_calls", "scoring_prompt_tokens", "scoring_completion_tokens")
 
 
 def build_action_table(
@@ -46,7 +47,8 @@ def build_action_table(
     """
     env = gym.make(env_id, config=dict(config or {})).unwrapped
     try:
-        examples = env.examples
+        engine = env.engine
+        examples = engine.examples
         names = env.model_names
         out_path = Path(out_path)
         drop_partial_last_line(out_path)
@@ -64,10 +66,10 @@ def build_action_table(
         ) as bar:
             for start in range(0, len(jobs), batch):
                 chunk = jobs[start : start + batch]
-                states = [env.protocol.start(example) for _, example, _ in chunk]
+                states = [engine.start(index) for index, _, _ in chunk]
                 assignments = [dict(zip(ROLES, combo)) for _, _, combo in chunk]
                 seeds = [seed * 1_000_003 + index * 1_009 for index, _, _ in chunk]
-                costs = run_lockstep(env.protocol, env.pool, states, assignments, seeds)
+                costs = engine.play_episodes(states, assignments, seeds)
                 lines = []
                 for (index, example, _), state, assignment, cost in zip(chunk, states, assignments, costs):
                     lines.append(
@@ -76,10 +78,11 @@ def build_action_table(
                                 "question_id": str(example.id),
                                 "index": index,
                                 "assignment": assignment,
-                                "perf": float(env.protocol.performance(state)),
+                                "perf": engine.performance(state),
                                 "cost": cost,
                                 "prompt_tokens": sum(t.prompt_tokens for t in state.turns),
                                 "completion_tokens": sum(t.completion_tokens for t in state.turns),
+                                **{f: sum(getattr(t, f) for t in state.turns) for f in SCORING_FIELDS},
                                 "turns": len(state.turns),
                                 "answer": state.answer,
                             }

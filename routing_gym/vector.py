@@ -7,40 +7,42 @@ that each call the model alone.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Callable, Sequence
 
 import gymnasium as gym
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvStepReturn
 
+from routing_gym.engine import TurnJob, run_turn_calls
 from routing_gym.envs.live_base import LiveRoutingEnv
 
 
 class BatchedRoutingVecEnv(DummyVecEnv):
     """An SB3 ``DummyVecEnv`` that batches the per-turn model calls of all its live envs.
 
-    Each step first asks every env which request its action implies, runs them all in
-    one ``LLMPool.generate`` call (bucketed by model), hands each env its reply, and then
-    steps the envs normally, so wrappers such as ``Monitor`` still see every step.
-    Envs that are not live per-turn routing envs are stepped as in ``DummyVecEnv``.
+    Each step asks every live env which turn its action asks for (``turn_job``), lets the
+    episode engine run all those turns' calls together (one generation call and one scoring
+    call per pool setup), hands each env its turn's calls (``prefetch``), and then steps the
+    envs normally, so wrappers such as ``Monitor`` still see every step. Envs that are not
+    live per-turn routing envs are stepped as in ``DummyVecEnv``.
     """
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]):
         super().__init__(list(env_fns))
 
     def step_wait(self) -> VecEnvStepReturn:
-        pending: list[tuple[LiveRoutingEnv, Any]] = []
+        pending: list[tuple[LiveRoutingEnv, TurnJob]] = []
         for env, action in zip(self.envs, self.actions):
             live = env.unwrapped
-            if isinstance(live, LiveRoutingEnv) and live.config["action_type"] == "per-turn":
-                request = live.begin_step(action)
-                if request is not None:
-                    pending.append((live, request))
+            if isinstance(live, LiveRoutingEnv):
+                job = live.turn_job(action)
+                if job is not None:
+                    pending.append((live, job))
         if pending:
-            results = pending[0][0].pool.generate([request for _, request in pending])
-            for (live, request), result in zip(pending, results):
-                live.prefetch(request, result)
+            calls = run_turn_calls([(live.engine, job) for live, job in pending])
+            for (live, _), turn in zip(pending, calls):
+                live.prefetch(turn.request, turn.result, turn.scores)
         return super().step_wait()
 
 

@@ -5,9 +5,10 @@ agent picks which model of the pool makes the next turn ("per-turn" action type,
 HierRouter's formulation), or picks one model per role once at the start
 ("assignment" action type, HAPS's high-level decision).
 
-Each step is split in two halves, ``begin_step`` (which request to run) and
-``complete_step`` (use the reply), so that a vector of envs can run the model calls of
-all its episodes in one batch (see ``routing_gym.vector``).
+Episodes run through an ``EpisodeEngine`` (``routing_gym.engine``): the env picks the model
+of a turn (``turn_job``) and the engine plays it. A vector of envs runs the model calls of all
+its episodes in one batch and hands each env its turn's calls (``prefetch``) before stepping
+it (see ``routing_gym.vector``).
 """
 
 from __future__ import annotations
@@ -21,15 +22,17 @@ from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
 from routing_gym.envs.validation import require_action
+from routing_gym.engine import EpisodeEngine, TurnCalls, TurnJob
 from routing_gym.llm.pool import LLMPool
-from routing_gym.llm.requests import GenerationRequest, GenerationResult
+from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringResult
 from routing_gym.llm.spec import REAL_POOL, resolve_spec
 from routing_gym.protocols import make_protocol
 from routing_gym.protocols.base import ROLES, EpisodeState, TeacherStudentProtocol, Turn
-from routing_gym.protocols.lockstep import run_lockstep
 from routing_gym.retrieval.encoder import EMBEDDING_DIM, SentenceEncoder
 
 ACTION_TYPES = ("per-turn", "assignment", "hybrid")
+#: Tokens of an answer cue and a choice, per scoring row, in the default cost bound.
+SCORING_CUE_TOKENS = 8
 CACHE_MODES = ("rw", "ro", "off")
 # Config keys that change the spaces or the pool; reset(options={"config": ...}) may not touch them.
 STRUCTURAL_KEYS = ("models", "action_type", "lora_rank", "lora_layers")
@@ -55,7 +58,8 @@ class LiveRoutingEnv(gym.Env):
         self._state: EpisodeState | None = None
         self._episode_seed = 0
         self._episode_cost = 0.0
-        self._prefetched: tuple[GenerationRequest, GenerationResult] | None = None
+        self._prefetched: TurnCalls | None = None
+        self._engine: EpisodeEngine | None = None
         self.config = self.default_config()
         self.configure({**(config or {}), **overrides})
         self.model_names = [resolve_spec(m).name for m in self.config["models"]]
@@ -195,6 +199,7 @@ class LiveRoutingEnv(gym.Env):
         self.protocol: TeacherStudentProtocol = make_protocol(self.protocol_name, merged["protocol"])
         self.lam = resolve_lambda(merged["lam"])
         self.cost_normalizer = self._cost_normalizer()
+        self._engine = None  # the protocol changed: the next episode gets an engine for it
         if getattr(self, "_examples", None) is not None and set(overrides) & {"split", "data_dir", "limit"}:
             self._examples = None
 
@@ -204,8 +209,13 @@ class LiveRoutingEnv(gym.Env):
         if self.config["cost_bounds"] is not None:
             return CostNormalizer.from_dict(self.config["cost_bounds"])
         specs = [resolve_spec(m) for m in self.config["models"]]
+        prompt, new = self.config["cost_norm_prompt_tokens"], self.protocol.max_new_tokens_per_turn
+        # A scoring pass reads prompt and reply once per choice (as the local backend runs it)
+        # plus a few tokens of the choice itself.
+        rows = self.protocol.max_scoring_choices_per_turn
         per_turn = max(
-            s.price.cost(self.config["cost_norm_prompt_tokens"], self.protocol.max_new_tokens_per_turn) for s in specs
+            s.price.cost(prompt, new) + s.price.cost(rows * (prompt + new + SCORING_CUE_TOKENS), rows * SCORING_CUE_TOKENS)
+            for s in specs
         )
         return CostNormalizer(0.0, float(per_turn * self.protocol.max_turns))
 
@@ -225,6 +235,13 @@ class LiveRoutingEnv(gym.Env):
         return self._pool
 
     @property
+    def engine(self) -> EpisodeEngine:
+        """The episode engine (this env's protocol, pool and questions) that plays every turn."""
+        if self._engine is None:
+            self._engine = EpisodeEngine(self.protocol, self.pool, self.examples)
+        return self._engine
+
+    @property
     def encoder(self) -> SentenceEncoder:
         if self._encoder is None:
             from routing_gym.retrieval.encoder import default_encoder
@@ -242,6 +259,7 @@ class LiveRoutingEnv(gym.Env):
                 raise ValueError(f"{type(self).__name__}: split {self.config['split']!r} has no questions.")
             self._examples = examples
             self._order = None
+            self._engine = None
         return self._examples
 
     def load_examples(self, split: str, data_dir) -> list:
@@ -270,35 +288,31 @@ class LiveRoutingEnv(gym.Env):
         else:
             index = int(self._order[self._cursor % len(examples)])
             self._cursor += 1
-        self._state = self.protocol.start(examples[index])
-        self._state.extra["question_index"] = index
+        self._state = self.engine.start(index)
+        self._prefetched = None
         self._episode_seed = int(self.np_random.integers(0, 2**31 - 1))
         self._episode_cost = 0.0
         self._models_used: list[str] = []
         return self._observation(), self._info(role=None)
 
     def step(self, action):
-        request = self.begin_step(action)
-        if request is None:  # the assignment action type runs a whole episode in one step
+        job = self.turn_job(action)
+        if job is None:  # the assignment action types run a whole episode in one step
             return self.run_assignment_episode(action)
-        prefetched, self._prefetched = self._prefetched, None
-        if prefetched is not None and prefetched[0] == request:
-            result = prefetched[1]
-        else:
-            result = self.pool.generate([request])[0]
-        return self.complete_step(request, result)
+        calls, self._prefetched = self._prefetched, None
+        if calls is None or not calls.job.same_turn(job):
+            calls = self.engine.run_calls([job])[0]
+        role = self.engine.next_role(self._state)
+        cost_before = self._episode_cost
+        turn = self.engine.apply(calls)
+        self._episode_cost += turn.cost
+        self._models_used.append(turn.model)
+        return self._transition(role, turn, cost_before)
 
-    def prefetch(self, request: GenerationRequest, result: GenerationResult) -> None:
-        """Hand in the reply to the next step's request, computed in a batch elsewhere.
-
-        A vector env batches the model calls of all its envs and then calls the normal
-        ``step`` (through any wrappers), which uses this reply instead of calling the pool.
-        """
-        self._prefetched = (request, result)
-
-    # -- the two halves of a per-turn step -----------------------------------------------------
-    def begin_step(self, action) -> GenerationRequest | None:
-        """Validate the action and return the request the chosen model must answer."""
+    # -- per-turn steps, for batched runners (routing_gym.vector) --------------------------------
+    def turn_job(self, action) -> TurnJob | None:
+        """Validate the action and return the turn it asks for (None for the action types that
+        play a whole episode in one step)."""
         self._require_episode()
         if self.config["action_type"] == "hybrid" and isinstance(action, dict) and isinstance(action.get("lora"), dict):
             for name, factors in action["lora"].items():
@@ -308,21 +322,26 @@ class LiveRoutingEnv(gym.Env):
         if self.config["action_type"] != "per-turn":
             return None
         model = self.model_names[int(action)]
-        seed = self._episode_seed + len(self._state.turns)
-        return self.protocol.request(self._state, model, seed=seed)
+        return self.engine.job(self._state, model, seed=self._episode_seed + len(self._state.turns))
 
-    def complete_step(self, request: GenerationRequest, result: GenerationResult):
-        """Hand the reply to the protocol and build the transition."""
-        role = self.protocol.next_role(self._state)
-        cost_before = self._episode_cost
-        turn = self.protocol.advance(self._state, request, result, self.pool)
-        self._episode_cost += result.cost
-        self._models_used.append(request.model)
-        truncated = not self._state.done and len(self._state.turns) >= self.protocol.max_turns
-        terminated = bool(self._state.done)
-        reward = self._reward(cost_before, terminated or truncated)
-        info = self._info(role=role, turn=turn)
-        return self._observation(), reward, terminated, truncated, info
+    def begin_step(self, action) -> GenerationRequest | None:
+        """The request the action's model must answer next (None for whole-episode action types)."""
+        job = self.turn_job(action)
+        return None if job is None else self.engine.request(job)
+
+    def prefetch(
+        self, request: GenerationRequest, result: GenerationResult, scores: list[ScoringResult] | None = None
+    ) -> None:
+        """Hand in the model calls of the next step's turn, made in a batch elsewhere.
+
+        A vector env runs the calls of all its envs at once, then calls the normal ``step``
+        (through any wrappers), which applies these instead of calling the pool. ``scores``
+        are the reply's scoring passes; None runs them in ``step``.
+        """
+        self._require_episode()
+        seed = self._episode_seed + len(self._state.turns)
+        job = TurnJob(self._state, request.model, seed, request.adapter, len(self._state.turns))
+        self._prefetched = TurnCalls(job, request, result, None if scores is None else list(scores))
 
     def run_assignment_episode(self, action):
         """Run the whole episode with one model per role (and, for "hybrid", their LoRA adapters)."""
@@ -331,7 +350,7 @@ class LiveRoutingEnv(gym.Env):
             adapters = self.adapters_from_action(action["lora"])
             action = action["assignment"]
         assignment = {role: self.model_names[int(a)] for role, a in zip(ROLES, np.asarray(action).tolist())}
-        costs = run_lockstep(self.protocol, self.pool, [self._state], [assignment], [self._episode_seed], [adapters])
+        costs = self.engine.play_episodes([self._state], [assignment], [self._episode_seed], [adapters])
         self._episode_cost += costs[0]
         self._models_used.extend(turn.model for turn in self._state.turns)
         reward = self._reward(0.0, True)
@@ -341,11 +360,19 @@ class LiveRoutingEnv(gym.Env):
             info["adapters"] = {name: adapter.digest for name, adapter in adapters.items()}
         return self._observation(), reward, True, False, info
 
+    def _transition(self, role: str, turn: Turn, cost_before: float):
+        """Observation, reward, flags and info after a per-turn step."""
+        truncated = not self._state.done and len(self._state.turns) >= self.engine.max_turns
+        terminated = bool(self._state.done)
+        reward = self._reward(cost_before, terminated or truncated)
+        info = self._info(role=role, turn=turn)
+        return self._observation(), reward, terminated, truncated, info
+
     # -- observation, reward, info --------------------------------------------------------------
     def _require_episode(self) -> None:
         if self._state is None:
             raise RuntimeError("Call reset() before step().")
-        if self._state.done or len(self._state.turns) >= self.protocol.max_turns:
+        if self.engine.is_over(self._state):
             raise RuntimeError("The episode is over; call reset() before step().")
 
     def _reward(self, cost_before: float, episode_over: bool) -> float:
@@ -353,31 +380,30 @@ class LiveRoutingEnv(gym.Env):
         if self.config["per_step_cost"]:
             # Telescoping increments: the episode total equals the end-of-episode cost term.
             reward = -self.lam * (norm(self._episode_cost) - norm(cost_before))
-            return float(reward + (self.protocol.performance(self._state) if episode_over else 0.0))
+            return float(reward + (self.engine.performance(self._state) if episode_over else 0.0))
         if not episode_over:
             return 0.0
-        return routing_reward(self.protocol.performance(self._state), norm(self._episode_cost), self.lam)
+        return routing_reward(self.engine.performance(self._state), norm(self._episode_cost), self.lam)
 
     def _observation(self) -> dict[str, np.ndarray]:
-        state = self._state
-        over = state.done or len(state.turns) >= self.protocol.max_turns
+        state, engine = self._state, self.engine
         role = np.zeros(len(ROLES), dtype=np.float32)
-        if not over:
-            role[ROLES.index(self.protocol.next_role(state))] = 1.0
-        budget = max(1, int(self.protocol.config.get("search_budget", 0) or 0))
-        context = self.encoder.encode([self.protocol.context_text(state)])[0]
+        if not engine.is_over(state):
+            role[ROLES.index(engine.next_role(state))] = 1.0
+        budget = max(1, engine.search_budget)
+        context = self.encoder.encode([engine.context_text(state)])[0]
         return {
             "context": np.clip(context, -1.0, 1.0).astype(np.float32),
-            "depth": np.array([len(state.turns) / self.protocol.max_turns], dtype=np.float32),
+            "depth": np.array([len(state.turns) / engine.max_turns], dtype=np.float32),
             "cost": np.array([self.cost_normalizer(self._episode_cost)], dtype=np.float32),
             "role": role,
-            "searches_left": np.array([min(1.0, self.protocol.searches_left(state) / budget)], dtype=np.float32),
+            "searches_left": np.array([min(1.0, engine.searches_left(state) / budget)], dtype=np.float32),
         }
 
     def _info(self, role: str | None, turn: Turn | None = None) -> dict[str, Any]:
         state = self._state
         turns = state.turns
-        performance = float(self.protocol.performance(state))
+        performance = self.engine.performance(state)
         normalized_cost = float(self.cost_normalizer(self._episode_cost))
         info: dict[str, Any] = {
             "question_id": self._example_id(state.example),
@@ -391,13 +417,17 @@ class LiveRoutingEnv(gym.Env):
             "roles": [t.role for t in turns],
             "prompt_tokens": int(sum(t.prompt_tokens for t in turns)),
             "completion_tokens": int(sum(t.completion_tokens for t in turns)),
+            # scoring passes (answer letters, verdicts): priced in "cost", counted here
+            "scoring_calls": int(sum(t.scoring_calls for t in turns)),
+            "scoring_prompt_tokens": int(sum(t.scoring_prompt_tokens for t in turns)),
+            "scoring_completion_tokens": int(sum(t.scoring_completion_tokens for t in turns)),
             "answer": state.answer,
         }
         if role is not None:
             info["role"] = role
         if self.config["record_text"]:
             info["question"] = getattr(state.example, "question", "")
-            info["transcript"] = self.protocol.render(state)
+            info["transcript"] = self.engine.render(state)
             info["calls"] = [
                 {
                     "role": t.role,
@@ -418,10 +448,11 @@ class LiveRoutingEnv(gym.Env):
 
     def render(self):
         if self.render_mode == "ansi":
-            return "" if self._state is None else self.protocol.render(self._state)
+            return "" if self._state is None else self.engine.render(self._state)
         return None
 
     def close(self) -> None:
+        self._engine = None
         if self._pool is not None:
             self._pool.close()
             self._pool = None
@@ -429,11 +460,24 @@ class LiveRoutingEnv(gym.Env):
     # -- pickling: heavy clients are rebuilt lazily ------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.update(_pool=None, _encoder=None, _prefetched=None)
+        state.update(_pool=None, _encoder=None, _prefetched=None, _engine=None)
         return state
 
-    # -- helpers for batched runners -----------------------------------------------------------
+    # -- the episode in progress, for agents that read the question ------------------------------
     @property
     def episode_over(self) -> bool:
-        return self._state is None or self._state.done or len(self._state.turns) >= self.protocol.max_turns
+        """Whether there is no episode in progress (none started, or it has ended)."""
+        return self._state is None or self.engine.is_over(self._state)
+
+    @property
+    def records_text(self) -> bool:
+        """Whether ``info`` holds the question, the transcript and every call (``record_text``)."""
+        return bool(self.config["record_text"])
+
+    @property
+    def current_example(self) -> Any:
+        """The question of the episode in progress (its data-set example)."""
+        if self._state is None:
+            raise RuntimeError("The env has no episode yet: call reset() first.")
+        return self._state.example
 

@@ -22,13 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
 
-if TYPE_CHECKING:
-    from routing_gym.llm.pool import LLMPool
 
 #: Digest format version: bump it if the digest's inputs change.
 DIGEST_VERSION = 1
@@ -377,51 +375,6 @@ class LoRAInjector:
         )
 
 
-# -- white-box training --------------------------------------------------------------------
-def episode_logprob(
-    pool: "LLMPool",
-    calls: Sequence[Mapping[str, Any]],
-    adapters: Mapping[str, "LoRAAdapter | None"] | Sequence["LoRAAdapter | None"],
-    include_unadapted: bool = False,
-) -> torch.Tensor:
-    """Differentiable sum of the token log-probs of an episode's recorded completions.
-
-    ``calls`` are dicts with ``model``, ``prompt_ids`` and ``completion_ids`` (the live env's
-    ``info["calls"]``). ``adapters`` is either ``{model: adapter}`` or one adapter per call.
-    Calls without an adapter do not depend on the adapters; they are skipped unless
-    ``include_unadapted``. Calls of one model are scored in batches of ``pool.max_batch_size``.
-    """
-    if isinstance(adapters, Mapping):
-        per_call = [adapters.get(call["model"]) for call in calls]
-    else:
-        per_call = list(adapters)
-        if len(per_call) != len(calls):
-            raise ValueError(f"episode_logprob: {len(per_call)} adapters for {len(calls)} calls.")
-    buckets: dict[str, list[int]] = {}
-    for index, call in enumerate(calls):
-        missing = {"model", "prompt_ids", "completion_ids"} - set(call)
-        if missing:
-            raise ValueError(f"episode_logprob: call {index} lacks {sorted(missing)}.")
-        if not call["completion_ids"] or (per_call[index] is None and not include_unadapted):
-            continue
-        buckets.setdefault(call["model"], []).append(index)
-    terms = []
-    for name, indices in buckets.items():
-        for start in range(0, len(indices), pool.max_batch_size):
-            chunk = indices[start : start + pool.max_batch_size]
-            per_token = pool.token_logprobs(
-                name,
-                [list(calls[i]["prompt_ids"]) for i in chunk],
-                [list(calls[i]["completion_ids"]) for i in chunk],
-                adapters=[per_call[i] for i in chunk],
-            )
-            terms.extend(t.sum() for t in per_token)
-    if not terms:
-        params = [p for a in per_call if a is not None for p in a.parameters()]
-        return torch.zeros((), dtype=params[0].dtype if params else torch.float32)
-    return torch.stack([t.to(terms[0].dtype) for t in terms]).sum()
-
-
 # -- PEFT export ---------------------------------------------------------------------------
 def export_peft(adapter: LoRAAdapter, model: nn.Module, folder: str | Path, name: str | None = None) -> Path:
     """Write ``adapter`` as a PEFT LoRA folder for ``model``; returns the folder.
@@ -460,7 +413,6 @@ def export_peft(adapter: LoRAAdapter, model: nn.Module, folder: str | Path, name
 __all__ = [
     "LoRAAdapter",
     "LoRAInjector",
-    "episode_logprob",
     "export_peft",
     "o_proj_modules",
     "o_proj_shapes",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections import defaultdict
 from typing import Any, Mapping, Sequence
@@ -14,7 +15,7 @@ from routing_gym.llm.backends import Backend, make_backend
 from routing_gym.llm.backends.base import Capabilities
 from routing_gym.llm.cache import ResponseCache
 from routing_gym.llm.lora import LoRAAdapter
-from routing_gym.llm.requests import GenerationRequest, GenerationResult
+from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringRequest, ScoringResult
 from routing_gym.llm.spec import ModelSpec, resolve_spec
 
 ModelLike = ModelSpec | str | Mapping[str, Any]
@@ -199,39 +200,140 @@ class LLMPool:
             return backend.token_logprobs(prompt_ids, completion_ids, adapters=adapters)
         return backend.token_logprobs(prompt_ids, completion_ids)
 
+    def episode_logprob(
+        self,
+        calls: Sequence[Mapping[str, Any]],
+        adapters: Mapping[str, LoRAAdapter | None] | Sequence[LoRAAdapter | None],
+        include_unadapted: bool = False,
+    ) -> torch.Tensor:
+        """Differentiable sum of the token log-probs of an episode's recorded completions.
+
+        ``calls`` are dicts with ``model``, ``prompt_ids`` and ``completion_ids`` (the live env's
+        ``info["calls"]``). ``adapters`` is either ``{model: adapter}`` or one adapter per call.
+        Calls without an adapter do not depend on the adapters; they are skipped unless
+        ``include_unadapted``. Calls of one model are scored in batches of ``max_batch_size``.
+        """
+        if isinstance(adapters, Mapping):
+            per_call = [adapters.get(call["model"]) for call in calls]
+        else:
+            per_call = list(adapters)
+            if len(per_call) != len(calls):
+                raise ValueError(f"episode_logprob: {len(per_call)} adapters for {len(calls)} calls.")
+        buckets: dict[str, list[int]] = {}
+        for index, call in enumerate(calls):
+            missing = {"model", "prompt_ids", "completion_ids"} - set(call)
+            if missing:
+                raise ValueError(f"episode_logprob: call {index} lacks {sorted(missing)}.")
+            if not call["completion_ids"] or (per_call[index] is None and not include_unadapted):
+                continue
+            buckets.setdefault(call["model"], []).append(index)
+        terms = []
+        for name, indices in buckets.items():
+            for start in range(0, len(indices), self.max_batch_size):
+                chunk = indices[start : start + self.max_batch_size]
+                per_token = self.token_logprobs(
+                    name,
+                    [list(calls[i]["prompt_ids"]) for i in chunk],
+                    [list(calls[i]["completion_ids"]) for i in chunk],
+                    adapters=[per_call[i] for i in chunk],
+                )
+                terms.extend(t.sum() for t in per_token)
+        if not terms:
+            params = [p for a in per_call if a is not None for p in a.parameters()]
+            return torch.zeros((), dtype=params[0].dtype if params else torch.float32)
+        return torch.stack([t.to(terms[0].dtype) for t in terms]).sum()
+
     def choice_logprobs(self, name: str, request: GenerationRequest, choices: Sequence[str]) -> list[float]:
         """Log-probability of each choice string as the continuation of ``request``'s prompt.
 
-        Used to read an answer letter from small models robustly; cached like generations.
-        How the backend reads them is in ``capabilities(name).choice_scoring``.
+        One ``score`` call (cached and priced the same way); episodes read scores through the
+        engine, which batches them with ``score``.
         """
         if not choices:
             raise ValueError("choice_logprobs needs at least one choice.")
-        backend = self.backend(name)
-        if getattr(request, "adapter", None) is not None:
-            self._check_open(name)
-        prompt = backend.prompt_ids(request)
-        key = ResponseCache.make_key(
-            backend.model_id,
-            prompt or [],
-            {"choices": list(choices), **backend.request_key(request)},
-            self._adapter_digest(request),
-            kind="choice-logprobs",
-        )
-        hit = self.cache.get(key, model=name)
-        if hit is not None:
-            return list(hit["logprobs"])
-        scores = backend.score_choices(request, prompt, choices)
-        self.cache.put(
-            key,
-            name,
-            {
-                "logprobs": scores.logprobs,
-                "source": scores.source,
-                "usage": {"prompt_tokens": scores.prompt_tokens, "completion_tokens": scores.completion_tokens},
-            },
-        )
-        return list(scores.logprobs)
+        if request.model != name:
+            request = dataclasses.replace(request, model=name)
+        return self.score([ScoringRequest(request, choices)])[0].logprobs
+
+    def score(self, requests: Sequence[ScoringRequest]) -> list[ScoringResult]:
+        """Score every request's choices; results come back in request order, priced.
+
+        Like ``generate``: bucketed by model, the cache first, and the misses of one model sent
+        to its backend together (``Backend.score_choices_batch``), at most ``max_batch_size``
+        choice rows at a time. How a backend reads them is in ``capabilities(name).choice_scoring``.
+        """
+        results: list[ScoringResult | None] = [None] * len(requests)
+        buckets: dict[str, list[int]] = defaultdict(list)
+        for index, scoring in enumerate(requests):
+            self.backend(scoring.model)  # unknown model fails before any work
+            if getattr(scoring.request, "adapter", None) is not None:
+                self._check_open(scoring.model)
+            buckets[scoring.model].append(index)
+        for name, indices in buckets.items():
+            for index, result in zip(indices, self._score_bucket(name, [requests[i] for i in indices])):
+                results[index] = result
+        return results  # type: ignore[return-value]
+
+    def _score_bucket(self, name: str, requests: list[ScoringRequest]) -> list[ScoringResult]:
+        backend = self.backends[name]
+        prompt_ids = [backend.prompt_ids(s.request) for s in requests]
+        keys = [
+            ResponseCache.make_key(
+                backend.model_id,
+                ids or [],
+                {"choices": list(s.choices), **backend.request_key(s.request)},
+                self._adapter_digest(s.request),
+                kind="choice-logprobs",
+            )
+            for s, ids in zip(requests, prompt_ids)
+        ]
+        # Entries written before scoring was priced hold no usage: score those again.
+        found = {k: v for k, v in self.cache.get_many(keys, model=name).items() if "usage" in v}
+        pending: dict[str, int] = {}
+        for index, key in enumerate(keys):
+            if key not in found and key not in pending:
+                pending[key] = index
+        batches: list[list[int]] = [[]]
+        for index in pending.values():  # at most max_batch_size choice rows per backend call
+            rows = sum(len(requests[i].choices) for i in batches[-1])
+            if batches[-1] and rows + len(requests[index].choices) > self.max_batch_size:
+                batches.append([])
+            batches[-1].append(index)
+        fresh: dict[str, dict] = {}
+        for batch in batches:
+            if not batch:
+                continue
+            scored = backend.score_choices_batch(
+                [requests[i].request for i in batch],
+                [prompt_ids[i] for i in batch],
+                [requests[i].choices for i in batch],
+            )
+            records = []
+            for i, scores in zip(batch, scored):
+                record = {
+                    "logprobs": [float(x) for x in scores.logprobs],
+                    "source": scores.source,
+                    "usage": {"prompt_tokens": scores.prompt_tokens, "completion_tokens": scores.completion_tokens},
+                }
+                fresh[keys[i]] = record
+                records.append((keys[i], name, record))
+            self.cache.put_many(records)
+        out = []
+        for key in keys:
+            record, cached = (found[key], True) if key in found else (fresh[key], False)
+            usage = record["usage"]
+            out.append(
+                ScoringResult(
+                    model=name,
+                    logprobs=list(record["logprobs"]),
+                    prompt_tokens=int(usage["prompt_tokens"]),
+                    completion_tokens=int(usage["completion_tokens"]),
+                    cost=self.cost(name, int(usage["prompt_tokens"]), int(usage["completion_tokens"])),
+                    cached=cached,
+                    source=record.get("source", ""),
+                )
+            )
+        return out
 
     def loaded_models(self) -> list[str]:
         """Names of the models whose weights are in memory in this process."""

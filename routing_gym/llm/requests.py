@@ -90,3 +90,42 @@ class GenerationResult:
         data = asdict(self)
         data.update(prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
         return data
+
+
+@dataclass
+class ScoringRequest:
+    """The log-probability of each of ``choices`` as the continuation of ``request``'s prompt.
+
+    Reading an answer letter or a verdict this way is a forward pass over the whole prompt,
+    so it is batched, cached, priced and counted like a generation. ``request`` gives the
+    model, the prompt (messages and response prefix) and any LoRA adapter; its decoding
+    settings play no part.
+    """
+
+    request: GenerationRequest
+    choices: Sequence[str]
+
+    def __post_init__(self):
+        if isinstance(self.choices, str):
+            raise ValueError("ScoringRequest.choices must be a sequence of strings, got one string.")
+        self.choices = tuple(self.choices)
+        if not self.choices or not all(isinstance(c, str) and c for c in self.choices):
+            raise ValueError(f"ScoringRequest needs non-empty choice strings, got {self.choices!r}.")
+
+    @property
+    def model(self) -> str:
+        return self.request.model
+
+
+@dataclass
+class ScoringResult:
+    """Each choice's log-probability, the tokens the scoring pass read and its cost (USD)."""
+
+    model: str
+    logprobs: list[float]
+    prompt_tokens: int
+    completion_tokens: int
+    cost: float
+    cached: bool = False
+    #: How the backend read them ("teacher-forcing", "logprobs", "text"; see ``Backend.score_choices``).
+    source: str = ""

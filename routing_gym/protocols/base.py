@@ -3,19 +3,19 @@
 A protocol is stateless; everything about one episode lives in an ``EpisodeState``, so
 one protocol object can drive many episodes in lockstep (batched across envs).
 
-Data flows one way: the env asks the protocol for the next call (``request``), runs it
-through the pool, and hands the result back (``advance``). The protocol may ask the pool
-for extra scoring (e.g. answer-letter log-probs) but never calls back into the env.
+A protocol makes no model call. The episode engine (``routing_gym.engine``) asks it for the
+next turn's generation (``request``), runs it through the pool, asks which scoring passes
+the reply needs (``scoring_requests``: answer-letter or verdict log-probs), runs those, and
+hands everything back (``advance``). So every call is batched across episodes and priced.
 """
 
 from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
-from routing_gym.llm.pool import LLMPool
-from routing_gym.llm.requests import GenerationRequest, GenerationResult
+from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringRequest, ScoringResult
 
 STUDENT, TEACHER = "student", "teacher"
 ROLES = (STUDENT, TEACHER)
@@ -34,7 +34,13 @@ class Turn:
     observation: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    #: USD of every call of the turn: its generation and its scoring passes.
     cost: float = 0.0
+    #: Tokens read by the turn's scoring passes (answer letter, verdict), beyond the generation.
+    scoring_prompt_tokens: int = 0
+    scoring_completion_tokens: int = 0
+    #: How many scoring passes the turn took (0 or 1 in the round protocols).
+    scoring_calls: int = 0
     prompt_ids: list[int] = field(default_factory=list)
     completion_ids: list[int] = field(default_factory=list)
     #: The request that produced it, for white-box training (token log-probs).
@@ -100,9 +106,26 @@ class TeacherStudentProtocol(abc.ABC):
     def request(self, state: EpisodeState, model: str, seed: int = 0) -> GenerationRequest:
         """The generation request for the next turn, to be run by ``model``."""
 
+    def scoring_requests(
+        self, state: EpisodeState, request: GenerationRequest, result: GenerationResult
+    ) -> list[ScoringRequest]:
+        """The scoring passes needed to read ``result`` (e.g. an answer letter); none by default.
+
+        Depends only on the state, the request and the reply, so the engine can batch the
+        scoring of many episodes before any of them advances.
+        """
+        return []
+
     @abc.abstractmethod
-    def advance(self, state: EpisodeState, request: GenerationRequest, result: GenerationResult, pool: LLMPool) -> Turn:
-        """Use the reply: parse it, act (retrieve, revise...), update memories, maybe end."""
+    def advance(
+        self,
+        state: EpisodeState,
+        request: GenerationRequest,
+        result: GenerationResult,
+        scores: Sequence[ScoringResult] = (),
+    ) -> Turn:
+        """Use the reply and the results of its ``scoring_requests`` (in order): parse it, act
+        (retrieve, revise...), update memories, maybe end."""
 
     @abc.abstractmethod
     def performance(self, state: EpisodeState) -> float:
@@ -121,6 +144,12 @@ class TeacherStudentProtocol(abc.ABC):
         """The longest completion one turn may produce (bounds the cost normalizer)."""
         limits = [v for k, v in self.config.items() if k.endswith("max_new_tokens")]
         return int(max(limits, default=64))
+
+    @property
+    def max_scoring_choices_per_turn(self) -> int:
+        """The most choices one turn's scoring passes score (0: this protocol never scores);
+        with ``max_new_tokens_per_turn`` it bounds a turn's cost."""
+        return 0
 
     def searches_left(self, state: EpisodeState) -> int:
         """Remaining search budget (0 for protocols without search)."""

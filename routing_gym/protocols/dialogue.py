@@ -17,7 +17,7 @@ import re
 import string
 from typing import Any, Mapping, Sequence
 
-from routing_gym.llm.requests import GenerationRequest, GenerationResult
+from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringRequest, ScoringResult
 from routing_gym.protocols.base import STUDENT, TEACHER, EpisodeState, TeacherStudentProtocol, Turn
 
 VERDICT_MODES = ("text", "text_then_logprob")
@@ -153,19 +153,37 @@ class RoundProtocol(TeacherStudentProtocol):
             response_prefix=prefix,
         )
 
-    def advance(self, state, request, result, pool) -> Turn:
+    @property
+    def max_scoring_choices_per_turn(self) -> int:
+        return len(self.verdicts) if self.config["verdict_mode"] == "text_then_logprob" else 0
+
+    def scoring_requests(self, state, request, result) -> list[ScoringRequest]:
+        if self.next_role(state) == STUDENT:
+            return self.student_scoring(state, request, result)
+        return self.verdict_scoring(request, result)
+
+    def advance(self, state, request, result, scores: Sequence[ScoringResult] = ()) -> Turn:
         if state.done:
             raise ValueError("The episode is over; advance() got a result for a finished episode.")
         if result.model != request.model:
             raise ValueError(
                 f"The result comes from {result.model!r} but the request was for {request.model!r}."
             )
+        scores = list(scores)
+        wanted = self.scoring_requests(state, request, result)
+        if len(scores) != len(wanted) or any(
+            s.model != w.model or len(s.logprobs) != len(w.choices) for s, w in zip(scores, wanted)
+        ):
+            raise ValueError(
+                f"advance() got {len(scores)} scoring results for the {len(wanted)} scoring requests "
+                "of this reply (scoring_requests); run them first, in order."
+            )
         role = self.next_role(state)
-        turn = self.make_turn(role, request, result)
+        turn = self.make_turn(role, request, result, scores)
         if role == STUDENT:
-            self.student_step(state, turn, request, pool)
+            self.student_step(state, turn, request, scores)
         else:
-            self.teacher_step(state, turn, request, pool)
+            self.teacher_step(state, turn, request, scores)
         state.turns.append(turn)
         return turn
 
@@ -178,13 +196,25 @@ class RoundProtocol(TeacherStudentProtocol):
     def teacher_prompt(self, state: EpisodeState) -> tuple[list[dict[str, str]], str, Sequence[str]]:
         """Messages, response prefix and stop strings of the next Teacher turn."""
 
-    @abc.abstractmethod
-    def student_step(self, state: EpisodeState, turn: Turn, request: GenerationRequest, pool) -> None:
-        """Parse a Student turn into ``turn.parsed``/``turn.observation`` and update the state."""
+    def student_scoring(
+        self, state: EpisodeState, request: GenerationRequest, result: GenerationResult
+    ) -> list[ScoringRequest]:
+        """The scoring passes a Student reply needs (none unless the task reads log-probs)."""
+        return []
 
     @abc.abstractmethod
-    def teacher_step(self, state: EpisodeState, turn: Turn, request: GenerationRequest, pool) -> None:
-        """Parse a Teacher turn and update the state; ends the episode when the round says so."""
+    def student_step(
+        self, state: EpisodeState, turn: Turn, request: GenerationRequest, scores: Sequence[ScoringResult]
+    ) -> None:
+        """Parse a Student turn (with its ``student_scoring`` results) into ``turn.parsed`` /
+        ``turn.observation`` and update the state."""
+
+    @abc.abstractmethod
+    def teacher_step(
+        self, state: EpisodeState, turn: Turn, request: GenerationRequest, scores: Sequence[ScoringResult]
+    ) -> None:
+        """Parse a Teacher turn (with its ``verdict_scoring`` results) and update the state; ends
+        the episode when the round says so."""
 
     @abc.abstractmethod
     def question_text(self, state: EpisodeState) -> str:
@@ -196,15 +226,24 @@ class RoundProtocol(TeacherStudentProtocol):
 
     # -- shared pieces --------------------------------------------------------------------------
     @staticmethod
-    def make_turn(role: str, request: GenerationRequest, result: GenerationResult) -> Turn:
-        """A Turn holding the reply, its tokens and cost, and the request that produced it."""
+    def make_turn(
+        role: str,
+        request: GenerationRequest,
+        result: GenerationResult,
+        scores: Sequence[ScoringResult] = (),
+    ) -> Turn:
+        """A Turn holding the reply, its tokens, the cost of every call (scoring passes
+        included), and the request that produced it."""
         return Turn(
             role=role,
             model=result.model,
             text=result.text,
             prompt_tokens=result.prompt_tokens,
             completion_tokens=result.completion_tokens,
-            cost=float(result.cost),
+            cost=float(result.cost) + sum(float(s.cost) for s in scores),
+            scoring_prompt_tokens=sum(s.prompt_tokens for s in scores),
+            scoring_completion_tokens=sum(s.completion_tokens for s in scores),
+            scoring_calls=len(scores),
             prompt_ids=list(result.prompt_ids),
             completion_ids=list(result.completion_ids),
             messages=[dict(m) for m in request.messages or ()],
@@ -254,24 +293,29 @@ class RoundProtocol(TeacherStudentProtocol):
         reason = text[match.end() :].lstrip(" \t\n.:,;-!")
         return self.verdict_words[match.group(1).lower()], clip(reason, 400)
 
-    def read_verdict(self, turn: Turn, request: GenerationRequest, pool) -> dict[str, Any]:
+    def verdict_scoring(self, request: GenerationRequest, result: GenerationResult) -> list[ScoringRequest]:
+        """Scoring of each verdict word after the prefix, when the reply names none and
+        ``verdict_mode`` says to ask the model."""
+        if self.parse_verdict(result.text)[0] is not None or self.config["verdict_mode"] != "text_then_logprob":
+            return []
+        # the same request (and adapter, if any) scores the words right after the prefix
+        scoring = dataclasses.replace(request, max_new_tokens=1, stop=())
+        return [ScoringRequest(scoring, [" " + v.capitalize() for v in self.verdicts])]
+
+    def read_verdict(self, turn: Turn, scores: Sequence[ScoringResult] = ()) -> dict[str, Any]:
         """The Teacher's verdict: its first verdict word, else per ``verdict_mode``.
 
         Returns ``verdict``, ``verdict_source`` ("text", "logprob" or "default"),
         ``verdict_parsed`` (whether the reply named a verdict), ``reason`` and, when the
-        model was asked, ``verdict_logprobs`` (verdict -> log-prob of `` Verdict`` after the
-        prefix; ties go to ``default_verdict``).
+        model was asked (``scores``, from ``verdict_scoring``), ``verdict_logprobs`` (verdict ->
+        log-prob of `` Verdict`` after the prefix; ties go to ``default_verdict``).
         """
         verdict, reason = self.parse_verdict(turn.text)
         parsed: dict[str, Any] = {
             "verdict": verdict, "verdict_source": "text", "verdict_parsed": verdict is not None
         }
         if verdict is None and self.config["verdict_mode"] == "text_then_logprob":
-            # the same request (and adapter, if any) scores the words right after the prefix
-            scoring = dataclasses.replace(request, max_new_tokens=1, stop=())
-            choices = [" " + v.capitalize() for v in self.verdicts]
-            scores = pool.choice_logprobs(request.model, scoring, choices)
-            logprobs = {v: float(x) for v, x in zip(self.verdicts, scores)}
+            logprobs = {v: float(x) for v, x in zip(self.verdicts, scores[0].logprobs)}
             default = self.config["default_verdict"]
             best = max(self.verdicts, key=lambda v: (logprobs[v], v == default))
             parsed.update(verdict=best, verdict_source="logprob", verdict_logprobs=logprobs)

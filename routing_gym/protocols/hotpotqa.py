@@ -162,7 +162,7 @@ class HotpotQAProtocol(RoundProtocol):
             return messages, FORCED_PREFIX, ("]", "\n")
         return messages, STUDENT_PREFIX, ("]", "\nObservation")
 
-    def student_step(self, state, turn, request, pool) -> None:
+    def student_step(self, state, turn, request, scores) -> None:
         forced = request.response_prefix == FORCED_PREFIX
         parsed = parse_action(turn.response_prefix + turn.text)
         parsed["forced"] = forced
@@ -212,9 +212,9 @@ class HotpotQAProtocol(RoundProtocol):
         messages = self.chat(prompts, user)
         return messages, self.teacher_prefix, ("\n\n",)
 
-    def teacher_step(self, state, turn, request, pool) -> None:
+    def teacher_step(self, state, turn, request, scores) -> None:
         student = state.turns[-1]
-        parsed = self.read_verdict(turn, request, pool)
+        parsed = self.read_verdict(turn, scores)
         verdict = parsed["verdict"]
         accepted = student.parsed["action"] == "finish" and verdict == "continue"
         turn.parsed = {**parsed, "reviewed_action": student.parsed["action"], "accepted": accepted}

@@ -7,6 +7,7 @@ import math
 import string
 from typing import Any
 
+from routing_gym.llm.requests import ScoringRequest
 from routing_gym.metrics import extract_choice_letter
 from routing_gym.protocols.base import STUDENT, TEACHER, EpisodeState, Turn
 from routing_gym.protocols.dialogue import RoundProtocol, clip, verdict_text
@@ -34,8 +35,8 @@ class MMLUProtocol(RoundProtocol):
 
       ``parsed`` records ``letter``, ``letter_source`` ("logprob", "regex" or "none"), the
       regex's own reading ``regex_letter`` and, when scored, ``letter_logprobs``
-      (letter -> log-prob). The scoring pass is not billed: reading a letter off a reply is
-      part of grading, like the regex, not an agent action.
+      (letter -> log-prob). The scoring pass is a forward pass of the same model, so the turn's
+      cost and scoring token counts include it.
     * **Teacher** reads the solution and replies ``Submit`` (hand the answer in) or
       ``Continue`` (``Revise`` also counts as Continue): the Student revises in the next round,
       seeing its previous solution, letter and the Teacher's reason. The reply is prefilled
@@ -114,7 +115,25 @@ class MMLUProtocol(RoundProtocol):
         )
         return self.chat(prompts, user), STUDENT_PREFIX, ()
 
-    def student_step(self, state, turn, request, pool) -> None:
+    @property
+    def max_scoring_choices_per_turn(self) -> int:
+        # MMLU's four letters (a question with more choices costs more than this bound says)
+        letters = 0 if self.config["letter_mode"] == "regex" else 4
+        return max(super().max_scoring_choices_per_turn, letters)
+
+    def student_scoring(self, state, request, result) -> list[ScoringRequest]:
+        """The letters scored after the solution, unless ``letter_mode`` lets the regex decide."""
+        mode = self.config["letter_mode"]
+        letters = self.letters(state)
+        regex_letter = extract_choice_letter(result.text, num_choices=len(letters))
+        if mode == "regex" or (mode != "logprob" and regex_letter is not None):
+            return []
+        # the turn's own request (model, adapter) reads the letter after its solution
+        cue = request.response_prefix + result.text + ANSWER_CUE
+        scoring = dataclasses.replace(request, max_new_tokens=1, stop=(), response_prefix=cue)
+        return [ScoringRequest(scoring, letters)]
+
+    def student_step(self, state, turn, request, scores) -> None:
         mode = self.config["letter_mode"]
         letters = self.letters(state)
         regex_letter = extract_choice_letter(turn.text, num_choices=len(letters))
@@ -122,10 +141,7 @@ class MMLUProtocol(RoundProtocol):
         if mode != "logprob" and regex_letter is not None:
             parsed.update(letter=regex_letter, letter_source="regex")
         elif mode != "regex":
-            # the turn's own request (model, adapter) reads the letter after its solution
-            cue = request.response_prefix + turn.text + ANSWER_CUE
-            scoring = dataclasses.replace(request, max_new_tokens=1, stop=(), response_prefix=cue)
-            logprobs = pool.choice_logprobs(request.model, scoring, letters)
+            logprobs = scores[0].logprobs
             best = max(range(len(letters)), key=lambda i: (logprobs[i], -i))  # ties: earlier letter
             parsed.update(
                 letter=letters[best],
@@ -153,9 +169,9 @@ class MMLUProtocol(RoundProtocol):
         )
         return self.chat(prompts, user), self.teacher_prefix, ("\n\n",)
 
-    def teacher_step(self, state, turn, request, pool) -> None:
+    def teacher_step(self, state, turn, request, scores) -> None:
         student = state.turns[-1]
-        parsed = self.read_verdict(turn, request, pool)
+        parsed = self.read_verdict(turn, scores)
         verdict = parsed["verdict"]
         turn.parsed = {**parsed, "reviewed_letter": student.parsed["letter"]}
         self.remember_review(state, f"answer {student.parsed['letter'] or 'none'}", verdict, parsed["reason"])

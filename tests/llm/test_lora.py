@@ -9,7 +9,6 @@ from routing_gym.llm import GenerationRequest, LLMPool, ResponseCache
 from routing_gym.llm.lora import (
     LoRAAdapter,
     LoRAInjector,
-    episode_logprob,
     export_peft,
     o_proj_modules,
     o_proj_shapes,
@@ -289,7 +288,7 @@ def test_episode_logprob_gradient_matches_finite_differences(monkeypatch):
         {"model": "tiny-llama-f64", "prompt_ids": [60, 61], "completion_ids": [62, 63, 64, 65]},
     ]
     adapters = {"tiny-llama-f64": adapter}
-    value = episode_logprob(pool, calls, adapters)
+    value = pool.episode_logprob(calls, adapters)
     value.backward()
     params = adapter.parameters()
     grads = [p.grad.clone() for p in params]
@@ -307,10 +306,10 @@ def test_episode_logprob_gradient_matches_finite_differences(monkeypatch):
         with torch.no_grad():
             for p, d in zip(params, direction):
                 p += eps * d
-            plus = float(episode_logprob(pool, calls, adapters))
+            plus = float(pool.episode_logprob(calls, adapters))
             for p, d in zip(params, direction):
                 p -= 2 * eps * d
-            minus = float(episode_logprob(pool, calls, adapters))
+            minus = float(pool.episode_logprob(calls, adapters))
             for p, d in zip(params, direction):
                 p += eps * d
         numeric = (plus - minus) / (2 * eps)
@@ -324,14 +323,14 @@ def test_episode_logprob_takes_one_adapter_per_call():
     first = LoRAAdapter.random(shapes, seed=1, scale=0.5, alpha=0.5, requires_grad=True)
     second = LoRAAdapter.random(shapes, seed=2, scale=0.5, alpha=0.5, requires_grad=True)
     calls = [{"model": "tiny-llama", "prompt_ids": [5, 6, 7], "completion_ids": [8, 9]}] * 2
-    value = episode_logprob(pool, calls, [first, second])
+    value = pool.episode_logprob(calls, [first, second])
     value.backward()
     assert first.factors[1][0].grad is not None and second.factors[1][0].grad is not None
     with torch.no_grad():
-        alone = [float(episode_logprob(pool, calls[:1], [a])) for a in (first, second)]
+        alone = [float(pool.episode_logprob(calls[:1], [a])) for a in (first, second)]
     assert float(value.detach()) == pytest.approx(sum(alone), rel=1e-5)
     assert alone[0] != alone[1]
-    assert float(episode_logprob(pool, calls, {})) == 0.0
+    assert float(pool.episode_logprob(calls, {})) == 0.0
 
 
 # -- PEFT export ---------------------------------------------------------------------------

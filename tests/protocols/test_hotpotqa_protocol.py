@@ -8,6 +8,7 @@ import pytest
 
 from routing_gym.data.hotpotqa import HotpotQAExample, load_hotpotqa
 from routing_gym.llm import GenerationResult, LLMPool
+from routing_gym.llm.requests import ScoringResult
 from routing_gym.metrics import f1_score
 from routing_gym.protocols import STUDENT, TEACHER, HotpotQAProtocol, make_protocol
 from routing_gym.protocols.hotpotqa import FORCED_PREFIX, STUDENT_PREFIX, parse_action
@@ -62,6 +63,19 @@ class ScriptedPool:
         self.calls.append((name, request, tuple(choices)))
         return self.logprobs[: len(choices)]
 
+    def score(self, requests):
+        return [
+            ScoringResult(s.model, self.choice_logprobs(s.model, s.request, s.choices), 0, 0, 0.0)
+            for s in requests
+        ]
+
+
+def advance(protocol, state, request, result, pool=None):
+    """One turn as the episode engine plays it: the reply's scoring passes through ``pool``
+    (none asked: no pool needed), then ``advance`` with their results."""
+    scoring = protocol.scoring_requests(state, request, result)
+    return protocol.advance(state, request, result, pool.score(scoring) if scoring else [])
+
 
 def _result(request, text, prompt_len=5, completion_len=3):
     return GenerationResult(
@@ -82,7 +96,7 @@ def _start(protocol, example=FIXTURE):
 def _play(protocol, state, text, model="student-model", pool=None):
     """Run one turn with a hand-written reply; returns (request, turn)."""
     request = protocol.request(state, model)
-    return request, protocol.advance(state, request, _result(request, text), pool or ScriptedPool())
+    return request, advance(protocol, state, request, _result(request, text), pool or ScriptedPool())
 
 
 # -- parsing -------------------------------------------------------------------------------------
@@ -178,7 +192,7 @@ def test_the_student_must_finish_once_the_search_budget_is_spent():
     assert "]" in forced.stop and "\n" in forced.stop
     assert "no searches left" in forced.messages[-1]["content"]
     # Even a reply that tries to search is read as the answer of the prefilled Finish[.
-    turn = protocol.advance(state, forced, _result(forced, "River Lune"), pool=None)
+    turn = advance(protocol, state, forced, _result(forced, "River Lune"), None)
     assert turn.parsed["action"] == "finish" and state.searches_left == 0
 
 
@@ -271,7 +285,7 @@ def test_turns_keep_tokens_cost_and_the_request_for_training():
     assert request.seed == 7 and request.temperature == 0.0
     assert request.max_new_tokens == protocol.config["student_max_new_tokens"]
     result = _result(request, " x\nAction: Search[Kellbridge", prompt_len=11, completion_len=4)
-    turn = protocol.advance(state, request, result, pool=None)
+    turn = advance(protocol, state, request, result, None)
     assert turn.role == STUDENT and turn.model == "m"
     assert turn.prompt_ids == list(range(11)) and turn.completion_ids == [100, 101, 102, 103]
     assert (turn.prompt_tokens, turn.completion_tokens) == (11, 4)
@@ -287,7 +301,7 @@ def test_advance_refuses_a_result_from_another_model():
     request = protocol.request(state, "m")
     wrong = GenerationResult(model="other", text="", prompt_ids=[1], completion_ids=[2], cost=0.0)
     with pytest.raises(ValueError, match="other"):
-        protocol.advance(state, request, wrong, pool=None)
+        protocol.advance(state, request, wrong)
 
 
 def test_context_text_keeps_the_question_and_the_latest_turns_within_budget():
@@ -413,7 +427,7 @@ def _episode(protocol, pool, example):
         model = pool.names[step % 2]
         request = protocol.request(state, model, seed=step)
         result = pool.generate([request])[0]
-        turn = protocol.advance(state, request, result, pool)
+        turn = advance(protocol, state, request, result, pool)
         assert turn.prompt_ids == pool.backend(model).prompt_ids(request)
         assert turn.completion_tokens >= 1 and turn.cost > 0
         step += 1
@@ -448,7 +462,7 @@ def test_written_student_replies_with_a_tiny_teacher_through_the_pool(tiny_pool,
                 _play(protocol, state, " x\nAction: Search[Kellbridge")
             continue
         request = protocol.request(state, "tiny-llama")
-        turn = protocol.advance(state, request, tiny_pool.generate([request])[0], tiny_pool)
+        turn = advance(protocol, state, request, tiny_pool.generate([request])[0], tiny_pool)
         assert turn.parsed["verdict"] in ("continue", "rethink")
         if turn.parsed["verdict_source"] == "logprob":  # the tiny model's own preference
             scores = turn.parsed["verdict_logprobs"]

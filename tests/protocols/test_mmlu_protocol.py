@@ -6,6 +6,7 @@ import pytest
 
 from routing_gym.data.mmlu import MMLUExample, load_mmlu
 from routing_gym.llm import GenerationResult, LLMPool
+from routing_gym.llm.requests import ScoringResult
 from routing_gym.protocols import STUDENT, TEACHER, MMLUProtocol
 from routing_gym.protocols.mmlu import ANSWER_CUE, STUDENT_PREFIX
 
@@ -30,10 +31,26 @@ class ScriptedPool:
         self.calls.append((name, request, tuple(choices)))
         return self.logprobs[: len(choices)]
 
+    def score(self, requests):
+        return [
+            ScoringResult(s.model, self.choice_logprobs(s.model, s.request, s.choices), 0, 0, 0.0)
+            for s in requests
+        ]
+
 
 class NoScoringPool:
     def choice_logprobs(self, *args):
         raise AssertionError("this letter mode must not score letters")
+
+    def score(self, *args):
+        raise AssertionError("this letter mode must not score letters")
+
+
+def advance(protocol, state, request, result, pool=None):
+    """One turn as the episode engine plays it: the reply's scoring passes through ``pool``
+    (none asked: no pool needed), then ``advance`` with their results."""
+    scoring = protocol.scoring_requests(state, request, result)
+    return protocol.advance(state, request, result, pool.score(scoring) if scoring else [])
 
 
 def _result(request, text):
@@ -44,7 +61,7 @@ def _result(request, text):
 
 def _play(protocol, state, text, pool=None, model="m"):
     request = protocol.request(state, model)
-    return request, protocol.advance(state, request, _result(request, text), pool)
+    return request, advance(protocol, state, request, _result(request, text), pool)
 
 
 # -- reading the letter --------------------------------------------------------------------------
@@ -219,7 +236,7 @@ def test_a_tiny_model_letter_is_the_argmax_of_its_choice_logprobs(tiny_pool):
     state = protocol.start(FIXTURE)
     request = protocol.request(state, "tiny-qwen2")
     result = tiny_pool.generate([request])[0]
-    turn = protocol.advance(state, request, result, tiny_pool)
+    turn = advance(protocol, state, request, result, tiny_pool)
     scoring = type(request)(model="tiny-qwen2", messages=request.messages,
                             response_prefix=request.response_prefix + result.text + ANSWER_CUE)
     expected = tiny_pool.choice_logprobs("tiny-qwen2", scoring, ["A", "B", "C", "D"])
@@ -240,7 +257,7 @@ def test_a_full_episode_runs_through_the_tiny_pool_and_replays(source, tiny_pool
             assert step < protocol.max_turns
             model = tiny_pool.names[step % 2]
             request = protocol.request(state, model, seed=step)
-            turn = protocol.advance(state, request, tiny_pool.generate([request])[0], tiny_pool)
+            turn = advance(protocol, state, request, tiny_pool.generate([request])[0], tiny_pool)
             assert turn.prompt_ids == tiny_pool.backend(model).prompt_ids(request)
             assert turn.messages == list(request.messages) and turn.cost > 0
             step += 1

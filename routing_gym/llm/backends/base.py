@@ -133,6 +133,16 @@ class Backend(abc.ABC):
     ) -> ChoiceScores:
         """Log-probability of each choice string as the continuation of ``request``'s prompt."""
 
+    def score_choices_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        prompt_ids: Sequence[list[int] | None],
+        choices: Sequence[Sequence[str]],
+    ) -> list[ChoiceScores]:
+        """``score_choices`` for several requests, in order; a backend that can score them in one
+        batch (one forward pass) overrides this one-at-a-time default."""
+        return [self.score_choices(r, p, c) for r, p, c in zip(requests, prompt_ids, choices)]
+
     def token_logprobs(
         self,
         prompt_ids: Sequence[list[int]],

@@ -422,6 +422,33 @@ class TransformersBackend(Backend):
             completion_tokens=sum(len(c) for c in continuations),
         )
 
+    def score_choices_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        prompt_ids: Sequence[list[int] | None],
+        choices: Sequence[Sequence[str]],
+    ) -> list[ChoiceScores]:
+        """Every choice of every request as one row of a single teacher-forced batch."""
+        rows: list[tuple[int, list[int], list[int]]] = []  # (request, prompt, continuation)
+        for index, (request, ids, options) in enumerate(zip(requests, prompt_ids, choices)):
+            prompt = list(ids) if ids is not None else self.prompt_ids(request)
+            for choice in options:
+                rows.append((index, prompt, self.tokenizer(choice, add_special_tokens=False)["input_ids"]))
+        adapters = [getattr(requests[i], "adapter", None) for i, _, _ in rows]
+        with torch.no_grad():
+            per_token = self.token_logprobs(
+                [p for _, p, _ in rows],
+                [c for _, _, c in rows],
+                adapters=adapters if any(a is not None for a in adapters) else None,
+            )
+        out = [ChoiceScores(logprobs=[], source="teacher-forcing") for _ in requests]
+        for (index, prompt, continuation), logprobs in zip(rows, per_token):
+            scores = out[index]
+            scores.logprobs.append(float(logprobs.sum()))
+            scores.prompt_tokens += len(prompt)  # one pass over the prompt per choice, as score_choices
+            scores.completion_tokens += len(continuation)
+        return out
+
     def lora_shapes(self) -> dict[int, tuple[int, int]]:
         return o_proj_shapes(self.model)
 
