@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from routing_gym.data.outcome_table import (
+from routing_gym.data.outcome_schema import (
     PROXY_TOKENIZER_GGUF,
     TABLE_FORMAT_VERSION,
     count_prompt_tokens,
+    default_table_path,
     load_prices,
     proxy_tokenizer,
     query_id,
@@ -153,8 +154,6 @@ def build_outcome_table(
     The file is written next to ``out`` and renamed into place, so a killed build leaves no
     half-written table.
     """
-    from routing_gym.data.outcome_table import default_table_path
-
     root = data_dir(data_root) / "llmrouter"
     if not root.is_dir():
         raise FileNotFoundError(
@@ -165,7 +164,7 @@ def build_outcome_table(
     ids = [query_id(r["question"]) for r in rows]
     if len(set(ids)) != len(ids):
         raise SystemExit(
-            "query id collision: lengthen the id in routing_gym.data.outcome_table.query_id"
+            "query id collision: lengthen the id in routing_gym.data.outcome_schema.query_id"
         )
 
     encoder = SentenceEncoder()

