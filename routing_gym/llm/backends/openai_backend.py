@@ -67,6 +67,14 @@ def _template_tokenizer(location: str, model_name: str):
         return _TEMPLATE_TOKENIZERS[location]
 
 
+class ServerStatusError(BackendError):
+    """The server answered a request with an HTTP error (after the client's retries)."""
+
+    def __init__(self, message: str, status_code: int):
+        super().__init__(message)
+        self.status_code = status_code
+
+
 class OpenAIBackend(Backend):
     """A model served behind an OpenAI-compatible HTTP API (``backend="openai"``, ``location="server:NAME"``)."""
 
@@ -76,6 +84,7 @@ class OpenAIBackend(Backend):
         self._client = None
         self._client_pid: int | None = None
         self._checked = False
+        self._logprobs_refused = False
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict:
@@ -98,8 +107,8 @@ class OpenAIBackend(Backend):
 
     @property
     def where(self) -> str:
-        """``model 'x' (served as 'y' at URL)``: how errors name this model."""
-        return f"model {self.spec.name!r} (served as {self.config.model!r} at {self.config.base_url})"
+        """``'x' (served as 'y' at URL)``: how errors name this model."""
+        return f"{self.spec.name!r} (served as {self.config.model!r} at {self.config.base_url})"
 
     # -- the client ----------------------------------------------------------------------------
     def _api_key(self) -> str:
@@ -108,7 +117,7 @@ class OpenAIBackend(Backend):
             return "no-key"  # local servers ignore it, but the client insists on one
         key = os.environ.get(name)
         if not key:
-            raise BackendError(f"The API key of {self.where} is read from ${name}, which is not set.")
+            raise BackendError(f"The API key of model {self.where} is read from ${name}, which is not set.")
         return key
 
     @property
@@ -120,7 +129,7 @@ class OpenAIBackend(Backend):
                     import openai
                 except ImportError as exc:
                     raise BackendError(
-                        f"{self.where} needs the 'openai' package: pip install 'routing_gym[server]'."
+                        f"Model {self.where} needs the 'openai' package: pip install 'routing_gym[server]'."
                     ) from exc
                 self._client = openai.OpenAI(
                     base_url=self.config.base_url,
@@ -145,12 +154,14 @@ class OpenAIBackend(Backend):
         try:
             return function(**kwargs)
         except openai.NotFoundError as exc:
-            raise BackendError(f"The server does not serve {self.where}: {what} answered 404 ({exc.message}).") from exc
+            raise BackendError(f"The server does not serve model {self.where}: {what} answered 404 ({exc.message}).") from exc
         except openai.APIStatusError as exc:
-            raise BackendError(f"{what} for {self.where} failed with HTTP {exc.status_code}: {exc.message}") from exc
+            raise ServerStatusError(
+                f"{what} for model {self.where} failed with HTTP {exc.status_code}: {exc.message}", exc.status_code
+            ) from exc
         except openai.APIConnectionError as exc:
             raise BackendError(
-                f"The server at {self.config.base_url} for {self.where} is not reachable "
+                f"The server of model {self.where} is not reachable "
                 f"({type(exc).__name__}: {exc}; after {self.config.max_retries} retries)."
             ) from exc
 
@@ -162,14 +173,14 @@ class OpenAIBackend(Backend):
         listing = self._call("GET /models", client.models.list)
         served = [m.id for m in listing.data]
         if self.config.model not in served:
-            raise BackendError(f"The server at {self.config.base_url} does not serve {self.where}; it serves {served}.")
+            raise BackendError(f"The server does not serve model {self.where}; it serves {served}.")
         self._checked = True
 
     # -- requests --------------------------------------------------------------------------------
     def _template(self):
         if self.config.chat_template is None:
             raise BackendError(
-                f"{self.where} uses api='completions', which renders chat messages here: set "
+                f"Model {self.where} uses api='completions', which renders chat messages here: set "
                 "options['chat_template'] to a tokenizer location (e.g. 'hub:ORG/NAME'), or use api='chat'."
             )
         return _template_tokenizer(self.config.chat_template, self.spec.name)
@@ -192,7 +203,7 @@ class OpenAIBackend(Backend):
             return messages, {}
         if not self.config.continue_final_message:
             raise BackendError(
-                f"{self.where}: api='chat' cannot force the response prefix {prefix!r}; use api='completions' "
+                f"Model {self.where}: api='chat' cannot force the response prefix {prefix!r}; use api='completions' "
                 "with options['chat_template'], or set continue_final_message=true if the server (e.g. vLLM) "
                 "continues a final assistant message."
             )
@@ -229,7 +240,7 @@ class OpenAIBackend(Backend):
     def _usage(response, where: str) -> tuple[int, int]:
         usage = getattr(response, "usage", None)
         if usage is None or usage.prompt_tokens is None:
-            raise BackendError(f"{where}: the response has no 'usage', so the call cannot be priced.")
+            raise BackendError(f"Model {where}: the response has no 'usage', so the call cannot be priced.")
         return int(usage.prompt_tokens), int(usage.completion_tokens or 0)
 
     # -- generation -----------------------------------------------------------------------------
@@ -301,7 +312,8 @@ class OpenAIBackend(Backend):
         plus the part of the choice read so far; the longest of them that continues the choice is
         taken and its log-prob added. A choice that leaves the top list scores ``-inf``. Steps
         shared by several choices (e.g. the first step of answer letters) are asked once.
-        Without log-probs from the server (or with ``choice_logprobs=False``) the choice the
+        Where the server returns no log-probs or answers the log-prob request with an HTTP error
+        (then remembered for this process), or with ``choice_logprobs=False``, the choice the
         generated text starts with scores 0.0 and the others ``-inf`` (source ``"text"``).
         """
         self.check_served()
@@ -314,8 +326,14 @@ class OpenAIBackend(Backend):
                 usage[0], usage[1] = usage[0] + p, usage[1] + c
             return asked[forced]
 
-        if self.config.choice_logprobs:
-            scores = [self._chained_logprob(choice, top_after) for choice in choices]
+        if self.config.choice_logprobs and not self._logprobs_refused:
+            try:
+                scores = [self._chained_logprob(choice, top_after) for choice in choices]
+            except ServerStatusError:
+                # The server refuses log-probs (e.g. llama.cpp without logits_all); the text
+                # request below still fails loudly if the server itself is broken.
+                self._logprobs_refused = True
+                scores = [None]
             if all(score is not None for score in scores):
                 return ChoiceScores(scores, "logprobs", usage[0], usage[1])
         return self._score_from_text(request, choices, usage[0], usage[1])

