@@ -284,47 +284,21 @@ class RoutingData:
         names = list(getattr(base, "model_names", []))
         if not names:
             raise ValueError(f"{type(base).__name__} is not a live routing env (no 'model_names').")
-        normalizer = normalizer or base.cost_normalizer
-        index = {m: i for i, m in enumerate(names)}
-        cells: dict[str, dict[tuple[int, ...], tuple[float, float]]] = {}
-        for row in table.rows:
-            try:
-                arm = tuple(index[row["assignment"][role]] for role in ROLES)
-            except KeyError as exc:
-                raise ValueError(
-                    f"ActionTable row of question {row['question_id']!r} uses model {exc.args[0]!r}, "
-                    f"which is not in the env's pool {names}."
-                ) from None
-            cells.setdefault(str(row["question_id"]), {})[arm] = (
-                float(row["perf"]),
-                float(normalizer(row["cost"])),
-            )
-        arms = [
-            a
-            for a in itertools.product(range(len(names)), repeat=len(ROLES))
-            if any(a in c for c in cells.values())
-        ]
+        outcomes = table.outcomes(names, normalizer or base.cost_normalizer, question_ids)
         embeddings = question_embeddings(env)
-        keep = [q for q in (question_ids if question_ids is not None else cells) if q in cells]
-        missing = [q for q in keep if q not in embeddings]
+        missing = [q for q in outcomes.question_ids if q not in embeddings]
         if missing:
             raise ValueError(
                 f"ActionTable question {missing[0]!r} is not in the env's split; build the env with the "
                 "split (and limit) the table was built on."
             )
-        incomplete = [q for q in keep if len(cells[q]) != len(arms)]
-        if incomplete:
-            raise ValueError(
-                f"ActionTable question {incomplete[0]!r} has {len(cells[incomplete[0]])} of {len(arms)} "
-                "assignments; finish the exhaustive build (it resumes) first."
-            )
         return cls(
-            embeddings=np.stack([embeddings[q] for q in keep]),
-            scores=np.array([[cells[q][a][0] for a in arms] for q in keep]),
-            costs=np.array([[cells[q][a][1] for a in arms] for q in keep]),
-            arms=arms,
+            embeddings=np.stack([embeddings[q] for q in outcomes.question_ids]),
+            scores=outcomes.perf,
+            costs=outcomes.cost,
+            arms=outcomes.arms,
             models=tuple(names),
-            query_ids=keep,
+            query_ids=outcomes.question_ids,
         )
 
 

@@ -492,40 +492,17 @@ def table_arrays(
     """
     base = env.unwrapped
     names = list(models) if models is not None else list(base.model_names)
-    arms = {arm: i for i, arm in enumerate(all_assignments(len(names)))}
-    index = {m: i for i, m in enumerate(names)}
+    outcomes = table.outcomes(names, base.cost_normalizer, arms=all_assignments(len(names)))
     examples = {str(e.id): e for e in base.examples}
-    cells: dict[str, dict[int, tuple[float, float]]] = {}
-    for row in table.rows:
-        try:
-            arm = tuple(index[row["assignment"][role]] for role in ROLES)
-        except KeyError as exc:
-            raise ValueError(
-                f"ActionTable model {exc.args[0]!r} is not in the env's pool {names}."
-            ) from None
-        cost = float(base.cost_normalizer(row["cost"]))
-        cells.setdefault(str(row["question_id"]), {})[arms[arm]] = (float(row["perf"]), cost)
-    missing = [q for q in cells if q not in examples]
+    missing = [q for q in outcomes.question_ids if q not in examples]
     if missing:
         raise ValueError(
             f"ActionTable question {missing[0]!r} is not in the env's split; "
             "build the env on the table's split."
         )
-    incomplete = [q for q, c in cells.items() if len(c) != len(arms)]
-    if incomplete:
-        raise ValueError(
-            f"ActionTable question {incomplete[0]!r} lacks assignments; "
-            "finish the exhaustive build."
-        )
-    order = list(cells)
-    costs = np.array([[cells[q][a][1] for a in range(len(arms))] for q in order])
-    rewards = np.array(
-        [
-            [haps_reward(cells[q][a][0], cells[q][a][1], lam, shaping) for a in range(len(arms))]
-            for q in order
-        ]
-    )
-    return [examples[q] for q in order], rewards, costs
+    shaped = np.vectorize(lambda p, c: haps_reward(p, c, lam, shaping), otypes=[np.float64])
+    rewards = shaped(outcomes.perf, outcomes.cost)
+    return [examples[q] for q in outcomes.question_ids], rewards, outcomes.cost
 
 
 # ---------------------------------------------------------------------------- the agent

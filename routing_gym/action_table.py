@@ -17,7 +17,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -134,6 +134,17 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
 
 
 @dataclass
+class AssignmentOutcomes:
+    """An action table as matrices: one row per question, one column per assignment (arm)."""
+
+    question_ids: list[str]
+    #: Each column's assignment: a model index per role (``ROLES`` order) into the given models.
+    arms: list[tuple[int, ...]]
+    perf: np.ndarray  # (questions, arms)
+    cost: np.ndarray  # (questions, arms): USD, or normalized when a normalizer was given
+
+
+@dataclass
 class ActionTable:
     """Per-question, per-assignment outcomes read from an exhaustive-builder file."""
 
@@ -153,6 +164,52 @@ class ActionTable:
     @property
     def question_ids(self) -> list[str]:
         return list(dict.fromkeys(row["question_id"] for row in self.rows))
+
+    def outcomes(
+        self,
+        models: Sequence[str],
+        normalizer: CostNormalizer | None = None,
+        question_ids: Iterable[str] | None = None,
+        arms: Sequence[tuple[int, ...]] | None = None,
+    ) -> AssignmentOutcomes:
+        """Perf and cost of every (question, assignment), columns over ``models`` by name.
+
+        ``arms`` are the columns (model indices per role); by default every assignment of
+        ``models`` that the table has (``itertools.product`` order, student first).
+        ``question_ids`` picks and orders the rows (default: the table's order); ids the table
+        lacks are left out. Raises ValueError naming a model outside ``models`` or a question
+        without every column (an unfinished build).
+        """
+        index = {m: i for i, m in enumerate(models)}
+        cells: dict[str, dict[tuple[int, ...], tuple[float, float]]] = {}
+        for row in self.rows:
+            try:
+                arm = tuple(index[row["assignment"][role]] for role in ROLES)
+            except KeyError as exc:
+                raise ValueError(
+                    f"ActionTable row of question {row['question_id']!r} uses model {exc.args[0]!r}, "
+                    f"which is not among the models {list(models)}."
+                ) from None
+            cost = float(row["cost"]) if normalizer is None else float(normalizer(row["cost"]))
+            cells.setdefault(str(row["question_id"]), {})[arm] = (float(row["perf"]), cost)
+        if arms is None:
+            product = itertools.product(range(len(models)), repeat=len(ROLES))
+            arms = [a for a in product if any(a in c for c in cells.values())]
+        arms = [tuple(a) for a in arms]
+        keep = [str(q) for q in (question_ids if question_ids is not None else cells) if str(q) in cells]
+        incomplete = [q for q in keep if any(a not in cells[q] for a in arms)]
+        if incomplete:
+            have = sum(a in cells[incomplete[0]] for a in arms)
+            raise ValueError(
+                f"ActionTable question {incomplete[0]!r} has {have} of {len(arms)} assignments; "
+                "finish the exhaustive build (it resumes) first."
+            )
+
+        def matrix(part: int) -> np.ndarray:
+            values = [[cells[q][a][part] for a in arms] for q in keep]
+            return np.array(values, dtype=np.float64).reshape(len(keep), len(arms))
+
+        return AssignmentOutcomes(question_ids=keep, arms=arms, perf=matrix(0), cost=matrix(1))
 
     def fit_cost_normalizer(self, question_ids: Iterable[str] | None = None) -> CostNormalizer:
         """Min-max cost bounds fitted on (a split of) the table, to be frozen."""

@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,15 +18,82 @@ import yaml
 HAPS_TRAINING_ENTRY_POINT = "agents.haps_training:main"
 
 
+class UsageError(SystemExit):
+    """A bad flag, flag value or config file: ``main`` prints the message and exits with 2."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (no usage block), like every other usage error."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
+
+
 def _load_config_file(path: str | None) -> dict[str, Any]:
     """A YAML or JSON config file whose keys match the command's flags."""
     if not path:
         return {}
-    text = Path(path).read_text()
-    data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    file = Path(path)
+    if not file.is_file():
+        problem = "is a folder." if file.is_dir() else "no such file."
+        raise UsageError(f"--config {path}: {problem}")
+    try:
+        text = file.read_text(encoding="utf-8")
+        data = json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        where = f"--config {path}, line {exc.lineno}"
+        raise UsageError(f"{where}: not valid JSON ({exc.msg}).") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UsageError(f"--config {path}{where}: not valid YAML ({problem}).") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"--config {path}: cannot be read ({exc}).") from None
     if not isinstance(data, dict):
-        raise SystemExit(f"{path}: a config file must hold a mapping of flag names to values.")
-    return {key.replace("-", "_"): value for key, value in data.items()}
+        raise UsageError(f"{path}: a config file must hold a mapping of flag names to values.")
+    return {str(key).replace("-", "_"): value for key, value in data.items()}
+
+
+def _config_file_value(action: argparse.Action, value: Any, path: str, key: str) -> Any:
+    """A config-file value checked and converted as the flag's own parser would do it."""
+    flag = action.option_strings[-1] if action.option_strings else key
+
+    def bad(expected: str) -> UsageError:
+        return UsageError(
+            f"--config {path}: key {key!r} ({flag}) must be {expected}, got {value!r}."
+        )
+
+    if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):  # noqa: SLF001
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    many = action.nargs in ("+", "*")
+    items = value if isinstance(value, list) else [value]
+    if not many and isinstance(value, list):
+        raise bad("a single value")
+    kind = getattr(action.type, "__name__", "value")
+    kind = f"a list of {kind}s" if many else f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+    converted = []
+    for item in items:
+        if action.type is not None and item is not None:
+            if isinstance(item, (bool, dict, list)):
+                raise bad(kind)
+            try:  # through str: a YAML 3.7 must not become the int 3
+                item = action.type(str(item))
+            except (TypeError, ValueError):
+                raise bad(kind) from None
+        if action.choices is not None and item not in action.choices:
+            raise bad(f"one of {list(action.choices)}")
+        converted.append(item)
+    return converted if many else converted[0]
 
 
 def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
@@ -37,11 +105,11 @@ def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argpa
         known = {a.dest for a in command_parser._actions}  # noqa: SLF001
         unknown = set(file_values) - known
         if unknown:
-            raise SystemExit(f"{args.config}: unknown keys {sorted(unknown)} for '{args.command}'.")
-        defaults = {a.dest: a.default for a in command_parser._actions}  # noqa: SLF001
+            raise UsageError(f"{args.config}: unknown keys {sorted(unknown)} for '{args.command}'.")
+        actions = {a.dest: a for a in command_parser._actions}  # noqa: SLF001
         for key, value in file_values.items():
-            if getattr(args, key) == defaults.get(key):
-                setattr(args, key, value)
+            if getattr(args, key) == actions[key].default:
+                setattr(args, key, _config_file_value(actions[key], value, args.config, key))
     return args
 
 
@@ -128,9 +196,9 @@ def parse_mapping(value: Any, flag: str) -> dict[str, Any]:
     try:
         data = json.loads(value)
     except json.JSONDecodeError as exc:
-        raise SystemExit(f"{flag}: not valid JSON ({exc.msg}): {value!r}") from None
+        raise UsageError(f"{flag}: not valid JSON ({exc.msg}): {value!r}") from None
     if not isinstance(data, dict):
-        raise SystemExit(f"{flag} must be a JSON object, got {value!r}.")
+        raise UsageError(f"{flag} must be a JSON object, got {value!r}.")
     return data
 
 
@@ -162,7 +230,7 @@ def bench_config_from_args(args: argparse.Namespace, envs: list[str]):
             out=args.out,
         )
     except ValueError as exc:
-        raise SystemExit(f"routing-gym {args.command}: {exc}") from None
+        raise UsageError(f"routing-gym {args.command}: {exc}") from None
 
 
 def start_fresh(config) -> None:
@@ -175,7 +243,7 @@ def start_fresh(config) -> None:
 def resolve_jobs(jobs: int, config) -> int:
     """``--jobs``: 0 means one per core, at most one per (env, seed) pair."""
     if jobs < 0:
-        raise SystemExit(f"--jobs must be >= 0, got {jobs}.")
+        raise UsageError(f"--jobs must be >= 0, got {jobs}.")
     pairs = len(config.envs) * len(config.seeds)
     # the cores this process may use (a container can see more than it gets)
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
@@ -203,11 +271,26 @@ def run_and_report(config, json_path: str | None, progress: bool, plot: bool = T
     return report, paths, interrupted
 
 
+def check_env_config(env_ids: Sequence[str], env_config: dict[str, Any]) -> None:
+    """Make each env once with ``--env-config``, so a bad key, value or table file fails here,
+    naming the flag, and not inside a worker."""
+    if not env_config:
+        return
+    import gymnasium as gym
+
+    for env_id in env_ids:
+        try:
+            gym.make(env_id, config=dict(env_config)).close()
+        except (ValueError, OSError) as exc:
+            raise UsageError(f"--env-config for {env_id}: {exc}") from None
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run agents × envs × regimes × seeds and write JSON, CSV, Markdown and Pareto plots."""
     from routing_gym.bench.report import markdown_report
 
     config = bench_config_from_args(args, list(args.envs))
+    check_env_config(config.envs, config.env_config)
     if args.fresh:
         start_fresh(config)
     start = time.perf_counter()
@@ -244,8 +327,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train one agent on one env, save its checkpoint and print its held-out scores."""
-    from routing_gym.bench import train_agent
+    import gymnasium as gym
 
+    import routing_gym  # noqa: F401  (registers the IDs)
+    from routing_gym.bench import train_agent
+    from routing_gym.cost import resolve_lambda
+
+    if args.env not in gym.registry:
+        raise UsageError(
+            f"--env {args.env!r} is not a registered env ID ('routing-gym list' shows them)."
+        )
+    try:
+        resolve_lambda(_regime(args.lam))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--lam {args.lam!r}: {exc}") from None
+    from routing_gym.envs.registration import is_live_env_id
+
+    if not is_live_env_id(args.env):  # a table env is cheap to make: check the flag here
+        check_env_config([args.env], parse_mapping(args.env_config, "--env-config"))
     start = time.perf_counter()
     try:
         result = train_agent(
@@ -263,7 +362,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             progress=not args.no_progress,
         )
     except ValueError as exc:
-        raise SystemExit(f"routing-gym train: {exc}") from None
+        raise UsageError(f"routing-gym train: {exc}") from None
     except KeyboardInterrupt:
         print("\nInterrupted: no checkpoint was written.")
         return 130
@@ -343,8 +442,11 @@ def _add_bench_flags(parser: argparse.ArgumentParser, out: str, seeds: list[int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="routing-gym", description="Gymnasium environments for LLM routing."
+    parser = _ArgumentParser(
+        prog="routing-gym",
+        description="Gymnasium environments for LLM routing. A bad input prints one line naming "
+        "it (exit status 2 for usage errors, 1 for failures while running); add --debug anywhere "
+        "for the traceback.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -486,7 +588,36 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run a command: usage errors print one line and exit 2, failures print one line and
+    return 1; ``--debug`` (anywhere) shows the traceback instead."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
+    try:
+        return _run(argv)
+    except UsageError as exc:
+        if debug:
+            traceback.print_exc()
+        message = str(exc)
+        if not message.startswith("routing-gym"):
+            message = f"routing-gym: {message}"
+        print(message, file=sys.stderr)
+        raise
+    except (SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a failure while running: one line unless --debug
+        if debug:
+            raise
+        lines = str(exc).strip().splitlines()
+        print(
+            f"routing-gym: error: {type(exc).__name__}: {lines[0] if lines else ''} "
+            "(run with --debug for the traceback)",
+            file=sys.stderr,
+        )
+        return 1
+
+
+def _run(argv: list[str]) -> int:
     if argv[:1] == ["train-haps"]:
         from routing_gym.routers import load_entry_point
 

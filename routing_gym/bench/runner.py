@@ -49,6 +49,36 @@ from routing_gym.routers import Router, TrainingRun, load_router_class, router_n
 ROWS_FILE = "rows.jsonl"
 
 
+_DIGESTS: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> sha256, per process
+
+
+def _file_sha256(path: Path) -> str:
+    stat = path.stat()
+    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        with open(path, "rb") as handle:
+            _DIGESTS[key] = hashlib.file_digest(handle, "sha256").hexdigest()
+    return _DIGESTS[key]
+
+
+def data_digests(env_config: dict[str, Any]) -> dict[str, str]:
+    """sha256 of every file the env config names (``table``, ``prices``, any other path) and of
+    the default table when it names none, keyed by config key.
+
+    Resumed rows are keyed by these, so a table, price file or action table edited in place
+    has its rows recomputed rather than reported from the old contents.
+    """
+    from routing_gym.data.outcome_table import ensure_default_table
+
+    files: dict[str, Path] = {}
+    if env_config.get("table") is None:
+        files["table"] = ensure_default_table()
+    for key, value in env_config.items():
+        if isinstance(value, (str, os.PathLike)) and Path(value).expanduser().is_file():
+            files[key] = Path(value).expanduser()
+    return {key: _file_sha256(path) for key, path in sorted(files.items())}
+
+
 def regime_label(regime: str | float) -> str:
     """A regime's name in tables: the preset name, or ``λ=<value>`` for a number."""
     if isinstance(regime, str) and regime.strip().lower().replace("_", "-") in REGIMES:
@@ -130,6 +160,7 @@ class BenchConfig:
             "timesteps": self.timesteps if spec.training == TRAIN_PER_REGIME else None,
             "env": env_id,
             "env_config": self.env_config,
+            "data": data_digests(self.env_config),  # what the files hold, not just their paths
             "splits": [self.train_split, self.eval_split],
         }
         text = json.dumps(settings, sort_keys=True, default=str)
@@ -259,6 +290,7 @@ def current_records(config: BenchConfig, records: Iterable[dict[str, Any]]) -> l
             if (
                 record.get("eval_split") == config.eval_split
                 and record.get("env_config") == config.env_config
+                and record.get("data") == data_digests(config.env_config)
             ):
                 envs[record["env"]] = record
         elif record.get("kind") == "row" and _row_key(record) in planned:
@@ -300,6 +332,7 @@ def env_record(env: gym.Env, env_id: str, config: BenchConfig) -> dict[str, Any]
         "env": env_id,
         "eval_split": config.eval_split,
         "env_config": config.env_config,
+        "data": data_digests(config.env_config),
         "queries": int(len(scores)),
         "models": models,
         "tasks": {t: tasks.count(t) for t in sorted(set(tasks))},

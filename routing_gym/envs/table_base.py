@@ -73,6 +73,14 @@ class OutcomeTableEnvBase(gym.Env):
     ):
         require_render_mode(type(self), render_mode)  # "rgb_array" (SB3's default) is tolerated
         self.render_mode = render_mode
+        given = dict(config or {})
+        # a registered variant passes its keys as keywords: a clashing config must not lose silently
+        clash = next((k for k in overrides if k in given and given[k] != overrides[k]), None)
+        if clash is not None:
+            raise ValueError(
+                f"config key {clash!r} is given twice: {given[clash]!r} in config and "
+                f"{overrides[clash]!r} as a keyword or by the registered env ID; give it once."
+            )
         self.config = self._validate({**self.default_config(), **dict(config or {}), **overrides})
         self._load()
         self._order: np.ndarray | None = None
