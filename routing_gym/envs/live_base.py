@@ -23,6 +23,7 @@ from gymnasium import spaces
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
 from routing_gym.envs.validation import require_action
 from routing_gym.engine import EpisodeEngine, TurnCalls, TurnJob
+from routing_gym.llm.cache import default_cache_path
 from routing_gym.llm.pool import LLMPool
 from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringResult
 from routing_gym.llm.spec import REAL_POOL, resolve_spec
@@ -225,9 +226,7 @@ class LiveRoutingEnv(gym.Env):
         if self._pool is None:
             cache = self.config["cache_path"]
             if cache is None and self.config["cache_mode"] != "off":
-                from routing_gym.paths import cache_dir
-
-                cache = cache_dir() / "responses.sqlite"
+                cache = default_cache_path()
             self._pool = LLMPool(
                 self.config["models"], cache=cache, cache_mode=self.config["cache_mode"],
                 max_batch_size=self.config["max_batch_size"],
