@@ -98,11 +98,11 @@ def compare_assignments_live(
     table_path = Path(out_dir) / f"live_{env_id}_{digest}.jsonl"
 
     from routing_gym.action_table import ActionTable, build_action_table
-    from routing_gym.paths import cache_dir
+    from routing_gym.llm.cache import default_cache_path
 
     if fresh and table_path.exists():
         table_path.unlink()  # episodes run again (their model calls may still replay from the cache)
-    cache_file = Path(cache_path) if cache_path is not None else cache_dir() / "responses.sqlite"
+    cache_file = Path(cache_path) if cache_path is not None else default_cache_path()
     hits0, misses0 = _cache_totals(cache_file)
     start = time.perf_counter()
     build_action_table(env_id, table_path, config, questions_per_batch=questions, progress=progress)

@@ -206,13 +206,12 @@ class MultiHopEnv(gym.Env):
     @property
     def pool(self):
         if self._pool is None:
+            from routing_gym.llm.cache import default_cache_path
             from routing_gym.llm.pool import LLMPool
 
             cache = self.config["cache_path"]
             if cache is None and self.config["cache_mode"] != "off":
-                from routing_gym.paths import cache_dir
-
-                cache = cache_dir() / "responses.sqlite"
+                cache = default_cache_path()
             self._pool = LLMPool(self.config["models"], cache=cache, cache_mode=self.config["cache_mode"],
                                  max_batch_size=self.config["max_batch_size"])
         return self._pool

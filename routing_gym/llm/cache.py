@@ -57,6 +57,11 @@ _UPSERT_STATS = (
 _INHERITED_CONNECTIONS: list[sqlite3.Connection] = []
 
 
+def default_cache_path() -> Path:
+    """The response cache shared unless another is given: ``<cache dir>/responses.sqlite``."""
+    return cache_dir() / DEFAULT_FILENAME
+
+
 class _ProcessState:
     """What one process holds: its connection, a lock and lookup counts not yet on disk."""
 
@@ -221,7 +226,7 @@ class ResponseCache:
             self.path = None if path is None else Path(path).expanduser()
         else:
             self.path = (
-                Path(path).expanduser() if path is not None else cache_dir() / DEFAULT_FILENAME
+                Path(path).expanduser() if path is not None else default_cache_path()
             )
         self.timeout = float(timeout)
         self.flush_every = int(flush_every)
