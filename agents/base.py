@@ -23,7 +23,6 @@ import contextlib
 import dataclasses
 import itertools
 import os
-import zipfile
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
+from routing_gym.checkpoints import read_agent_file
 from routing_gym.errors import CheckpointError
 from routing_gym.protocols.base import ROLES  # the live envs' roles, in assignment-action order
 from routing_gym.routers import (
@@ -407,44 +407,6 @@ def require_embeddings(owner: str, x: np.ndarray, dim: int | None) -> None:
         raise ValueError(f"{owner}: the observation holds NaN or infinite values.")
 
 
-def is_sb3_zip(path: Path) -> bool:
-    """Whether ``path`` is a stable-baselines3 model zip (what HierRouter saves)."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
-    except (OSError, zipfile.BadZipFile):
-        return False
-    return {"data", "policy.pth"} <= names
-
-
-def read_agent_file(path: str | os.PathLike, reader: str) -> Any:
-    """The payload of an agent file written by ``torch.save``; every failure names ``path``.
-
-    ``reader`` (e.g. ``"KNNRouter.load"``) is named in the hint when the file is of another kind.
-    It is a pickle: read only files you trust.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Agent checkpoint {path} does not exist.")
-    if path.is_dir():
-        raise CheckpointError(
-            f"{path} is a folder, not an agent file for {reader} (HAPSAgent.load reads folders)."
-        )
-    if is_sb3_zip(path):
-        raise CheckpointError(
-            f"{path} is a HierRouter checkpoint (a stable-baselines3 zip), not a file for "
-            f"{reader}; load it with HierRouter.load."
-        )
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # torch raises many types for a truncated or foreign file
-        reason = (str(exc).strip().splitlines() or [""])[0][:200]
-        raise CheckpointError(
-            f"{path} is not a readable agent checkpoint (truncated, or not written by save): "
-            f"{type(exc).__name__}: {reason}"
-        ) from exc
-
-
 def env_lam(env: Any) -> float | None:
     """The λ of an env, a wrapped env or a VecEnv (None if it has none)."""
     if hasattr(env, "get_attr"):
@@ -656,6 +618,7 @@ class OneShotRouter(Agent):
         if not self.fitted:
             raise RuntimeError(f"{type(self).__name__} is not fitted: call fit or fit_env first.")
         x, _ = observation_embeddings(embeddings)
+        require_embeddings(type(self).__name__, x, self.embedding_dim)
         with single_threaded(blas=False):
             scores, costs = self._estimate(x)
         shape = (len(x), len(self.arms))

@@ -36,7 +36,8 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from agents.base import Agent, env_models, is_sb3_zip, make_config, match_models, single_threaded
+from agents.base import Agent, env_models, make_config, match_models, single_threaded
+from routing_gym.checkpoints import is_sb3_zip
 from routing_gym.errors import CheckpointError
 from routing_gym.envs.registration import is_live_env_id
 from routing_gym.evaluation import models_called

@@ -632,9 +632,9 @@ def load_checkpoint(path: str | os.PathLike, agent: str | None = None) -> Router
         zips = [cls for cls in classes if cls.checkpoint_suffix == ".zip"]
         if len(zips) == 1:
             return zips[0].load(path)
-    import torch
+    from routing_gym.checkpoints import read_agent_file
 
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = read_agent_file(path, "load_checkpoint")  # errors name the path and the file's kind
     by_class = {cls.__name__: cls for cls in classes if cls.checkpoint_suffix == ".pt"}
     cls = by_class.get(payload.get("agent") if isinstance(payload, dict) else None)
     if cls is None:

@@ -211,3 +211,12 @@ def test_haps_remaps_its_assignment_on_a_pool_in_another_order(tmp_path):
     finally:
         forward.close()
         backward.close()
+
+
+def test_load_checkpoint_names_a_damaged_file(knn, tmp_path):
+    from routing_gym.bench import load_checkpoint
+
+    cut = tmp_path / "knn.pt"
+    cut.write_bytes(knn.save(tmp_path / "whole.pt").read_bytes()[:300])
+    with pytest.raises(CheckpointError, match="knn.pt is not a readable agent checkpoint"):
+        load_checkpoint(cut)
