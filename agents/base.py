@@ -249,7 +249,7 @@ class RoutingData:
         """The configured split of an outcome-table env (``LLMRouting-Table-*``), costs normalized
         with the env's frozen normalizer (so rewards are the env's one-call rewards)."""
         base = env.unwrapped
-        for attr in ("scores", "costs", "cost_normalizer", "models", "query_ids"):
+        for attr in ("scores", "costs", "cost_normalizer", "model_names", "query_ids"):
             if not hasattr(base, attr):
                 raise ValueError(
                     f"{type(base).__name__} is not an outcome-table env (no {attr!r}); "
@@ -259,8 +259,8 @@ class RoutingData:
             embeddings=table_env_embeddings(base),
             scores=np.asarray(base.scores),
             costs=np.asarray(base.cost_normalizer(np.asarray(base.costs))),
-            arms=[(i,) for i in range(len(base.models))],
-            models=tuple(base.models),
+            arms=[(i,) for i in range(len(base.model_names))],
+            models=tuple(base.model_names),
             tasks=list(base.query_tasks),
             query_ids=list(base.query_ids),
         )
@@ -351,7 +351,7 @@ def all_assignments(num_models: int) -> list[tuple[int, ...]]:
 
 def env_models(env: Any) -> tuple[str, ...] | None:
     """The model names of an env, a wrapped env or a VecEnv (None if it has none)."""
-    for name in ("models", "model_names"):
+    for name in ("model_names", "models"):
         if hasattr(env, "get_attr"):  # a VecEnv
             try:
                 return tuple(env.get_attr(name, indices=0)[0])

@@ -75,7 +75,8 @@ class ArmOutcomes:
     def from_table_env(cls, env: gym.Env) -> "ArmOutcomes":
         """An outcome-table env's split: one arm per model."""
         base = env.unwrapped
-        return cls(np.asarray(base.scores), [(i,) for i in range(len(base.models))], list(base.models))
+        names = list(base.model_names)
+        return cls(np.asarray(base.scores), [(i,) for i in range(len(names))], names)
 
     @classmethod
     def from_action_table(cls, table: ActionTable, models: Sequence[str]) -> "ArmOutcomes":

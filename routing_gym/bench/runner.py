@@ -317,7 +317,7 @@ def env_record(env: gym.Env, env_id: str, config: BenchConfig) -> dict[str, Any]
     scores = np.asarray(base.scores, dtype=np.float64)
     usd = np.asarray(base.costs, dtype=np.float64)
     ncost = np.asarray(base.cost_normalizer(usd), dtype=np.float64)
-    models = list(base.models)
+    models = list(base.model_names)
     singles = {
         m: {
             "perf": float(scores[:, i].mean()),

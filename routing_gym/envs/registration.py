@@ -33,6 +33,12 @@ TABLE_TASK_VARIANTS: dict[str, str] = {
 HIERROUTER_TASKS: tuple[str, ...] = ("gsm8k", "math", "mbpp", "arc_challenge", "mmlu", "human_eval")
 
 
+def env_ids_of(entry_point: str) -> list[str]:
+    """The suite's IDs (``ENV_IDS`` order) whose env class is ``entry_point``, e.g.
+    ``"routing_gym.envs.table:TableRoutingEnv"``."""
+    return [env_id for env_id in ENV_IDS if gym.spec(env_id).entry_point == entry_point]
+
+
 def is_live_env_id(env_id: str) -> bool:
     """Whether a registered ID is a live (model-calling) routing env; imports its env class."""
     from routing_gym.envs.live_base import LiveRoutingEnv

@@ -30,7 +30,7 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     ``lam`` is the episode's λ/(1+λ), so one policy can follow any λ.
 
     ## Action Space
-    ``Discrete(num_models)``: action ``i`` calls ``env.unwrapped.models[i]`` (9 models in the
+    ``Discrete(num_models)``: action ``i`` calls ``env.unwrapped.model_names[i]`` (9 models in the
     default table).
 
     ## Rewards
@@ -86,7 +86,7 @@ class TableRoutingEnv(OutcomeTableEnvBase):
             if self.config["lam_in_obs"]
             else embedding
         )
-        self.action_space = spaces.Discrete(len(self.models))
+        self.action_space = spaces.Discrete(len(self.model_names))
         self._done = True
 
     def _after_load(self) -> None:
@@ -136,7 +136,7 @@ class TableRoutingEnv(OutcomeTableEnvBase):
             "normalized_cost": ncost,
             "lam": self.lam,
             "vector_reward": np.array([score, -ncost], dtype=np.float32),
-            "model": self.models[a],
+            "model": self.model_names[a],
             "action": a,
             "task": self._data.tasks[i],
             "query_id": self._data.ids[i],

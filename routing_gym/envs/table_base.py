@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Mapping
 
@@ -232,7 +233,7 @@ class OutcomeTableEnvBase(gym.Env):
             raise ValueError(
                 f"config key 'split': no rows in split {cfg['split']!r} for the selected tasks."
             )
-        self.models: tuple[str, ...] = table.models
+        self.model_names: tuple[str, ...] = table.models
         self.table_source = table.source
         self._data = SplitArrays(
             embeddings=np.ascontiguousarray(table.embeddings[rows], dtype=np.float32),
@@ -263,6 +264,16 @@ class OutcomeTableEnvBase(gym.Env):
 
     def _after_load(self) -> None:
         """Hook for subclasses to precompute per-row arrays."""
+
+    @property
+    def models(self) -> tuple[str, ...]:
+        """Deprecated: ``model_names``, the name the live envs use too."""
+        warnings.warn(
+            f"{type(self).__name__}.models is deprecated; use model_names (as on the live envs).",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.model_names
 
     @property
     def num_queries(self) -> int:

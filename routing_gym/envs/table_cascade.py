@@ -103,7 +103,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
         self, config: Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides
     ):
         super().__init__(config, render_mode, **overrides)
-        m = len(self.models)
+        m = len(self.model_names)
         self.observation_space = spaces.Dict(
             {
                 "embedding": spaces.Box(
@@ -122,9 +122,9 @@ class TableCascadeEnv(OutcomeTableEnvBase):
         self._done = True
 
     def _after_load(self) -> None:
-        if self.config["max_depth"] > len(self.models):
+        if self.config["max_depth"] > len(self.model_names):
             raise ValueError(
-                f"config key 'max_depth' must be at most {len(self.models)} (the number of models), "
+                f"config key 'max_depth' must be at most {len(self.model_names)} (the number of models), "
                 f"got {self.config['max_depth']}."
             )
         self._score_rows = self._data.scores.tolist()
@@ -142,8 +142,8 @@ class TableCascadeEnv(OutcomeTableEnvBase):
 
     def action_masks(self) -> np.ndarray:
         """Valid actions (untried models and STOP) as a bool array, for MaskablePPO."""
-        mask = np.ones(len(self.models) + 1, dtype=bool)
-        mask[: len(self.models)] = ~self._tried
+        mask = np.ones(len(self.model_names) + 1, dtype=bool)
+        mask[: len(self.model_names)] = ~self._tried
         return mask
 
     def _obs(self) -> dict[str, np.ndarray]:
@@ -160,7 +160,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
         """Start an episode on the next query, nothing called yet."""
         super().reset(seed=seed)
         self._row = self._pick_row(seed, options)
-        m = len(self.models)
+        m = len(self.model_names)
         self._tried = np.zeros(m, dtype=bool)
         self._outcomes = np.zeros(m, dtype=bool)
         self._called: list[str] = []
@@ -182,7 +182,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
             raise RuntimeError("Episode is over: call reset() before step().")
         require_action(self.action_space, action)
         a = int(action)
-        m = len(self.models)
+        m = len(self.model_names)
         i = self._row
         invalid = a < m and bool(self._tried[a])
         old_ncost = self._ncost
@@ -192,12 +192,12 @@ class TableCascadeEnv(OutcomeTableEnvBase):
             score = self._score_rows[i][a]
             self._tried[a] = True
             self._outcomes[a] = score >= self.config["success_threshold"]
-            self._called.append(self.models[a])
+            self._called.append(self.model_names[a])
             self._depth += 1
             self._cost += self._cost_rows[i][a]
             self._ncost = float(self.cost_normalizer(self._cost))
             self._best = max(self._best, score)
-            terminated, model = self._depth >= self.config["max_depth"], self.models[a]
+            terminated, model = self._depth >= self.config["max_depth"], self.model_names[a]
         perf_part = self._best if terminated else 0.0
         if self.config["reward_mode"] == "per_step":
             cost_part = -(self._ncost - old_ncost)

@@ -128,7 +128,7 @@ def test_evaluate_agent_reports_the_env_rewards(fitted, small_env):
     assert scores["perf"] == pytest.approx(base.scores[:, arm].mean())
     assert scores["cost"] == pytest.approx(base.normalized_costs[:, arm].mean())
     assert scores["reward"] == pytest.approx(scores["perf"] - base.lam * scores["cost"])
-    assert scores["share"] == {base.models[arm]: 1.0}
+    assert scores["share"] == {base.model_names[arm]: 1.0}
 
 
 def test_lambda_follows_the_env_unless_pinned(fitted):

@@ -59,7 +59,7 @@ def test_random_router_scores_the_mean_arm_reward(train_data, test_env):
     scores = evaluate_agent(RandomRouter(seed=0).fit(train_data), test_env)
     assert scores["episodes"] == base.num_queries
     assert abs(scores["reward"] - expected) < 0.05
-    assert len(scores["share"]) == len(base.models)  # every model gets calls
+    assert len(scores["share"]) == len(base.model_names)  # every model gets calls
 
 
 @pytest.mark.parametrize("name", list(FACTORIES))

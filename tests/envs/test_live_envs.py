@@ -13,15 +13,16 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import routing_gym  # noqa: F401
 from routing_gym.action_table import ActionTable, build_action_table
+from routing_gym.envs.registration import env_ids_of
 from routing_gym.errors import UnknownModelError
 from routing_gym.llm import TINY_POOL
 from routing_gym.vector import BatchedRoutingVecEnv, make_batched_vec_env
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 LIVE_IDS = sorted(
-    env_id for env_id in gym.registry if env_id.startswith("LLMRouting-") and ("HotpotQA" in env_id or "MMLU-" in env_id)
-    and "Table" not in env_id and "HAPS" not in env_id  # the hybrid-action IDs: test_haps_envs.py
-    and "MultiHop" not in env_id  # HierRouter's multi-hop IDs: test_multihop_env.py
+    env_id
+    for env_id in env_ids_of("routing_gym.envs.hotpotqa:HotpotQAEnv") + env_ids_of("routing_gym.envs.mmlu:MMLUEnv")
+    if gym.spec(env_id).kwargs.get("action_type") != "hybrid"  # the hybrid-action IDs: test_haps_envs.py
 )
 
 

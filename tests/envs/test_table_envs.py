@@ -15,12 +15,12 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import routing_gym
 from routing_gym.data.outcome_table import load_outcome_table
-from routing_gym.envs.registration import HIERROUTER_TASKS, TABLE_TASK_VARIANTS
+from routing_gym.envs.registration import HIERROUTER_TASKS, TABLE_TASK_VARIANTS, env_ids_of
 from routing_gym.errors import DataFormatError
 
 routing_gym.register_envs()
-TABLE_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("LLMRouting-Table"))
-CASCADE_IDS = [env_id for env_id in TABLE_IDS if "Cascade" in env_id]
+CASCADE_IDS = env_ids_of("routing_gym.envs.table_cascade:TableCascadeEnv")
+TABLE_IDS = sorted(env_ids_of("routing_gym.envs.table:TableRoutingEnv") + CASCADE_IDS)
 
 
 def _rollout(env: gym.Env, seed: int, steps: int) -> list:
@@ -455,3 +455,10 @@ def test_bring_your_own_errors_name_file_line_and_column(tmp_path):
     with pytest.raises(DataFormatError, match=r"bad.jsonl, line 3, field 'large'") as err:
         gym.make("LLMRouting-Table-v0", table=str(bad), prices=str(_write_prices(tmp_path)))
     assert err.value.line == 3 and err.value.field == "large"
+
+
+def test_models_is_a_deprecated_alias_of_model_names():
+    env = gym.make("LLMRouting-Table-GSM8K-v0").unwrapped
+    with pytest.warns(DeprecationWarning, match="model_names"):
+        assert env.models == env.model_names
+    assert len(env.model_names) == env.action_space.n
