@@ -12,7 +12,7 @@ import pytest
 
 import routing_gym  # noqa: F401
 from agents import HierRouter, KNNRouter
-from agents.base import RoutingData
+from agents.base import RoutingData, env_models
 from agents.evaluation import evaluate_agent, evaluate_on_data
 from routing_gym.errors import CheckpointError
 
@@ -27,7 +27,7 @@ def write_reordered_table(path: Path, order=reversed, drop: tuple[str, ...] = ()
     with open(path, "w", encoding="utf-8") as handle:
         for split in ("train", "valid", "test"):
             base = gym.make(ENV, split=split).unwrapped
-            models = list(base.models)
+            models = list(env_models(base))
             for i, qid in enumerate(base.query_ids):
                 row = {
                     "id": qid,
@@ -62,7 +62,7 @@ def ppo() -> HierRouter:
 def test_the_reordered_table_really_reorders_the_models(reordered):
     default = gym.make(ENV, split="test").unwrapped
     other = gym.make("LLMRouting-Table-v0", table=str(reordered), split="test").unwrapped
-    assert other.models == tuple(reversed(default.models))
+    assert env_models(other) == tuple(reversed(env_models(default)))
     assert other.query_ids == default.query_ids
 
 
@@ -78,12 +78,12 @@ def test_knn_predict_follows_the_env_it_was_adapted_to(knn, reordered):
     other = gym.make("LLMRouting-Table-v0", table=str(reordered), split="test").unwrapped
     queries = default.embeddings[:10]
     knn.adapt_to(default)
-    on_default = [default.models[a] for a in knn.predict(queries)[0]]
+    on_default = [env_models(default)[a] for a in knn.predict(queries)[0]]
     knn.adapt_to(other)
-    on_other = [other.models[a] for a in knn.predict(queries)[0]]
+    on_other = [env_models(other)[a] for a in knn.predict(queries)[0]]
     knn.adapt_to(default)
     assert on_other == on_default
-    assert knn.models == default.models  # it keeps the names it was trained on
+    assert knn.models == env_models(default)  # it keeps the names it was trained on
 
 
 def test_routers_refuse_a_table_missing_one_of_their_models_naming_it(knn, ppo, tmp_path):
@@ -106,7 +106,7 @@ def test_offline_scores_match_arms_to_data_columns_by_name(knn, reordered):
 
 
 def test_hierrouter_scores_the_same_on_a_table_with_the_models_reordered(ppo, reordered):
-    assert ppo.models == gym.make(ENV).unwrapped.models
+    assert ppo.models == env_models(gym.make(ENV))
     default = evaluate_agent(ppo, gym.make(ENV, split="test"))
     other = evaluate_agent(ppo, gym.make("LLMRouting-Table-v0", table=str(reordered), split="test"))
     assert other["perf"] == default["perf"] and other["share"] == default["share"]
