@@ -13,12 +13,12 @@ from gymnasium import spaces
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
 from routing_gym.data.splits import DEFAULT_FRACTIONS
 from routing_gym.llm.requests import GenerationRequest, GenerationResult
-from routing_gym.llm.spec import resolve_spec
+from routing_gym.llm.spec import DEFAULT_POOL, resolve_spec
 from routing_gym.retrieval.encoder import EMBEDDING_DIM
 from routing_gym.tasks import HOP_TASKS, LoadOptions, get_task
 
 #: The default pool of the multi-hop envs; change it here and every multi-hop ID follows.
-MULTIHOP_POOL: tuple[str, ...] = ("smollm2-135m", "gemma3-270m")
+MULTIHOP_POOL: tuple[str, ...] = tuple(DEFAULT_POOL)
 CACHE_MODES = ("rw", "ro", "off")
 #: Config keys that change the spaces or the pool; reset(options={"config": ...}) may not touch them.
 STRUCTURAL_KEYS = ("models",)
