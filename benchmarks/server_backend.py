@@ -68,17 +68,26 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    local_spec = replace(BUILTIN_SPECS[LOCAL], options={**BUILTIN_SPECS[LOCAL].options, "dtype": args.local_dtype})
+    local_spec = replace(
+        BUILTIN_SPECS[LOCAL], options={**BUILTIN_SPECS[LOCAL].options, "dtype": args.local_dtype}
+    )
     local = LLMPool([local_spec], cache=None, max_batch_size=max(args.levels))
     dtype = str(TransformersBackend(local_spec).dtype).removeprefix("torch.")
     local.generate(requests_for(LOCAL, 1, 4, offset=10_000))  # load and warm up outside the timings
 
     rows, ratios = [], {}
     with serve_gguf(gguf_path(local_spec), "smollm2", threads=args.threads) as server:
+
         def server_pool(concurrency: int) -> LLMPool:
             spec = {
-                "name": SERVER, "location": "server:smollm2", "backend": "openai",
-                "options": {"base_url": server.base_url, "concurrency": concurrency, "max_retries": 0},
+                "name": SERVER,
+                "location": "server:smollm2",
+                "backend": "openai",
+                "options": {
+                    "base_url": server.base_url,
+                    "concurrency": concurrency,
+                    "max_retries": 0,
+                },
             }
             return LLMPool([spec], cache=None, max_batch_size=max(args.levels))
 
@@ -91,35 +100,56 @@ def main() -> None:
         warm.close()
         for level in args.levels:
             pool = server_pool(level)
-            server_s, server_tokens = timed(pool, requests_for(SERVER, level, args.new_tokens, offset=level * 100))
+            server_s, server_tokens = timed(
+                pool, requests_for(SERVER, level, args.new_tokens, offset=level * 100)
+            )
             pool.close()
-            local_s, local_tokens = timed(local, requests_for(LOCAL, level, args.new_tokens, offset=level * 100))
+            local_s, local_tokens = timed(
+                local, requests_for(LOCAL, level, args.new_tokens, offset=level * 100)
+            )
             server_rate, local_rate = server_tokens / server_s, local_tokens / local_s
-            rows.append((level, server_tokens, server_s, server_rate, local_tokens, local_s, local_rate))
+            rows.append(
+                (level, server_tokens, server_s, server_rate, local_tokens, local_s, local_rate)
+            )
             ratios[level] = server_rate / local_rate
     local.close()
 
-    print(f"SmolLM2-135M-Instruct, {args.new_tokens} new tokens per request, {args.threads} threads, local dtype {dtype}")
-    print(f"{'level':>6}{'server tok':>11}{'server s':>10}{'server tok/s':>14}"
-          f"{'local tok':>11}{'local s':>9}{'local tok/s':>13}{'server/local':>14}")
+    print(
+        f"SmolLM2-135M-Instruct, {args.new_tokens} new tokens per request, {args.threads} threads, local dtype {dtype}"
+    )
+    print(
+        f"{'level':>6}{'server tok':>11}{'server s':>10}{'server tok/s':>14}"
+        f"{'local tok':>11}{'local s':>9}{'local tok/s':>13}{'server/local':>14}"
+    )
     for level, st, ss, sr, lt, ls, lr in rows:
-        print(f"{level:>6}{st:>11}{ss:>10.2f}{sr:>14.1f}{lt:>11}{ls:>9.2f}{lr:>13.1f}{sr / lr:>13.2f}x")
+        print(
+            f"{level:>6}{st:>11}{ss:>10.2f}{sr:>14.1f}{lt:>11}{ls:>9.2f}{lr:>13.1f}{sr / lr:>13.2f}x"
+        )
     print()
-    print(f"one-token call: server {overhead['server'] * 1000:.1f} ms, local {overhead['local'] * 1000:.1f} ms, "
-          f"server/local {overhead['server'] / overhead['local']:.2f}x")
-    print(json.dumps({
-        "benchmark": "server_backend",
-        "model": "SmolLM2-135M-Instruct",
-        "new_tokens": args.new_tokens,
-        "threads": args.threads,
-        "local_dtype": dtype,
-        "tok_per_s": {
-            str(level): {"server": round(sr, 1), "local": round(lr, 1)} for level, _, _, sr, _, _, lr in rows
-        },
-        "server_over_local_tok_per_s": {str(level): round(r, 2) for level, r in ratios.items()},
-        "call_overhead_ms": {k: round(v * 1000, 1) for k, v in overhead.items()},
-        "server_over_local_call_overhead": round(overhead["server"] / overhead["local"], 2),
-    }))
+    print(
+        f"one-token call: server {overhead['server'] * 1000:.1f} ms, local {overhead['local'] * 1000:.1f} ms, "
+        f"server/local {overhead['server'] / overhead['local']:.2f}x"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "server_backend",
+                "model": "SmolLM2-135M-Instruct",
+                "new_tokens": args.new_tokens,
+                "threads": args.threads,
+                "local_dtype": dtype,
+                "tok_per_s": {
+                    str(level): {"server": round(sr, 1), "local": round(lr, 1)}
+                    for level, _, _, sr, _, _, lr in rows
+                },
+                "server_over_local_tok_per_s": {
+                    str(level): round(r, 2) for level, r in ratios.items()
+                },
+                "call_overhead_ms": {k: round(v * 1000, 1) for k, v in overhead.items()},
+                "server_over_local_call_overhead": round(overhead["server"] / overhead["local"], 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

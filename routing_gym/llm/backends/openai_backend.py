@@ -60,9 +60,13 @@ def _template_tokenizer(location: str, model_name: str):
                 else:
                     tokenizer = AutoTokenizer.from_pretrained(value)
             except OSError as exc:
-                raise BackendError(f"Model {model_name!r}: cannot load the chat template from {location}: {exc}") from exc
+                raise BackendError(
+                    f"Model {model_name!r}: cannot load the chat template from {location}: {exc}"
+                ) from exc
             if not tokenizer.chat_template:
-                raise BackendError(f"Model {model_name!r}: the tokenizer at {location} has no chat template.")
+                raise BackendError(
+                    f"Model {model_name!r}: the tokenizer at {location} has no chat template."
+                )
             _TEMPLATE_TOKENIZERS[location] = tokenizer
         return _TEMPLATE_TOKENIZERS[location]
 
@@ -89,7 +93,13 @@ class OpenAIBackend(Backend):
 
     def __getstate__(self) -> dict:
         # An HTTP client holds sockets and locks: rebuilt on first use after unpickling.
-        return {**self.__dict__, "_client": None, "_client_pid": None, "_checked": False, "_lock": None}
+        return {
+            **self.__dict__,
+            "_client": None,
+            "_client_pid": None,
+            "_checked": False,
+            "_lock": None,
+        }
 
     def __setstate__(self, state: dict) -> None:
         self.__dict__.update(state)
@@ -117,7 +127,9 @@ class OpenAIBackend(Backend):
             return "no-key"  # local servers ignore it, but the client insists on one
         key = os.environ.get(name)
         if not key:
-            raise BackendError(f"The API key of model {self.where} is read from ${name}, which is not set.")
+            raise BackendError(
+                f"The API key of model {self.where} is read from ${name}, which is not set."
+            )
         return key
 
     @property
@@ -154,10 +166,13 @@ class OpenAIBackend(Backend):
         try:
             return function(**kwargs)
         except openai.NotFoundError as exc:
-            raise BackendError(f"The server does not serve model {self.where}: {what} answered 404 ({exc.message}).") from exc
+            raise BackendError(
+                f"The server does not serve model {self.where}: {what} answered 404 ({exc.message})."
+            ) from exc
         except openai.APIStatusError as exc:
             raise ServerStatusError(
-                f"{what} for model {self.where} failed with HTTP {exc.status_code}: {exc.message}", exc.status_code
+                f"{what} for model {self.where} failed with HTTP {exc.status_code}: {exc.message}",
+                exc.status_code,
             ) from exc
         except openai.APIConnectionError as exc:
             raise BackendError(
@@ -192,10 +207,14 @@ class OpenAIBackend(Backend):
         """The exact text sent to the completions endpoint: the prompt, the response prefix and ``forced``."""
         if request.prompt is not None:
             return request.prompt + request.response_prefix + forced
-        text = self._template().apply_chat_template(list(request.messages), add_generation_prompt=True, tokenize=False)
+        text = self._template().apply_chat_template(
+            list(request.messages), add_generation_prompt=True, tokenize=False
+        )
         return text + request.response_prefix + forced
 
-    def _chat_messages(self, request: GenerationRequest, forced: str = "") -> tuple[list[dict], dict[str, Any]]:
+    def _chat_messages(
+        self, request: GenerationRequest, forced: str = ""
+    ) -> tuple[list[dict], dict[str, Any]]:
         """Chat messages (plus extra body fields) that end where the reply continues."""
         messages = [dict(m) for m in request.messages]
         prefix = request.response_prefix + forced
@@ -210,7 +229,9 @@ class OpenAIBackend(Backend):
         messages.append({"role": "assistant", "content": prefix})
         return messages, {"continue_final_message": True, "add_generation_prompt": False}
 
-    def _body(self, request: GenerationRequest, forced: str = "", **decoding) -> tuple[str, dict[str, Any]]:
+    def _body(
+        self, request: GenerationRequest, forced: str = "", **decoding
+    ) -> tuple[str, dict[str, Any]]:
         """(endpoint, JSON body) of the request; the body is exactly what is sent."""
         params = request.decoding_params()
         body: dict[str, Any] = {
@@ -233,14 +254,25 @@ class OpenAIBackend(Backend):
     def _send(self, endpoint: str, body: dict[str, Any]):
         known = {k: v for k, v in body.items() if k in _CLIENT_ARGS[endpoint]}
         extra = {k: v for k, v in body.items() if k not in _CLIENT_ARGS[endpoint]}
-        create = self.client.chat.completions.create if endpoint == "chat" else self.client.completions.create
-        return self._call(f"POST /{'chat/' if endpoint == 'chat' else ''}completions", create, **known, extra_body=extra or None)
+        create = (
+            self.client.chat.completions.create
+            if endpoint == "chat"
+            else self.client.completions.create
+        )
+        return self._call(
+            f"POST /{'chat/' if endpoint == 'chat' else ''}completions",
+            create,
+            **known,
+            extra_body=extra or None,
+        )
 
     @staticmethod
     def _usage(response, where: str) -> tuple[int, int]:
         usage = getattr(response, "usage", None)
         if usage is None or usage.prompt_tokens is None:
-            raise BackendError(f"Model {where}: the response has no 'usage', so the call cannot be priced.")
+            raise BackendError(
+                f"Model {where}: the response has no 'usage', so the call cannot be priced."
+            )
         return int(usage.prompt_tokens), int(usage.completion_tokens or 0)
 
     # -- generation -----------------------------------------------------------------------------
@@ -265,13 +297,12 @@ class OpenAIBackend(Backend):
             completion_tokens=completion_tokens,
         )
 
-    def generate(self, requests: Sequence[GenerationRequest], prompt_ids: Sequence[list[int] | None]) -> list[Completion]:
-        """Send the requests concurrently (at most ``concurrency`` at once); all succeed or this raises."""
-        self.check_served()
-        if len(requests) == 1 or self.config.concurrency == 1:
-            return [self._complete(r) for r in requests]
-        with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(requests))) as executor:
-            futures = [executor.submit(self._complete, r) for r in requests]
+    def _concurrently(self, function, items: Sequence) -> list:
+        """``function`` over ``items`` on at most ``concurrency`` threads, in order; the first error raises."""
+        if len(items) <= 1 or self.config.concurrency == 1:
+            return [function(item) for item in items]
+        with ThreadPoolExecutor(max_workers=min(self.config.concurrency, len(items))) as executor:
+            futures = [executor.submit(function, item) for item in items]
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)
             failed = [f for f in futures if f in done and f.exception() is not None]
             if failed:
@@ -280,8 +311,17 @@ class OpenAIBackend(Backend):
                 raise failed[0].exception()
             return [f.result() for f in futures]
 
+    def generate(
+        self, requests: Sequence[GenerationRequest], prompt_ids: Sequence[list[int] | None]
+    ) -> list[Completion]:
+        """Send the requests concurrently (at most ``concurrency`` at once); all succeed or this raises."""
+        self.check_served()
+        return self._concurrently(self._complete, list(requests))
+
     # -- scoring ----------------------------------------------------------------------------------
-    def _next_token_logprobs(self, request: GenerationRequest, forced: str) -> tuple[dict[str, float] | None, int, int]:
+    def _next_token_logprobs(
+        self, request: GenerationRequest, forced: str
+    ) -> tuple[dict[str, float] | None, int, int]:
         """The server's top log-probs of the token after the prompt + ``forced`` (None if it gives none)."""
         endpoint, body = self._body(
             request, forced, max_tokens=1, temperature=0.0, top_p=1.0, seed=0, stop=None
@@ -338,6 +378,17 @@ class OpenAIBackend(Backend):
                 return ChoiceScores(scores, "logprobs", usage[0], usage[1])
         return self._score_from_text(request, choices, usage[0], usage[1])
 
+    def score_choices_batch(
+        self,
+        requests: Sequence[GenerationRequest],
+        prompt_ids: Sequence[list[int] | None],
+        choices: Sequence[Sequence[str]],
+    ) -> list[ChoiceScores]:
+        """``score_choices`` for several requests, sent concurrently (at most ``concurrency`` at once)."""
+        self.check_served()
+        jobs = list(zip(requests, prompt_ids, choices))
+        return self._concurrently(lambda job: self.score_choices(*job), jobs)
+
     @staticmethod
     def _chained_logprob(choice: str, top_after) -> float | None:
         """log P(choice) along the longest listed tokens; -inf if it leaves the lists, None without log-probs."""
@@ -355,7 +406,11 @@ class OpenAIBackend(Backend):
         return total
 
     def _score_from_text(
-        self, request: GenerationRequest, choices: Sequence[str], prompt_tokens: int, completion_tokens: int
+        self,
+        request: GenerationRequest,
+        choices: Sequence[str],
+        prompt_tokens: int,
+        completion_tokens: int,
     ) -> ChoiceScores:
         endpoint, body = self._body(
             request, max_tokens=TEXT_FALLBACK_TOKENS, temperature=0.0, top_p=1.0, seed=0, stop=None
@@ -366,7 +421,11 @@ class OpenAIBackend(Backend):
         choice = response.choices[0]
         text = (choice.message.content if endpoint == "chat" else choice.text) or ""
         said = text.strip().lower()
-        matches = [i for i, option in enumerate(choices) if option.strip() and said.startswith(option.strip().lower())]
+        matches = [
+            i
+            for i, option in enumerate(choices)
+            if option.strip() and said.startswith(option.strip().lower())
+        ]
         best = max(matches, key=lambda i: len(choices[i].strip()), default=None)
         logprobs = [0.0 if i == best else -math.inf for i in range(len(choices))]
         return ChoiceScores(logprobs, "text", prompt_tokens + p, completion_tokens + c)
