@@ -375,3 +375,17 @@ def test_choice_scores_fall_back_to_the_text_where_the_server_refuses_logprobs(t
         assert scores == [-math.inf, 0.0]
         assert pool.backend("smol-server")._logprobs_refused
         pool.close()
+
+
+@pytest.mark.slow
+def test_a_model_the_server_does_not_serve_is_named_with_the_url(server, tmp_path):
+    spec = server_spec(server)
+    spec["location"] = "server:no-such-model"
+    cache = tmp_path / "responses.sqlite"
+    pool = LLMPool([spec], cache=cache)
+    with pytest.raises(BackendError, match="does not serve") as caught:
+        pool.generate([GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=4)])
+    message = str(caught.value)
+    assert "no-such-model" in message and server in message and repr(SERVED) in message
+    pool.close()
+    assert not cache.exists() or cache_rows(cache) == set()
