@@ -26,7 +26,11 @@ class ServerConfig:
             unset means no key (local servers).
         timeout: seconds to wait for one response (default 120).
         concurrency: the most requests in flight at once for one pool call (default 4).
-        max_retries: retries, with exponential backoff, on 429, 5xx and dropped connections (default 3).
+        max_retries: how many times a request that got a 429, a 5xx or a dropped connection is
+            sent again before the call fails (default 3; 0 = never).
+        retry_backoff: seconds before the first retry, doubled before each next one
+            (default 0.5); a ``Retry-After`` header of at most 120 s is waited instead.
+        retry_backoff_max: the longest backoff wait in seconds (default 8).
         api: ``"chat"`` (the server applies its chat template; default) or ``"completions"``
             (chat messages are rendered here with ``chat_template``, so prompts are exact and a
             response prefix is forced exactly).
@@ -47,6 +51,8 @@ class ServerConfig:
     timeout: float = 120.0
     concurrency: int = 4
     max_retries: int = 3
+    retry_backoff: float = 0.5
+    retry_backoff_max: float = 8.0
     api: str = "chat"
     chat_template: str | None = None
     continue_final_message: bool = False
@@ -85,15 +91,28 @@ class ServerConfig:
         key_env = values.get("api_key_env")
         if key_env is not None and not (isinstance(key_env, str) and _ENV_NAME.fullmatch(key_env)):
             raise bad("api_key_env", "the name of an environment variable (not the key itself)")
-        if "timeout" in values:
-            timeout = values["timeout"]
-            if (
-                isinstance(timeout, bool)
-                or not isinstance(timeout, (int, float))
-                or not (math.isfinite(timeout) and timeout > 0)
-            ):
-                raise bad("timeout", "a number of seconds > 0")
-            values["timeout"] = float(timeout)
+        for key, positive in (
+            ("timeout", True),
+            ("retry_backoff", False),
+            ("retry_backoff_max", False),
+        ):
+            if key in values:
+                seconds = values[key]
+                if (
+                    isinstance(seconds, bool)
+                    or not isinstance(seconds, (int, float))
+                    or not math.isfinite(seconds)
+                    or seconds < 0
+                    or (positive and seconds == 0)
+                ):
+                    raise bad(key, f"a number of seconds {'>' if positive else '>='} 0")
+                values[key] = float(seconds)
+        backoff = values.get("retry_backoff", cls.retry_backoff)
+        if values.get("retry_backoff_max", cls.retry_backoff_max) < backoff:
+            raise ValueError(
+                f"ModelSpec {name!r}: option 'retry_backoff_max' must be >= retry_backoff ({backoff}), "
+                f"got {values.get('retry_backoff_max', cls.retry_backoff_max)!r}."
+            )
         for key, low in (("concurrency", 1), ("max_retries", 0)):
             if key in values and (
                 isinstance(values[key], bool)

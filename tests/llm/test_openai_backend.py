@@ -8,11 +8,19 @@ goes to the loopback address, and every wait and request loop is bounded.
 from __future__ import annotations
 
 import contextlib
+import http.client
+import http.server
 import importlib.util
+import itertools
 import math
+import socket
 import sqlite3
+import struct
 import threading
+import time
 from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
 
 import gymnasium as gym
 import numpy as np
@@ -128,6 +136,9 @@ def test_server_spec_options_are_checked_and_named():
         ({"api_key_env": "sk-abc123"}, "api_key_env"),
         ({"concurrency": 0}, "concurrency"),
         ({"timeout": -1}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"retry_backoff": -0.5}, "retry_backoff"),
+        ({"retry_backoff": 2, "retry_backoff_max": 1}, "retry_backoff_max"),
         ({"api": "responses"}, "api"),
         ({"chat_template": "SmolLM2"}, "chat_template"),
         ({"temperature": 0.3}, "temperature"),
@@ -389,3 +400,152 @@ def test_a_model_the_server_does_not_serve_is_named_with_the_url(server, tmp_pat
     assert "no-such-model" in message and server in message and repr(SERVED) in message
     pool.close()
     assert not cache.exists() or cache_rows(cache) == set()
+
+
+# -- retries, through a flaky proxy in front of the real server ------------------------------------
+class FlakyProxy:
+    """A loopback HTTP proxy in front of the llama.cpp server that fails the first ``failures`` POSTs.
+
+    ``how`` is ``"429"`` (with ``Retry-After: 0``), ``"503"`` or ``"reset"`` (the connection is
+    closed with a TCP reset before any answer). Later requests, and every GET, are forwarded to
+    the real server. ``attempts`` records each POST as (path, outcome, arrival time).
+    """
+
+    def __init__(self, upstream: str, failures: int, how: str):
+        self.upstream = urlsplit(upstream)
+        self.failures, self.how = failures, how
+        self.attempts: list[tuple[str, str, float]] = []
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.forward(b"")
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with proxy.lock:
+                    failing = len(proxy.attempts) < proxy.failures
+                    outcome = proxy.how if failing else "forwarded"
+                    proxy.attempts.append((self.path, outcome, time.monotonic()))
+                if outcome == "forwarded":
+                    self.forward(body)
+                elif outcome == "reset":
+                    # SO_LINGER 0: close() sends a RST instead of a clean FIN.
+                    self.connection.setsockopt(
+                        socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+                    )
+                    self.close_connection = True
+                    self.connection.close()
+                else:
+                    headers = {"Retry-After": "0"} if outcome == "429" else {}
+                    self.answer(int(outcome), b'{"error": {"message": "flaky proxy"}}', headers)
+
+            def forward(self, body: bytes):
+                upstream = http.client.HTTPConnection(
+                    proxy.upstream.hostname, proxy.upstream.port, timeout=60
+                )
+                try:
+                    headers = {"Content-Type": self.headers.get("Content-Type", "application/json")}
+                    upstream.request(self.command, self.path, body=body or None, headers=headers)
+                    response = upstream.getresponse()
+                    self.answer(response.status, response.read(), {})
+                finally:
+                    upstream.close()
+
+            def answer(self, status: int, body: bytes, headers: dict):
+                self.send_response(status)
+                for name, value in {"Content-Type": "application/json", **headers}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass  # keep test output clean
+
+        self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.base_url = f"http://{HOST}:{self.server.server_address[1]}{self.upstream.path}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+    def outcomes(self) -> list[str]:
+        return [outcome for _, outcome, _ in self.attempts]
+
+    def gaps(self) -> list[float]:
+        """Seconds between consecutive POST attempts."""
+        times = [t for _, _, t in self.attempts]
+        return [b - a for a, b in itertools.pairwise(times)]
+
+
+RETRY_FAILURES = ["429", "503", "reset"]
+BACKOFF = 0.2  # seconds before the first retry; doubled before the second
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", RETRY_FAILURES)
+def test_a_request_retried_past_transient_failures_succeeds(how, server, tmp_path):
+    failures = 2
+    cache = tmp_path / "responses.sqlite"
+    # A long backoff for 429: the proxy's Retry-After: 0 must be what is waited for.
+    backoff = 5.0 if how == "429" else BACKOFF
+    with FlakyProxy(server, failures, how) as proxy:
+        pool = LLMPool(
+            [server_spec(proxy.base_url, max_retries=failures, retry_backoff=backoff)],
+            cache=cache,
+        )
+        request = GenerationRequest(model="smol-server", prompt="One, two,", max_new_tokens=4)
+        result = pool.generate([request])[0]
+        pool.close()
+    assert not result.cached and result.completion_tokens > 0
+    assert proxy.outcomes() == [how] * failures + ["forwarded"]
+    assert {path for path, _, _ in proxy.attempts} == {"/v1/completions"}
+    gaps = proxy.gaps()
+    if how == "429":
+        assert all(gap < 0.75 * backoff for gap in gaps)  # the backoff (>= 3.75 s) was not waited
+    else:
+        # Backoff waits, jittered down by at most a quarter: >= 0.15 s, then >= 0.3 s.
+        assert gaps[0] >= 0.75 * BACKOFF and gaps[1] >= 0.75 * 2 * BACKOFF
+    assert len(cache_rows(cache)) == 1  # the answer that finally came is cached
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", RETRY_FAILURES)
+def test_a_request_failing_past_its_retries_names_url_and_model_and_caches_nothing(
+    how, server, tmp_path
+):
+    cache = tmp_path / "responses.sqlite"
+    direct = LLMPool([server_spec(server)], cache=cache)
+    direct.generate(
+        [GenerationRequest(model="smol-server", prompt="Red, green,", max_new_tokens=4)]
+    )
+    direct.close()
+    before = cache_rows(cache)
+    assert len(before) == 1
+    retries = 1
+    with FlakyProxy(server, failures=5, how=how) as proxy:
+        pool = LLMPool(
+            [server_spec(proxy.base_url, max_retries=retries, retry_backoff=0.05)], cache=cache
+        )
+        with pytest.raises(BackendError) as caught:
+            pool.generate(
+                [GenerationRequest(model="smol-server", prompt="One, two,", max_new_tokens=4)]
+            )
+        pool.close()
+    assert proxy.outcomes() == [how] * (retries + 1)  # one try plus exactly max_retries retries
+    message = str(caught.value)
+    assert proxy.base_url in message and "smol-server" in message and repr(SERVED) in message
+    assert f"after {retries} retries" in message
+    if how == "reset":
+        assert "not reachable" in message
+    else:
+        assert f"HTTP {how}" in message
+    assert cache_rows(cache) == before

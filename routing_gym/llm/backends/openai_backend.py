@@ -4,9 +4,11 @@ A server model is closed: its weights are not in this process, so it takes no pe
 gives no differentiable token log-probs. What it offers:
 
 - generation: one pool batch is sent as concurrent requests, at most ``concurrency`` in flight.
-  The ``openai`` client retries 429, 5xx and dropped connections with exponential backoff
-  (``max_retries``); an error that survives the retries raises a ``BackendError`` naming the URL
-  and the model, and the pool then writes nothing of that batch to its cache.
+  A request answered with 429 or 5xx, or whose connection drops, is sent again up to
+  ``max_retries`` times, after ``retry_backoff`` seconds doubled each time (at most
+  ``retry_backoff_max``) or the server's ``Retry-After``; an error that survives the retries
+  raises a ``BackendError`` naming the URL and the model, and the pool then writes nothing of
+  that batch to its cache.
 - tokens and cost: from each response's ``usage`` (token ids are not known here).
 - the cache key: the served model name (plus ``revision``) and the exact request body.
 - choice scoring: read from the completion log-probs of the next token (``top_logprobs``), one
@@ -24,7 +26,9 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import threading
+import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Sequence
 
@@ -38,6 +42,11 @@ from routing_gym.llm.spec import ModelSpec
 TOP_LOGPROBS = 20
 #: Tokens generated to read a choice from the text when the server gives no log-probs.
 TEXT_FALLBACK_TOKENS = 8
+
+#: The longest ``Retry-After`` (seconds) waited for; a longer one falls back to the backoff.
+MAX_RETRY_AFTER = 120.0
+# Backoff jitter from its own generator, so retries never move a seeded global ``random`` state.
+_JITTER = random.Random()
 
 # Chat-template tokenizers load once per process, keyed by their location.
 _TEMPLATE_TOKENIZERS: dict[str, Any] = {}
@@ -147,7 +156,7 @@ class OpenAIBackend(Backend):
                     base_url=self.config.base_url,
                     api_key=self._api_key(),
                     timeout=self.config.timeout,
-                    max_retries=self.config.max_retries,
+                    max_retries=0,  # retried in _call, where the backoff follows the spec
                 )
                 self._client_pid = os.getpid()
                 self._checked = False
@@ -159,26 +168,54 @@ class OpenAIBackend(Backend):
         if client is not None and self._client_pid == os.getpid():
             client.close()
 
+    def _retry_delay(self, retry: int, error: Exception) -> float:
+        """Seconds to wait before retry number ``retry`` (0-based): the server's Retry-After, else the backoff."""
+        response = getattr(error, "response", None)
+        try:
+            retry_after = float(response.headers["retry-after"])
+        except (AttributeError, KeyError, TypeError, ValueError):
+            retry_after = math.nan
+        if 0.0 <= retry_after <= MAX_RETRY_AFTER:
+            return retry_after
+        backoff = min(self.config.retry_backoff * 2.0**retry, self.config.retry_backoff_max)
+        return backoff * (1.0 - 0.25 * _JITTER.random())  # spreads out concurrent retries
+
     def _call(self, what: str, function, **kwargs):
-        """One API call; an error that survives the client's retries names the URL and the model."""
+        """One API call, retried on 429, 5xx and dropped connections; a final error names the URL and model.
+
+        The retries are here rather than in the ``openai`` client (built with ``max_retries=0``)
+        because the client's backoff delays are fixed; here they come from the spec's options.
+        """
         import openai
 
-        try:
-            return function(**kwargs)
-        except openai.NotFoundError as exc:
-            raise BackendError(
-                f"The server does not serve model {self.where}: {what} answered 404 ({exc.message})."
-            ) from exc
-        except openai.APIStatusError as exc:
-            raise ServerStatusError(
-                f"{what} for model {self.where} failed with HTTP {exc.status_code}: {exc.message}",
-                exc.status_code,
-            ) from exc
-        except openai.APIConnectionError as exc:
-            raise BackendError(
-                f"The server of model {self.where} is not reachable "
-                f"({type(exc).__name__}: {exc}; after {self.config.max_retries} retries)."
-            ) from exc
+        retries = self.config.max_retries
+        for retry in range(retries + 1):
+            try:
+                return function(**kwargs)
+            except openai.APIStatusError as exc:
+                retryable = exc.status_code == 429 or exc.status_code >= 500
+                if retryable and retry < retries:
+                    time.sleep(self._retry_delay(retry, exc))
+                    continue
+                if exc.status_code == 404:
+                    raise BackendError(
+                        f"The server does not serve model {self.where}: {what} answered 404 ({exc.message})."
+                    ) from exc
+                tried = f" (after {retries} retries)" if retryable else ""
+                raise ServerStatusError(
+                    f"{what} for model {self.where} failed with HTTP {exc.status_code}{tried}: {exc.message}",
+                    exc.status_code,
+                ) from exc
+            except openai.APIConnectionError as exc:
+                if retry < retries:
+                    time.sleep(self._retry_delay(retry, exc))
+                    continue
+                cause = exc.__cause__ if exc.__cause__ is not None else exc
+                raise BackendError(
+                    f"The server of model {self.where} is not reachable "
+                    f"({what}: {type(cause).__name__}: {cause}; after {retries} retries)."
+                ) from exc
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def check_served(self) -> None:
         """Ask the server which models it serves (once per process); raise naming URL and model if not ours."""
