@@ -182,33 +182,39 @@ def _draw(ax, report, env, results, regimes, colour_of, hull, right) -> None:
     ax.grid(True, alpha=0.3)
 
 
-def curve_plot(env: Mapping[str, Any], env_id: str, path: str | os.PathLike, seed: str | None = None) -> Path:
+def curve_plot(
+    env: Mapping[str, Any], env_id: str, path: str | os.PathLike, seed: str | None = None
+) -> Path:
     """Every router's curve over its cost knob, the single models as points and the Oracle.
 
     ``env`` is one env of ``routing_gym.bench.curves.write_curves``'s summary; the curves of
     ``seed`` (default: the first) are drawn. Left: normalized cost against perf (the dashed black
-    line is the Oracle, an upper bound). On a two-model pool a right panel shows RouteLLM's view:
-    the share of calls to the strong model against perf, with the two models as horizontal lines.
+    line is the Oracle, an upper bound). Right: on a two-model pool RouteLLM's view, the share of
+    calls to the strong model against perf (the two models as horizontal lines); otherwise a
+    zoom on the cheapest third of the cost range, where the routers crowd.
     """
     curves = env["curves"]
     if not curves:
         raise ValueError(f"No curves for {env_id!r}.")
     two_model = env.get("strong") is not None
-    fig, axes = plt.subplots(
-        1, 2 if two_model else 1, figsize=(15.0 if two_model else 10.0, 5.8), dpi=110, squeeze=False
-    )
+    fig, axes = plt.subplots(1, 2, figsize=(15.0, 5.8), dpi=110, squeeze=False)
+    routers = [c for c in curves if c["name"] != "oracle"]
+    colour_of = {c["name"]: PALETTE[i % len(PALETTE)] for i, c in enumerate(routers)}
+    chosen = {
+        c["name"]: c["points"][seed if seed in c["points"] else next(iter(c["points"]))]
+        for c in curves
+    }
     panels = [("cost", "normalized cost (mean per query) ↓")]
     if two_model:
         panels.append(("strong", f"share of calls to the strong model ({env['strong']})"))
-    routers = [c for c in curves if c["name"] != "oracle"]
-    colour_of = {c["name"]: PALETTE[i % len(PALETTE)] for i, c in enumerate(routers)}
+    else:
+        panels.append(("cost", "normalized cost (mean per query) ↓, the cheapest third"))
     for ax, (axis, xlabel) in zip(axes[0], panels):
-        x_of = (lambda p: p["cost"]) if axis == "cost" else (lambda p: p["share"][env["strong"]])
+        strong = env.get("strong")
+        x_of = (lambda p: p["cost"]) if axis == "cost" else (lambda p, s=strong: p["share"][s])
         for curve in curves:
-            key = seed if seed is not None and seed in curve["points"] else next(iter(curve["points"]))
-            points = sorted(curve["points"][key], key=lambda p: (x_of(p), p["perf"]))
-            xs = [x_of(p) for p in points]
-            ys = [p["perf"] for p in points]
+            points = sorted(chosen[curve["name"]], key=lambda p: (x_of(p), p["perf"]))
+            xs, ys = [x_of(p) for p in points], [p["perf"] for p in points]
             if curve["name"] == "oracle":
                 ax.plot(xs, ys, "--", color="black", linewidth=1.3, label=curve["label"], zorder=2)
                 continue
@@ -221,18 +227,33 @@ def curve_plot(env: Mapping[str, Any], env_id: str, path: str | os.PathLike, see
             if axis == "cost":
                 ax.scatter(p["cost"], p["perf"], marker="x", s=36, color="0.35", zorder=4)
                 ax.annotate(
-                    model, (p["cost"], p["perf"]), fontsize=6.5, color="0.35",
-                    xytext=(4, -9), textcoords="offset points", annotation_clip=True,
+                    model,
+                    (p["cost"], p["perf"]),
+                    fontsize=6.5,
+                    color="0.35",
+                    xytext=(4, -9),
+                    textcoords="offset points",
+                    annotation_clip=True,
                 )
             else:
                 ax.axhline(p["perf"], color="0.5", linestyle=":", linewidth=1.0)
                 ax.annotate(
-                    model, (0.0, p["perf"]), fontsize=7, color="0.35",
-                    xytext=(2, 3), textcoords="offset points",
+                    model, (0.0, p["perf"]), fontsize=7, color="0.35", xytext=(2, 3),
+                    textcoords="offset points",
                 )
         ax.set_xlabel(xlabel)
         ax.set_ylabel("performance (mean score) ↑")
         ax.grid(True, alpha=0.3)
+    if not two_model:  # the zoom: the routers' points in the cheapest third of the cost range
+        costs = [p["cost"] for c in routers for p in chosen[c["name"]]]
+        costs += [p["cost"] for p in env["singles"].values()]
+        low, high = min(costs), max(costs)
+        right = low + (high - low) / 3
+        inside = [p["perf"] for c in routers for p in chosen[c["name"]] if p["cost"] <= right]
+        if inside:
+            margin = max(max(inside) - min(inside), 1e-3) * 0.08
+            axes[0][1].set_xlim(low - (right - low) * 0.03, right)
+            axes[0][1].set_ylim(min(inside) - margin, max(inside) + margin)
     axes[0][0].scatter([], [], marker="x", color="0.35", label="single models")
     axes[0][0].set_title(f"{env_id}: every router across its cost knob ({env['queries']} queries)")
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -242,6 +263,6 @@ def curve_plot(env: Mapping[str, Any], env_id: str, path: str | os.PathLike, see
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
+    fig.savefig(path, bbox_inches="tight")  # "tight" keeps the legend outside the axes whole
     plt.close(fig)
     return path
