@@ -33,8 +33,9 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
 from routing_gym.checkpoints import read_agent_file
+from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
+from routing_gym.data.outcome_table import load_outcome_table
 from routing_gym.errors import CheckpointError
 from routing_gym.protocols.base import ROLES  # the live envs' roles, in assignment-action order
 from routing_gym.routers import (
@@ -326,8 +327,6 @@ def table_env_embeddings(base: Any) -> np.ndarray:
     """The query embeddings of a table env's split, in ``query_ids`` order (its observations)."""
     if hasattr(base, "embeddings"):
         return np.asarray(base.embeddings, dtype=np.float32)
-    from routing_gym.data.outcome_table import load_outcome_table
-
     table = load_outcome_table(base.config["table"])  # cached per process: no second read
     row_of = {str(i): r for r, i in enumerate(table.ids.tolist())}
     rows = np.array([row_of[q] for q in base.query_ids])

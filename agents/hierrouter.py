@@ -38,10 +38,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.base import Agent, env_models, make_config, match_models, single_threaded
 from routing_gym.checkpoints import is_sb3_zip
-from routing_gym.errors import CheckpointError
 from routing_gym.envs.registration import is_live_env_id
+from routing_gym.errors import CheckpointError
 from routing_gym.evaluation import models_called
 from routing_gym.routers import TRAIN_PER_REGIME, TrainingRun
+from routing_gym.vector import make_batched_vec_env
 
 __all__ = [
     "HierRouter",
@@ -132,8 +133,6 @@ def make_env(
     if kind == "auto":
         kind = "batched" if is_live_env_id(env_id) else "dummy"
     if kind == "batched":
-        from routing_gym.vector import make_batched_vec_env
-
         return make_batched_vec_env(
             env_id, n_envs=config.n_envs, seed=config.seed, env_kwargs=env_kwargs
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import traceback
@@ -13,20 +12,11 @@ from typing import Any, Sequence
 
 import yaml
 
+from routing_gym.errors import UsageError
+
 
 #: ``routing-gym train-haps`` runs this, resolved when called (routing_gym never imports agents).
 HAPS_TRAINING_ENTRY_POINT = "agents.haps_training:main"
-
-
-class UsageError(SystemExit):
-    """A bad flag, flag value or config file: ``main`` prints the message and exits with 2."""
-
-    def __init__(self, message: str):
-        super().__init__(2)
-        self.message = message
-
-    def __str__(self) -> str:
-        return self.message
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -187,90 +177,6 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_mapping(value: Any, flag: str) -> dict[str, Any]:
-    """A flag holding a mapping: a dict (from a config file) or a JSON object string."""
-    if value is None or value == "":
-        return {}
-    if isinstance(value, dict):
-        return value
-    try:
-        data = json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{flag}: not valid JSON ({exc.msg}): {value!r}") from None
-    if not isinstance(data, dict):
-        raise UsageError(f"{flag} must be a JSON object, got {value!r}.")
-    return data
-
-
-def _regime(value: Any) -> str | float:
-    """A regime flag value: a preset name, or a number (λ)."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    try:
-        return float(value)
-    except ValueError:
-        return str(value)
-
-
-def bench_config_from_args(args: argparse.Namespace, envs: list[str]):
-    """The BenchConfig of a ``bench`` or ``demo`` command line; a bad value exits naming it."""
-    from routing_gym.bench import BenchConfig
-
-    try:
-        return BenchConfig(
-            agents=list(args.agents),
-            envs=envs,
-            regimes=[_regime(r) for r in args.regimes],
-            seeds=[int(s) for s in args.seeds],
-            timesteps=int(args.timesteps),
-            train_split=args.train_split,
-            eval_split=args.eval_split,
-            env_config=parse_mapping(getattr(args, "env_config", None), "--env-config"),
-            agent_config=parse_mapping(getattr(args, "agent_config", None), "--agent-config"),
-            out=args.out,
-        )
-    except ValueError as exc:
-        raise UsageError(f"routing-gym {args.command}: {exc}") from None
-
-
-def start_fresh(config) -> None:
-    """Forget the rows of an earlier run in the same output folder."""
-    if config.rows_path.exists():
-        config.rows_path.unlink()
-        print(f"--fresh: removed {config.rows_path}.")
-
-
-def resolve_jobs(jobs: int, config) -> int:
-    """``--jobs``: 0 means one per core, at most one per (env, seed) pair."""
-    if jobs < 0:
-        raise UsageError(f"--jobs must be >= 0, got {jobs}.")
-    pairs = len(config.envs) * len(config.seeds)
-    # the cores this process may use (a container can see more than it gets)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return min(pairs, jobs or cores or 1)
-
-
-def run_and_report(config, json_path: str | None, progress: bool, plot: bool = True, jobs: int = 1):
-    """Run (or resume) a benchmark and write its outputs, even after Ctrl-C.
-
-    Returns ``(report, paths, interrupted)``.
-    """
-    from routing_gym.bench import run_bench, write_results
-
-    interrupted = False
-    try:
-        run_bench(config, progress=progress, jobs=jobs)
-    except KeyboardInterrupt:
-        interrupted = True
-        print(
-            f"\nInterrupted: the rows finished so far are in {config.rows_path}; "
-            "run the same command again to resume.",
-            flush=True,
-        )
-    report, paths = write_results(config, json_path=json_path, plot=plot)
-    return report, paths, interrupted
-
-
 def check_env_config(env_ids: Sequence[str], env_config: dict[str, Any]) -> None:
     """Make each env once with ``--env-config``, so a bad key, value or table file fails here,
     naming the flag, and not inside a worker."""
@@ -287,6 +193,12 @@ def check_env_config(env_ids: Sequence[str], env_config: dict[str, Any]) -> None
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run agents × envs × regimes × seeds and write JSON, CSV, Markdown and Pareto plots."""
+    from routing_gym.bench.commands import (
+        bench_config_from_args,
+        resolve_jobs,
+        run_and_report,
+        start_fresh,
+    )
     from routing_gym.bench.report import markdown_report
 
     config = bench_config_from_args(args, list(args.envs))
@@ -331,6 +243,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     import routing_gym  # noqa: F401  (registers the IDs)
     from routing_gym.bench import train_agent
+    from routing_gym.bench.commands import parse_mapping, regime_value
     from routing_gym.cost import resolve_lambda
 
     if args.env not in gym.registry:
@@ -338,7 +251,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             f"--env {args.env!r} is not a registered env ID ('routing-gym list' shows them)."
         )
     try:
-        resolve_lambda(_regime(args.lam))
+        resolve_lambda(regime_value(args.lam))
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--lam {args.lam!r}: {exc}") from None
     from routing_gym.envs.registration import is_live_env_id
@@ -350,7 +263,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         result = train_agent(
             args.agent,
             args.env,
-            lam=_regime(args.lam),
+            lam=regime_value(args.lam),
             seed=args.seed,
             timesteps=args.timesteps,
             agent_config=parse_mapping(args.agent_config, "--agent-config"),

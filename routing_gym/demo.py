@@ -31,7 +31,12 @@ def _section(title: str) -> None:
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo from parsed ``routing-gym demo`` flags; returns the exit status."""
     from routing_gym.bench.report import env_caption, regime_table, reward_table
-    from routing_gym.cli import bench_config_from_args, resolve_jobs, run_and_report, start_fresh
+    from routing_gym.bench.commands import (
+        bench_config_from_args,
+        resolve_jobs,
+        run_and_report,
+        start_fresh,
+    )
 
     start = time.perf_counter()
     config = bench_config_from_args(args, [DEMO_ENV])
@@ -90,7 +95,7 @@ def _live_part(args: argparse.Namespace) -> int:
         live_data_missing,
         live_markdown,
     )
-    from routing_gym.cli import parse_mapping
+    from routing_gym.bench.commands import parse_mapping
 
     if args.live_questions <= 0:
         print("Skipped (--live-questions 0).")

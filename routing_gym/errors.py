@@ -42,3 +42,14 @@ class BackendError(RoutingGymError):
 
 class CheckpointError(RoutingGymError, ValueError):
     """A saved agent is missing, truncated, or of another kind than the loader reads."""
+
+
+class UsageError(SystemExit):
+    """A bad flag, flag value or config file: the command line prints the message and exits 2."""
+
+    def __init__(self, message: str):
+        super().__init__(2)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message

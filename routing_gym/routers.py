@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-if TYPE_CHECKING:
-    import gymnasium as gym
+import gymnasium as gym
 
+if TYPE_CHECKING:
     from routing_gym.action_table import ActionTable
 
 #: How the benchmark trains a router (``Router.training``).
@@ -70,8 +70,6 @@ class TrainingRun:
         """The training env: the one given, else a fresh ``gym.make(env_id, config=env_config)``."""
         if self.env is not None:
             return self.env
-        import gymnasium as gym
-
         return gym.make(self.env_id, config=dict(self.env_config))
 
 

@@ -18,9 +18,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import os
+import queue as queue_module
 import time
 from collections import defaultdict
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -422,10 +425,6 @@ def _consume(record: dict[str, Any], path: Path, bar: tqdm) -> None:
 
 def _run_parallel(config: BenchConfig, tasks: list, jobs: int, path: Path, bar: tqdm) -> None:
     """Run (env, seed) tasks in worker processes; only this process writes the rows file."""
-    import multiprocessing
-    import queue as queue_module
-    from concurrent.futures import ProcessPoolExecutor
-
     # fork: workers start at once, and this process has run no torch thread pool yet
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)

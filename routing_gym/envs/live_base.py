@@ -18,18 +18,20 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
-from routing_gym.envs.validation import require_action
 from routing_gym.engine import EpisodeEngine, TurnCalls, TurnJob
+from routing_gym.envs.validation import require_action
 from routing_gym.llm.cache import default_cache_path
+from routing_gym.llm.lora import LoRAAdapter, target_layers
 from routing_gym.llm.pool import LLMPool
 from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringResult
 from routing_gym.llm.spec import REAL_POOL, resolve_spec
 from routing_gym.protocols import make_protocol
 from routing_gym.protocols.base import ROLES, EpisodeState, TeacherStudentProtocol, Turn
-from routing_gym.retrieval.encoder import EMBEDDING_DIM, SentenceEncoder
+from routing_gym.retrieval.encoder import EMBEDDING_DIM, SentenceEncoder, default_encoder
 
 ACTION_TYPES = ("per-turn", "assignment", "hybrid")
 #: Tokens of an answer cue and a choice, per scoring row, in the default cost bound.
@@ -88,8 +90,6 @@ class LiveRoutingEnv(gym.Env):
         Closed models get no LoRA entry (HAPS's Remark 1 mask). Shapes come from the loaded
         model's ``o_proj`` layers, so the open models load here.
         """
-        from routing_gym.llm.lora import target_layers
-
         rank, k = self.config["lora_rank"], self.config["lora_layers"]
         lora = {}
         for name in self.model_names:
@@ -110,10 +110,6 @@ class LiveRoutingEnv(gym.Env):
         An all-zero vector means no adapter: its delta is exactly zero, and sharing the
         no-LoRA cache entries keeps replay cheap.
         """
-        import torch
-
-        from routing_gym.llm.lora import LoRAAdapter
-
         adapters = {}
         rank, scale = self.config["lora_rank"], float(self.config["lora_scale"])
         for name, shapes in self.lora_shapes.items():
@@ -243,8 +239,6 @@ class LiveRoutingEnv(gym.Env):
     @property
     def encoder(self) -> SentenceEncoder:
         if self._encoder is None:
-            from routing_gym.retrieval.encoder import default_encoder
-
             self._encoder = default_encoder()
         return self._encoder
 

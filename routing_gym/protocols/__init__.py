@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from routing_gym.protocols.base import ROLES, STUDENT, TEACHER, EpisodeState, TeacherStudentProtocol, Turn
+from routing_gym.protocols.base import (
+    ROLES,
+    STUDENT,
+    TEACHER,
+    EpisodeState,
+    TeacherStudentProtocol,
+    Turn,
+)
 from routing_gym.protocols.dialogue import RoundProtocol
 from routing_gym.protocols.hotpotqa import HotpotQAProtocol
 from routing_gym.protocols.mmlu import MMLUProtocol

@@ -15,7 +15,12 @@ import abc
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
-from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringRequest, ScoringResult
+from routing_gym.llm.requests import (
+    GenerationRequest,
+    GenerationResult,
+    ScoringRequest,
+    ScoringResult,
+)
 
 STUDENT, TEACHER = "student", "teacher"
 ROLES = (STUDENT, TEACHER)

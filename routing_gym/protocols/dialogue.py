@@ -17,7 +17,12 @@ import re
 import string
 from typing import Any, Mapping, Sequence
 
-from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringRequest, ScoringResult
+from routing_gym.llm.requests import (
+    GenerationRequest,
+    GenerationResult,
+    ScoringRequest,
+    ScoringResult,
+)
 from routing_gym.protocols.base import STUDENT, TEACHER, EpisodeState, TeacherStudentProtocol, Turn
 
 VERDICT_MODES = ("text", "text_then_logprob")
