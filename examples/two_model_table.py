@@ -5,7 +5,7 @@ Two sources, both real per-question outcomes:
 * ``--pool-quality results/pool_quality/scores.csv``: the per-question scores of
   ``benchmarks/pool_quality.py`` (ids, tasks, scores and token counts of the built-in models).
   That file holds no question text or embedding, so each question is looked up by its id
-  through the same task loaders (``routing_gym.protocols.answer_tasks``), its prompt embedded
+  through the same task loaders (``routing_gym.tasks``), its prompt embedded
   with MiniLM (cached), and the embedding written instead of the text; prices are the
   built-in models' own (``--prices-out``).
 * ``--table`` (default: the LLMRouter outcome table): any two of its models, with the same
@@ -62,12 +62,35 @@ def from_outcome_table(source: str | None, models: list[str], out: Path) -> tupl
     return out, None
 
 
+def quality_tasks() -> dict:
+    """The tasks ``benchmarks/pool_quality.py`` measures, by the name its CSV's ``task`` holds."""
+    from routing_gym.tasks import HOP_TASKS
+    from routing_gym.tasks.qa_tasks import HotpotQAGoldTask
+
+    return {**HOP_TASKS, "hotpotqa_gold": HotpotQAGoldTask()}
+
+
+def question_prompts(task, ids: set[str], data_dir: str | None) -> dict[str, str]:
+    """The user prompt a model saw for each id (pool_quality samples test, then valid, train)."""
+    from routing_gym.tasks import LoadOptions
+
+    found: dict[str, str] = {}
+    for split in ("test", "valid", "train"):
+        for example in task.load(LoadOptions(split=split, data_dir=data_dir)):
+            key = str(example.id)
+            if key in ids and key not in found:
+                messages = task.messages(example, [], 0)
+                found[key] = "\n".join(m["content"] for m in messages if m["role"] == "user")
+        if len(found) == len(ids):
+            break
+    return found
+
+
 def from_pool_quality(
     scores_csv: Path, models: list[str], out: Path, prices_out: Path, data_dir: str | None
-):
+) -> tuple[Path, Path]:
     """pool_quality's scores of two models, with each question's prompt embedding and prices."""
     from routing_gym.llm.spec import BUILTIN_SPECS
-    from routing_gym.protocols.answer_tasks import ANSWER_TASKS
     from routing_gym.retrieval.encoder import default_encoder
 
     with open(scores_csv, newline="", encoding="utf-8") as handle:
@@ -81,14 +104,14 @@ def from_pool_quality(
             )
         if model not in BUILTIN_SPECS:
             raise SystemExit(f"{model!r} is not a built-in model, so it has no price.")
+    tasks = quality_tasks()
     prompts: dict[tuple[str, str], str] = {}
-    for task in sorted({r["task"] for r in rows}):
-        if task not in ANSWER_TASKS:
-            raise SystemExit(f"{scores_csv}: unknown task {task!r}; known: {sorted(ANSWER_TASKS)}.")
-        for item in ANSWER_TASKS[task].items(None, data_dir=data_dir):
-            prompts[(task, item.id)] = "\n".join(
-                m["content"] for m in item.messages if m["role"] == "user"
-            )
+    for name in sorted({r["task"] for r in rows}):
+        if name not in tasks:
+            raise SystemExit(f"{scores_csv}: unknown task {name!r}; known: {sorted(tasks)}.")
+        ids = {r["id"] for r in rows if r["task"] == name}
+        for key, text in question_prompts(tasks[name], ids, data_dir).items():
+            prompts[(name, key)] = text
     keys = [(r["task"], r["id"]) for r in rows]
     unknown = [k for k in keys if k not in prompts]
     if unknown:
@@ -151,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
         "--bench-out", default=None, help="bench output folder (default: next to --out)"
     )
     parser.add_argument("--seeds", nargs="+", default=["0", "1"])
+    parser.add_argument(
+        "--regimes",
+        nargs="+",
+        default=["0", "performance-first", "balanced", "cost-first"],
+        help="λ regimes of the bench (λ = 0 gives the per-λ PPO's gap captured at λ = 0)",
+    )
     parser.add_argument("--timesteps", default="20000", help="HierRouter PPO steps per regime")
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -191,6 +220,8 @@ def main(argv: list[str] | None = None) -> int:
             "LLMRouting-Table-v0",
             "--env-config",
             json.dumps(env_config),
+            "--regimes",
+            *args.regimes,
             "--seeds",
             *args.seeds,
             "--timesteps",
