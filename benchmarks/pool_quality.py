@@ -47,8 +47,11 @@ def sample_examples(task: HopTask, sample: int, seed: int, data_dir) -> list:
                 pool.append(example)
         if len(pool) >= sample:
             break
-    picked = random.Random(f"{task.name}:{seed}").sample(pool, min(sample, len(pool)))
-    return sorted(picked, key=lambda e: str(e.id))
+    # A seeded shuffle, then a prefix: a smaller sample is part of a larger one, so raising
+    # --sample reuses every cached answer.
+    pool.sort(key=lambda e: str(e.id))
+    random.Random(f"{task.name}:{seed}").shuffle(pool)
+    return sorted(pool[:sample], key=lambda e: str(e.id))
 
 
 def run_task(pool: LLMPool, task: HopTask, examples, model: str) -> list[dict]:

