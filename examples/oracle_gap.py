@@ -19,7 +19,7 @@ Ideas tested, each kept only if it raises the valid objective (the mean of the t
 * a better-tuned PPO (learning rate, entropy, steps; task/length features).
 
 Then, on the same test curve: HierRouter trained once across λ (``lam_in_obs``, λ drawn per
-episode from [0, 2] or [0, 1], chosen on valid) against one HierRouter per λ, with the same
+episode from [0, 2], [0, 1] or [0, 0.5], chosen on valid) against one HierRouter per λ, with the same
 total number of PPO steps.
 
 Resumable: each finished step is one line of ``<out>/steps.jsonl``, keyed by a digest of its
@@ -55,7 +55,7 @@ ENV_ID = "LLMRouting-Table-v0"
 GAP_LAMS = (0.0, 0.5)
 SWEEP_LAMS = np.unique(np.concatenate([[0.0], np.geomspace(1e-3, 1e2, 61), GAP_LAMS]))
 PER_LAMS = (0.0, 0.1, 0.25, 0.5, 1.0)  # one PPO each, against one PPO for every λ
-ANY_LAM_RANGES = ((0.0, 2.0), (0.0, 1.0))  # λ ~ U(range) per training episode; chosen on valid
+ANY_LAM_RANGES = ((0.0, 2.0), (0.0, 1.0), (0.0, 0.5))  # λ ~ U(range) per episode; chosen on valid
 VERSION = 2  # bump when a step's results would change for the same settings
 
 
