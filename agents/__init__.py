@@ -1,8 +1,10 @@
 """Routing agents: HierRouter (PPO) and the routing baselines, behind one SB3-style interface.
 
 Every agent has ``predict(observation, state, episode_start, deterministic)`` (so SB3's
-``evaluate_policy`` scores it), ``fit`` / ``fit_env(env)``, ``save(path)`` and ``load(path)``;
+``evaluate_policy`` scores it), one training entry ``learn(TrainingRun)`` (besides its own
+``fit`` / ``fit_env``), ``describe()``, ``save(path)`` and ``load(path)``;
 ``agents.evaluation.evaluate_agent(agent, env)`` reports Perf, Cost, Reward and call shares.
+``routing_gym`` finds these classes by entry point (``routing_gym.routers``), never by import.
 """
 
 from agents.base import Agent, OneShotRouter, RoutingData
