@@ -75,7 +75,7 @@ class TableOutcomes:
             embeddings=np.array(base.embeddings, dtype=np.float32),  # writable: torch reads it
             scores=np.asarray(base.scores, dtype=np.float64),
             costs=np.asarray(base.cost_normalizer(np.asarray(base.costs)), dtype=np.float64),
-            models=tuple(base.models),
+            models=tuple(base.model_names),
         )
 
     def __len__(self) -> int:
@@ -264,7 +264,7 @@ def sweep_policy(
             points.append(curve_point(data, actions, lam))
         else:
             points.append(
-                point_from_scores(lam, evaluate_agent(agent, env, seed=seed), base.models)
+                point_from_scores(lam, evaluate_agent(agent, env, seed=seed), base.model_names)
             )
         env.close()
     return points
