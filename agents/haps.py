@@ -294,8 +294,7 @@ class PromptEncoder:
         if source in BUILTIN_SPECS:
             from routing_gym.llm.pool import LLMPool
 
-            backend = LLMPool([source]).backend(source)
-            model, tokenizer = backend.model, backend.tokenizer
+            model, tokenizer = LLMPool([source]).white_box_model(source)
         elif Path(source).is_dir():
             from transformers import AutoModel, AutoTokenizer
 

@@ -167,6 +167,10 @@ def test_server_model_is_closed_in_the_pool(tmp_path):
     with pytest.raises(ValueError, match="closed"):
         pool.lora_shapes("smol-server")
     assert pool.lora_shapes("tiny-llama")  # the local model's o_proj layers
+    with pytest.raises(BackendError, match="'smol-server' .*not white-box"):
+        pool.white_box_model("smol-server")
+    model, tokenizer = pool.white_box_model("tiny-llama")  # what HAPS's prompt encoder embeds with
+    assert model.get_input_embeddings().embedding_dim > 0 and tokenizer("hi")["input_ids"]
 
 
 def test_server_down_names_url_and_model_and_writes_nothing(tmp_path):

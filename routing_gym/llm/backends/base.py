@@ -6,6 +6,8 @@ A backend offers
 - choice scoring: ``score_choices`` (log-probability of each choice string after a prompt);
 - token log-probs: ``token_logprobs`` (teacher forcing, differentiable; white-box only);
 - LoRA shapes: ``lora_shapes`` (the ``o_proj`` layers a per-query LoRA attaches to; white-box only);
+- the weights themselves: ``white_box_model`` (the loaded model and its tokenizer, e.g. for an
+  agent's prompt encoder; white-box only);
 - capabilities: ``capabilities`` says which of these a backend really has.
 
 The in-process transformers backend is white-box; a model behind an HTTP server is not.
@@ -160,4 +162,12 @@ class Backend(abc.ABC):
         raise BackendError(
             f"Model {self.spec.name!r} ({self.spec.backend} backend) is not white-box: it has no "
             "o_proj layers to take a per-query LoRA."
+        )
+
+    def white_box_model(self) -> tuple[Any, Any]:
+        """The loaded ``(model, tokenizer)``: a transformers causal LM shared by the whole process, and its
+        tokenizer; white-box backends only. Train a copy of the model, never the shared one."""
+        raise BackendError(
+            f"Model {self.spec.name!r} ({self.spec.backend} backend) is not white-box: its weights are "
+            "not in this process, so it has no model and tokenizer to hand out."
         )

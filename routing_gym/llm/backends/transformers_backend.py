@@ -452,6 +452,9 @@ class TransformersBackend(Backend):
     def lora_shapes(self) -> dict[int, tuple[int, int]]:
         return o_proj_shapes(self.model)
 
+    def white_box_model(self) -> tuple[Any, Any]:
+        return self.model, self.tokenizer
+
 
 def _as_list(value) -> list:
     if value is None:
