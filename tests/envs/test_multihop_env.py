@@ -13,12 +13,13 @@ from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import routing_gym  # noqa: F401
+from routing_gym.envs.registration import env_ids_of
 from routing_gym.errors import UnknownModelError
 from routing_gym.llm import TINY_POOL
 from routing_gym.llm.requests import GenerationResult
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
-MULTIHOP_IDS = sorted(env_id for env_id in gym.registry if env_id.startswith("LLMRouting-MultiHop"))
+MULTIHOP_IDS = sorted(env_ids_of("routing_gym.envs.multihop:MultiHopEnv"))
 
 
 def tiny_config(tmp_path: Path, **extra) -> dict:
