@@ -9,8 +9,9 @@ number), MATH-500 (math-verify), ARC-Challenge and MMLU (the letter on the answe
 after a short explanation), HumanEval and MBPP (pass@1 in the sandbox), plus HotpotQA with its
 gold paragraphs (token F1). Every call goes through the response
 cache in ``--out``, so an interrupted run resumes where it stopped and a finished one replays
-in seconds. Per-question scores and tokens are written to ``--out/scores.csv`` in the wide
-outcome-table format (load it with ``routing_gym.data.load_outcome_table``).
+in seconds. Per-question scores and tokens are written to ``--out/scores.csv`` (ids and
+numbers only, no text); ``examples/two_model_table.py --pool-quality`` adds the question
+embeddings and turns it into a bring-your-own outcome table for ``bench --curves``.
 
 Prints the table (mean score per model and task, with the sample size) and, as its last line,
 one JSON object.
