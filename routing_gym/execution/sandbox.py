@@ -152,13 +152,26 @@ class Sandbox:
             stderr.write(f"routing_gym.sandbox could not start the child: {exc}\n".encode())
             return None, False
         timed_out = False
+        deadline = time.monotonic() + self.limits.timeout_s
         try:
-            process.wait(timeout=self.limits.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            # wait4 rather than Popen.wait: its resource usage includes the descendants the child
+            # reaped, so a CPU-limit kill is recognised even when ``unshare`` stands in between
+            # and cannot pass the signal on (it then exits 1).
+            while True:
+                pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+                if pid:
+                    process.returncode = os.waitstatus_to_exitcode(status)
+                    if process.returncode > 0 and usage.ru_utime + usage.ru_stime >= self.limits.cpu_seconds:
+                        process.returncode = -signal.SIGXCPU
+                    break
+                if time.monotonic() >= deadline:
+                    timed_out = True
+                    break
+                time.sleep(0.005)
         finally:
             _kill_group(process.pid)  # stragglers too, whether it ended or not
-            process.wait()
+            if process.returncode is None:
+                process.wait()
         return process.returncode, timed_out
 
 
@@ -178,6 +191,10 @@ def _status(returncode: int | None, timed_out: bool, stderr: str) -> str:
         return "passed"
     if returncode < 0:
         return _SIGNAL_STATUS.get(-returncode, "killed")
+    if returncode - 128 in _SIGNAL_STATUS:
+        # Under ``unshare --fork`` the runner is a grandchild: unshare reports its death by
+        # signal N as exit status 128 + N, the shell convention.
+        return _SIGNAL_STATUS[returncode - 128]
     lines = stderr.strip().splitlines()
     if lines and lines[-1].startswith("MemoryError"):
         return "memory"
