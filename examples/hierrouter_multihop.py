@@ -1,0 +1,361 @@
+"""HierRouter on the multi-hop env, trained on the depth-2 hop tree and scored against every baseline.
+
+Steps: build (or resume) the exhaustive depth-2 hop tree of the train and held-out queries;
+train sb3-contrib's MaskablePPO on the tree's replay env (``MultiHopTableEnv``) once per λ
+regime; score on the held-out queries, all from the tree: HierRouter, every single model,
+the best fixed two-hop pipeline (chosen on the train queries), Random (its exact expectation
+over the tree), the one-shot routers of ``agents/`` choosing the first hop (fitted on the
+train queries' first-hop outcomes), and the per-query Oracle over the tree: "Oracle" takes
+each query's best-reward path (the bound on reward), "Oracle (quality)" its best-score path
+(the bound on quality; a best-reward path may trade quality for cost). Last, the trained
+policy runs on the live env (through the response cache) for the held-out queries, and its
+rewards must equal the replayed ones. Prints per task and overall quality, normalized cost
+and reward of each method at each λ; the last line is one JSON object.
+
+Real pool (the default multi-hop pool, the tasks' own train and test splits):
+
+    python examples/hierrouter_multihop.py --limit 60 --out-dir results/multihop \
+        --timesteps 20000
+
+Tiny random models on the test fixtures (one split, held-out queries chosen by id hash):
+
+    python examples/hierrouter_multihop.py --models tiny-llama,tiny-qwen2 \
+        --tasks gsm8k,arc_challenge,mbpp --data-dir tests/data/fixtures --train-split test \
+        --heldout-split test --fractions '{"test": 1.0}' --limit 3 --max-new-tokens 8 \
+        --timesteps 64 --out-dir /tmp/multihop
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+#: The one-shot routers of agents/ that choose the first hop (then STOP).
+ONE_SHOT = ("knn", "mlp", "routellm-mf", "irt-router", "graphrouter")
+LIVE_TOLERANCE = 1e-9
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line flags."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", default=None, help="comma-separated pool (default: the multi-hop pool)")
+    parser.add_argument("--tasks", default=None, help="comma-separated tasks (default: all six)")
+    parser.add_argument("--data-dir", default=None, help="data folder (default: ROUTING_GYM_DATA)")
+    parser.add_argument("--train-split", default="train")
+    parser.add_argument("--heldout-split", default="test")
+    parser.add_argument("--heldout-fraction", type=float, default=0.5,
+                        help="when both splits are the same: the share of its queries held out (by id hash)")
+    parser.add_argument("--fractions", default=None, help="id-hash split fractions, as JSON")
+    parser.add_argument("--limit", type=int, default=None, help="queries per task and split")
+    parser.add_argument("--max-new-tokens", type=int, default=None)
+    parser.add_argument("--config", default="{}", help="further MultiHopEnv config, as JSON")
+    parser.add_argument("--lams", default="performance-first,balanced,cost-first")
+    parser.add_argument("--timesteps", type=int, default=20_000, help="MaskablePPO steps per λ")
+    parser.add_argument("--n-envs", type=int, default=4)
+    parser.add_argument("--n-steps", type=int, default=128, help="PPO rollout length per env")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out-dir", default="results/multihop", help="hop trees, response cache, policies")
+    parser.add_argument("--cache-path", default=None, help="response cache (default: <out-dir>/responses.sqlite)")
+    parser.add_argument("--queries-per-batch", type=int, default=8)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    return parser.parse_args(argv)
+
+
+def env_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The live env config shared by both splits (greedy, horizon 2)."""
+    config: dict[str, Any] = json.loads(args.config)
+    if args.models:
+        config["models"] = args.models.split(",")
+    if args.tasks:
+        config["tasks"] = args.tasks.split(",")
+    if args.data_dir:
+        config["data_dir"] = args.data_dir
+    if args.fractions:
+        config["fractions"] = json.loads(args.fractions)
+    if args.limit is not None:
+        config["limit"] = args.limit
+    if args.max_new_tokens is not None:
+        config["max_new_tokens"] = args.max_new_tokens
+    config.setdefault("cache_path", args.cache_path or str(Path(args.out_dir) / "responses.sqlite"))
+    config.update(horizon=2, temperature=0.0)
+    return config
+
+
+def build_tree(config: dict[str, Any], split: str, out_dir: Path, batch: int):
+    """Build (or resume) the depth-2 tree of one split; the file name carries the config digest."""
+    from routing_gym.hop_tree import HopTree, build_hop_tree
+
+    content = {k: v for k, v in config.items() if k not in ("cache_path", "cache_mode", "max_batch_size")}
+    digest = hashlib.sha256(json.dumps({**content, "split": split}, sort_keys=True).encode()).hexdigest()[:12]
+    path = out_dir / f"tree-{split}-{digest}.jsonl"
+    build_hop_tree(path, {**config, "split": split}, depth=2, queries_per_batch=batch, progress=True)
+    return HopTree.load(path)
+
+
+def split_queries(args, config, out_dir) -> tuple[Any, list[str], Any, list[str]]:
+    """(train tree, train ids, held-out tree, held-out ids)."""
+    from routing_gym.data.splits import assign_split
+
+    train_tree = build_tree(config, args.train_split, out_dir, args.queries_per_batch)
+    if args.heldout_split == args.train_split:
+        if not 0 < args.heldout_fraction < 1:
+            raise ValueError(f"--heldout-fraction must be in (0, 1), got {args.heldout_fraction}.")
+        share = {"train": 1 - args.heldout_fraction, "test": args.heldout_fraction}
+        side = {q: assign_split(q, share, salt="multihop-heldout") for q in train_tree.queries}
+        train = [q for q in train_tree.queries if side[q] == "train"]
+        heldout = [q for q in train_tree.queries if side[q] == "test"]
+        heldout_tree = train_tree
+    else:
+        heldout_tree = build_tree(config, args.heldout_split, out_dir, args.queries_per_batch)
+        train, heldout = list(train_tree.queries), list(heldout_tree.queries)
+        if train_tree.header["cost_bounds"] != heldout_tree.header["cost_bounds"]:
+            raise ValueError("the train and held-out trees have different cost bounds; give --config cost_bounds.")
+    if not train or not heldout:
+        raise ValueError(f"{len(train)} train and {len(heldout)} held-out queries: both must be non-empty "
+                         "(more queries or another --heldout-fraction).")
+    return train_tree, train, heldout_tree, heldout
+
+
+# -- scoring from the tree --------------------------------------------------------------------
+class TreeScorer:
+    """Rewards, scores and normalized costs of tree paths under one λ."""
+
+    def __init__(self, tree, lam: float):
+        from routing_gym.cost import CostNormalizer
+
+        self.tree, self.lam = tree, lam
+        self.norm = CostNormalizer.from_dict(tree.header["cost_bounds"])
+        self.n_models = len(tree.models)
+
+    def outcome(self, question: str, path: tuple[int, ...]) -> tuple[float, float, float]:
+        """(score, normalized cost, reward) of stopping after ``path``."""
+        node = self.tree.node(question, path)
+        cost = float(self.norm(node["cost"]))
+        score = float(node["score"])
+        return score, cost, score - self.lam * cost
+
+    def paths(self):
+        """Every stopping path (length 1 and 2)."""
+        models = range(self.n_models)
+        return [(i,) for i in models] + list(itertools.product(models, repeat=2))
+
+    def random_expectation(self, question: str) -> tuple[float, float, float]:
+        """Exact expectation of the uniform masked policy: a model, then a model or STOP."""
+        total = np.zeros(3)
+        for first in range(self.n_models):
+            branch = [self.outcome(question, (first,))] + [self.outcome(question, (first, second))
+                                                           for second in range(self.n_models)]
+            total += np.mean(branch, axis=0)
+        return tuple(total / self.n_models)
+
+    def oracle(self, question: str) -> tuple[float, float, float]:
+        """The best reward over every stopping path of the query (the bound on reward)."""
+        return max((self.outcome(question, path) for path in self.paths()), key=lambda o: o[2])
+
+    def quality_oracle(self, question: str) -> tuple[float, float, float]:
+        """The best score over every stopping path, the cheapest among ties (the bound on quality)."""
+        return max((self.outcome(question, path) for path in self.paths()), key=lambda o: (o[0], -o[1]))
+
+
+def summarize(tree, questions: list[str], outcomes: list[tuple[float, float, float]]) -> dict[str, dict]:
+    """Per task and overall mean quality, normalized cost and reward."""
+    rows: dict[str, list] = {}
+    for question, outcome in zip(questions, outcomes):
+        rows.setdefault(tree.queries[question]["task"], []).append(outcome)
+        rows.setdefault("overall", []).append(outcome)
+    return {key: dict(zip(("quality", "cost", "reward"), np.mean(values, axis=0).tolist()))
+            for key, values in rows.items()}
+
+
+def fixed_policy_outcomes(scorer: TreeScorer, questions, path) -> list:
+    return [scorer.outcome(q, path) for q in questions]
+
+
+# -- HierRouter: MaskablePPO on the replay env --------------------------------------------------
+def train_ppo(tree_path: str, train_ids: list[str], lam: float, args):
+    """MaskablePPO on the tree's replay env over the train queries (HierRouter's defaults)."""
+    from sb3_contrib import MaskablePPO
+    from stable_baselines3.common.env_util import make_vec_env
+
+    from agents.hierrouter import HierRouterConfig
+    from routing_gym.envs.multihop_table import MultiHopTableEnv
+
+    defaults = HierRouterConfig()
+    vec = make_vec_env(lambda: MultiHopTableEnv(tree_path=tree_path, lam=lam, question_ids=train_ids),
+                       n_envs=args.n_envs, seed=args.seed)
+    model = MaskablePPO(
+        "MultiInputPolicy", vec, learning_rate=defaults.learning_rate, n_steps=args.n_steps,
+        batch_size=min(defaults.batch_size, args.n_steps * args.n_envs), n_epochs=defaults.n_epochs,
+        gamma=defaults.gamma, gae_lambda=defaults.gae_lambda, clip_range=defaults.clip_range,
+        ent_coef=defaults.ent_coef, vf_coef=defaults.vf_coef, max_grad_norm=defaults.max_grad_norm,
+        policy_kwargs={"net_arch": list(defaults.net_arch)}, seed=args.seed, device="cpu")
+    model.learn(total_timesteps=args.timesteps)
+    vec.close()
+    return model
+
+
+def run_policy(env, model, reset: Callable[[], Any]) -> tuple[list[int], float, dict]:
+    """One deterministic masked episode; (actions, episode reward, final info)."""
+    obs, _ = reset()
+    actions, total, done, info = [], 0.0, False, {}
+    while not done:
+        action, _ = model.predict(obs, action_masks=env.action_masks(), deterministic=True)
+        actions.append(int(action))
+        obs, reward, done, _, info = env.step(int(action))
+        total += reward
+    return actions, total, info
+
+
+def ppo_on_tree(tree_path: str, model, questions: list[str], lam: float) -> tuple[list, dict[str, tuple]]:
+    """The policy's held-out outcomes on the replay env, and each query's (actions, reward, perf, cost)."""
+    from routing_gym.envs.multihop_table import MultiHopTableEnv
+
+    env = MultiHopTableEnv(tree_path=tree_path, lam=lam, question_ids=questions, shuffle=False)
+    outcomes, episodes = [], {}
+    for q in questions:
+        actions, reward, info = run_policy(env, model, lambda q=q: env.reset(options={"question_id": q}))
+        outcomes.append((info["perf"], info["normalized_cost"], reward))
+        episodes[q] = (actions, reward, info["perf"], info["cost"])
+    return outcomes, episodes
+
+
+def live_check(config: dict, split: str, models_by_lam: dict, replay: dict[float, dict]) -> dict[str, Any]:
+    """Run each λ's policy on the live env for the held-out queries; compare with the replay."""
+    import gymnasium as gym
+
+    env = gym.make("LLMRouting-MultiHop-v0", config={**config, "split": split, "shuffle": False}).unwrapped
+    try:
+        index_of = {str(example.id): i for i, (_, example) in enumerate(env.examples)}
+        mismatches, episodes = [], 0
+        for lam, model in models_by_lam.items():
+            env.configure({"lam": lam})
+            for q, (actions, reward, perf, cost) in replay[lam].items():
+                got = run_policy(env, model, lambda q=q: env.reset(options={"index": index_of[q]}))
+                live_actions, live_reward, info = got
+                episodes += 1
+                if (live_actions != actions or abs(live_reward - reward) > LIVE_TOLERANCE
+                        or info["perf"] != perf or abs(info["cost"] - cost) > LIVE_TOLERANCE):
+                    mismatches.append({"lam": lam, "question_id": q, "replay": [actions, reward, perf, cost],
+                                       "live": [live_actions, live_reward, info["perf"], info["cost"]]})
+        stats = env.pool.cache.stats() if env.pool.cache is not None else {}
+    finally:
+        env.close()
+    return {"episodes": episodes, "mismatches": mismatches, "equal": not mismatches,
+            "cache_hits": int(sum(s.get("hits", 0) for s in stats.values()))}
+
+
+# -- one-shot routers on the first hop ---------------------------------------------------------
+def first_hop_data(scorer: TreeScorer, questions: list[str]):
+    """Root embeddings, first-hop scores and normalized costs (n × M) of ``questions``."""
+    from routing_gym.hop_tree import decode_vector
+
+    x = np.stack([decode_vector(scorer.tree.node(q, ())["context"]) for q in questions])
+    outcomes = np.array([[scorer.outcome(q, (i,))[:2] for i in range(scorer.n_models)] for q in questions])
+    return x, outcomes[:, :, 0], outcomes[:, :, 1]
+
+
+def one_shot_router(name: str, lam: float, n_train: int, seed: int):
+    """The router ``name`` of agents/, sized for ``n_train`` queries."""
+    from agents import AGENTS
+
+    overrides: dict[str, Any] = {"lam": lam}
+    if name == "knn":
+        overrides["k"] = min(40, n_train)
+    if name == "mlp":
+        overrides["early_stopping"] = n_train >= 50  # sklearn's held-out tenth needs enough rows
+    if "seed" in AGENTS[name].config_keys():
+        overrides["seed"] = seed
+    return AGENTS[name](**overrides)
+
+
+# -- main -------------------------------------------------------------------------------------
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Build, train, score, check; returns the result object."""
+    import routing_gym  # noqa: F401  (registers the IDs)
+    from routing_gym.cost import resolve_lambda
+
+    config = env_config(args)
+    out_dir = Path(args.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    train_tree, train_ids, tree, heldout_ids = split_queries(args, config, out_dir)
+    models = tree.models
+    lams = [resolve_lambda(name) for name in args.lams.split(",")]
+    results: dict[str, dict[str, dict]] = {}
+    ppo_models, replay, labels = {}, {}, {}
+    for lam in lams:
+        train_scorer, scorer = TreeScorer(train_tree, lam), TreeScorer(tree, lam)
+        table: dict[str, dict] = {}
+        model = train_ppo(str(train_tree.path), train_ids, lam, args)
+        outcomes, replay[lam] = ppo_on_tree(str(tree.path), model, heldout_ids, lam)
+        ppo_models[lam] = model
+        table["HierRouter (MaskablePPO)"] = summarize(tree, heldout_ids, outcomes)
+        for i, name in enumerate(models):
+            table[f"single {name}"] = summarize(tree, heldout_ids, fixed_policy_outcomes(scorer, heldout_ids, (i,)))
+        pairs = list(itertools.product(range(len(models)), repeat=2))
+        best = max(pairs, key=lambda p: np.mean([train_scorer.outcome(q, p)[2] for q in train_ids]))
+        labels[lam] = f"{models[best[0]]} -> {models[best[1]]}"
+        table["best two-hop"] = summarize(tree, heldout_ids, fixed_policy_outcomes(scorer, heldout_ids, best))
+        table["Random"] = summarize(tree, heldout_ids, [scorer.random_expectation(q) for q in heldout_ids])
+        x_train, s_train, c_train = first_hop_data(train_scorer, train_ids)
+        x_test, _, _ = first_hop_data(scorer, heldout_ids)
+        for name in ONE_SHOT:
+            router = one_shot_router(name, lam, len(train_ids), args.seed)
+            router.fit(x_train, s_train, c_train, models=models)
+            arms = router.select_arms(x_test)
+            table[f"{name} (first hop)"] = summarize(
+                tree, heldout_ids, [scorer.outcome(q, (int(a),)) for q, a in zip(heldout_ids, arms)])
+        table["Oracle"] = summarize(tree, heldout_ids, [scorer.oracle(q) for q in heldout_ids])
+        table["Oracle (quality)"] = summarize(tree, heldout_ids, [scorer.quality_oracle(q) for q in heldout_ids])
+        results[str(lam)] = table
+    split = args.heldout_split
+    live = live_check(config, split, ppo_models, replay)
+    return {"models": models, "train_queries": len(train_ids), "heldout_queries": len(heldout_ids),
+            "tasks": sorted({tree.queries[q]["task"] for q in heldout_ids}), "timesteps": args.timesteps,
+            "best_two_hop": {str(k): v for k, v in labels.items()}, "results": results,
+            "live_equals_replay": live["equal"], "live": live}
+
+
+def print_tables(result: dict[str, Any]) -> None:
+    """One table per λ: rows are methods, columns task quality / cost / reward."""
+    columns = result["tasks"] + ["overall"]
+    for lam, table in result["results"].items():
+        print(f"\nλ = {lam}  (held-out {result['heldout_queries']} queries; best two-hop = "
+              f"{result['best_two_hop'][lam]}; cells: quality / normalized cost / reward)")
+        width = max(len(m) for m in table) + 2
+        print("method".ljust(width) + "".join(c[:22].rjust(24) for c in columns))
+        for method, cells in table.items():
+            row = "".join(f"{cells[c]['quality']:.3f}/{cells[c]['cost']:.3f}/{cells[c]['reward']:+.3f}".rjust(24)
+                          for c in columns)
+            print(method.ljust(width) + row)
+    live = result["live"]
+    print(f"\nlive env vs replay: {live['episodes']} episodes, {len(live['mismatches'])} mismatches, "
+          f"{live['cache_hits']} cache hits")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the pipeline; prints the tables and one JSON line; exit 1 if live differs from replay."""
+    args = parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(1)  # small MLP policy: threads cost more than they save
+        result = evaluate(args)
+    except Exception as exc:  # noqa: BLE001 - the CLI names the error in one line
+        if args.debug:
+            raise
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+    print_tables(result)
+    print(json.dumps(result))
+    return 0 if result["live_equals_replay"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

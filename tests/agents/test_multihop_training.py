@@ -1,0 +1,56 @@
+"""The multi-hop evaluation pipeline end to end: tiny random models, fixture queries, few PPO steps."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+FIXTURES = ROOT / "tests" / "data" / "fixtures"
+METHODS_BESIDES_MODELS = ["HierRouter (MaskablePPO)", "best two-hop", "Random", "knn (first hop)", "mlp (first hop)",
+                          "routellm-mf (first hop)", "irt-router (first hop)", "graphrouter (first hop)", "Oracle",
+                          "Oracle (quality)"]
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("hierrouter_multihop", ROOT / "examples" / "hierrouter_multihop.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.timeout(300)
+def test_multihop_pipeline_scores_every_method_and_live_equals_replay(tmp_path, capsys):
+    script = load_script()
+    argv = ["--models", "tiny-llama,tiny-qwen2", "--tasks", "gsm8k,arc_challenge,mbpp",
+            "--data-dir", str(FIXTURES), "--train-split", "test", "--heldout-split", "test",
+            "--fractions", '{"test": 1.0}', "--limit", "3", "--max-new-tokens", "8",
+            "--config", json.dumps({"sandbox": {"timeout_s": 3, "cpu_seconds": 2}}),
+            "--timesteps", "64", "--n-steps", "16", "--n-envs", "2", "--out-dir", str(tmp_path)]
+    code = script.main(argv)
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert code == 0, out[-2000:]
+    assert result["train_queries"] > 0 and result["heldout_queries"] > 0
+    assert result["train_queries"] + result["heldout_queries"] == 8  # gsm8k 2, arc 3, mbpp 3 (limit 3)
+    expected = METHODS_BESIDES_MODELS + ["single tiny-llama", "single tiny-qwen2"]
+    assert sorted(result["results"]) == ["0.1", "0.5", "1.0"]
+    for lam, table in result["results"].items():
+        assert sorted(table) == sorted(expected)
+        for method, cells in table.items():
+            assert set(cells) == set(result["tasks"]) | {"overall"}
+            for column, cell in cells.items():
+                assert cell["reward"] == pytest.approx(cell["quality"] - float(lam) * cell["cost"])
+                assert table["Oracle (quality)"][column]["quality"] >= cell["quality"] - 1e-12, (lam, method)
+                assert table["Oracle"][column]["reward"] >= cell["reward"] - 1e-12, (lam, method)
+        assert f"λ = {lam}" in out
+    live = result["live"]
+    assert result["live_equals_replay"] and live["mismatches"] == []
+    assert live["episodes"] == 3 * result["heldout_queries"] and live["cache_hits"] > 0
+    # a second run resumes the trees from disk and the responses from the cache: the same table
+    assert script.main(argv) == 0
+    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert again["results"] == result["results"]
