@@ -23,6 +23,7 @@ from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
 from routing_gym.engine import EpisodeEngine, TurnCalls, TurnJob
+from routing_gym.envs.question_order import QuestionOrder, checked_index
 from routing_gym.envs.validation import require_action
 from routing_gym.llm.cache import default_cache_path
 from routing_gym.llm.lora import LoRAAdapter, target_layers
@@ -56,8 +57,7 @@ class LiveRoutingEnv(gym.Env):
         self._pool: LLMPool | None = None
         self._encoder: SentenceEncoder | None = None
         self._examples: list | None = None
-        self._order: np.ndarray | None = None
-        self._cursor = 0
+        self._questions = QuestionOrder()
         self._state: EpisodeState | None = None
         self._episode_seed = 0
         self._episode_cost = 0.0
@@ -251,7 +251,7 @@ class LiveRoutingEnv(gym.Env):
             if not examples:
                 raise ValueError(f"{type(self).__name__}: split {self.config['split']!r} has no questions.")
             self._examples = examples
-            self._order = None
+            self._questions.forget()
             self._engine = None
         return self._examples
 
@@ -269,18 +269,10 @@ class LiveRoutingEnv(gym.Env):
         if "config" in options:
             self.configure(options["config"])
         examples = self.examples
-        if seed is not None or self._order is None:
-            self._order = (
-                self.np_random.permutation(len(examples)) if self.config["shuffle"] else np.arange(len(examples))
-            )
-            self._cursor = 0
-        if "index" in options:
-            index = int(options["index"])
-            if not 0 <= index < len(examples):
-                raise ValueError(f"reset option 'index' must be in [0, {len(examples)}), got {index}.")
-        else:
-            index = int(self._order[self._cursor % len(examples)])
-            self._cursor += 1
+        self._questions.prepare(self.np_random, len(examples), self.config["shuffle"], seed)
+        index = checked_index(options, len(examples))
+        if index is None:
+            index = self._questions.take()
         self._state = self.engine.start(index)
         self._prefetched = None
         self._episode_seed = int(self.np_random.integers(0, 2**31 - 1))

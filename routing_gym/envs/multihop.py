@@ -12,6 +12,7 @@ from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
 from routing_gym.data.splits import DEFAULT_FRACTIONS
+from routing_gym.envs.question_order import QuestionOrder, checked_index
 from routing_gym.llm.requests import GenerationRequest, GenerationResult
 from routing_gym.llm.spec import DEFAULT_POOL, resolve_spec
 from routing_gym.retrieval.encoder import EMBEDDING_DIM
@@ -20,6 +21,19 @@ from routing_gym.tasks import HOP_TASKS, LoadOptions, get_task
 #: The default pool of the multi-hop envs; change it here and every multi-hop ID follows.
 MULTIHOP_POOL: tuple[str, ...] = tuple(DEFAULT_POOL)
 CACHE_MODES = ("rw", "ro", "off")
+
+
+def hop_observation_space(num_models: int) -> spaces.Dict:
+    """HierRouter's state as an observation: context embedding, depth, cost, task, who answered."""
+    return spaces.Dict(
+        {
+            "context": spaces.Box(-1.0, 1.0, (EMBEDDING_DIM,), np.float32),
+            "depth": spaces.Box(0.0, 1.0, (1,), np.float32),
+            "cost": spaces.Box(0.0, 1.0, (1,), np.float32),
+            "task": spaces.Box(0.0, 1.0, (len(HOP_TASKS),), np.float32),
+            "answered": spaces.Box(0.0, 1.0, (num_models,), np.float32),
+        }
+    )
 #: Config keys that change the spaces or the pool; reset(options={"config": ...}) may not touch them.
 STRUCTURAL_KEYS = ("models",)
 
@@ -87,8 +101,7 @@ class MultiHopEnv(gym.Env):
         self._encoder = None
         self._sandbox = None
         self._examples: list[tuple[str, Any]] | None = None
-        self._order: np.ndarray | None = None
-        self._cursor = 0
+        self._questions = QuestionOrder()
         self._episode: dict[str, Any] | None = None
         self._scores: dict[str, Any] = {}
         self.config = self.default_config()
@@ -96,15 +109,7 @@ class MultiHopEnv(gym.Env):
         self.model_names = [resolve_spec(m).name for m in self.config["models"]]
         self.stop_action = len(self.model_names)
         self.action_space = spaces.Discrete(len(self.model_names) + 1)
-        self.observation_space = spaces.Dict(
-            {
-                "context": spaces.Box(-1.0, 1.0, (EMBEDDING_DIM,), np.float32),
-                "depth": spaces.Box(0.0, 1.0, (1,), np.float32),
-                "cost": spaces.Box(0.0, 1.0, (1,), np.float32),
-                "task": spaces.Box(0.0, 1.0, (len(HOP_TASKS),), np.float32),
-                "answered": spaces.Box(0.0, 1.0, (len(self.model_names),), np.float32),
-            }
-        )
+        self.observation_space = hop_observation_space(len(self.model_names))
 
     # -- configuration ----------------------------------------------------------------------
     @classmethod
@@ -247,7 +252,7 @@ class MultiHopEnv(gym.Env):
                 raise ValueError(f"MultiHopEnv: tasks {self.config['tasks']} have no queries in split "
                                  f"{self.config['split']!r} (splits={self.config['splits']}).")
             self._examples = pairs
-            self._order = None
+            self._questions.forget()
         return self._examples
 
     # -- Gymnasium API ------------------------------------------------------------------------
@@ -260,17 +265,10 @@ class MultiHopEnv(gym.Env):
         if "config" in options:
             self.configure(options["config"])
         examples = self.examples
-        if seed is not None or self._order is None:
-            self._order = (self.np_random.permutation(len(examples)) if self.config["shuffle"]
-                           else np.arange(len(examples)))
-            self._cursor = 0
-        if "index" in options:
-            index = int(options["index"])
-            if not 0 <= index < len(examples):
-                raise ValueError(f"reset option 'index' must be in [0, {len(examples)}), got {index}.")
-        else:
-            index = int(self._order[self._cursor % len(examples)])
-            self._cursor += 1
+        self._questions.prepare(self.np_random, len(examples), self.config["shuffle"], seed)
+        index = checked_index(options, len(examples))
+        if index is None:
+            index = self._questions.take()
         task, example = examples[index]
         self._episode = {
             "index": index, "task": task, "example": example, "responses": [], "hops": [], "cost": 0.0,

@@ -10,8 +10,9 @@ import numpy as np
 from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
+from routing_gym.envs.multihop import hop_observation_space
+from routing_gym.envs.question_order import QuestionOrder
 from routing_gym.hop_tree import HopTree, decode_vector
-from routing_gym.retrieval.encoder import EMBEDDING_DIM
 from routing_gym.tasks import HOP_TASKS
 
 
@@ -69,17 +70,8 @@ class MultiHopTableEnv(gym.Env):
         self.horizon = self.tree.depth
         self.stop_action = len(self.model_names)
         self.action_space = spaces.Discrete(len(self.model_names) + 1)
-        self.observation_space = spaces.Dict(
-            {
-                "context": spaces.Box(-1.0, 1.0, (EMBEDDING_DIM,), np.float32),
-                "depth": spaces.Box(0.0, 1.0, (1,), np.float32),
-                "cost": spaces.Box(0.0, 1.0, (1,), np.float32),
-                "task": spaces.Box(0.0, 1.0, (len(HOP_TASKS),), np.float32),
-                "answered": spaces.Box(0.0, 1.0, (len(self.model_names),), np.float32),
-            }
-        )
-        self._order: np.ndarray | None = None
-        self._cursor = 0
+        self.observation_space = hop_observation_space(len(self.model_names))
+        self._questions = QuestionOrder()
         self._question: str | None = None
         self._path: list[int] = []
         self._done = False
@@ -87,17 +79,13 @@ class MultiHopTableEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
-        if seed is not None or self._order is None:
-            n = len(self.question_ids)
-            self._order = self.np_random.permutation(n) if self.shuffle else np.arange(n)
-            self._cursor = 0
+        self._questions.prepare(self.np_random, len(self.question_ids), self.shuffle, seed)
         if "question_id" in options:
             if options["question_id"] not in self.tree.queries:
                 raise ValueError(f"reset option question_id {options['question_id']!r} is not in the tree.")
             self._question = options["question_id"]
         else:
-            self._question = self.question_ids[int(self._order[self._cursor % len(self.question_ids)])]
-            self._cursor += 1
+            self._question = self.question_ids[self._questions.take()]
         self._path, self._done = [], False
         return self._observation(), self._info()
 

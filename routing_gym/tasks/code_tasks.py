@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 from routing_gym.data.humaneval import load_humaneval
 from routing_gym.data.mbpp import load_mbpp
 from routing_gym.data.splits import select_split
@@ -16,8 +18,9 @@ class CodeTask(HopTask):
 
     max_new_tokens = 384
 
+    @abc.abstractmethod
     def program(self, text: str, example) -> str:
-        raise NotImplementedError
+        """The test program that checks the code of ``text`` against ``example``."""
 
     def score(self, text: str, example, sandbox=None) -> Score:
         result = run_tests(self.program(text, example), sandbox)

@@ -1,0 +1,43 @@
+"""Which question an episode asks: one rule for every env that walks a list of questions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class QuestionOrder:
+    """A seeded permutation of the questions (file order without shuffling), walked in a cycle.
+
+    A seed given to ``reset`` rewinds it, so a seeded run replays the same questions; a new
+    list of questions (``forget``) starts a fresh order on the next reset.
+    """
+
+    def __init__(self):
+        self.order: np.ndarray | None = None
+        self.cursor = 0
+
+    def forget(self) -> None:
+        """The question list changed: draw a new order on the next episode."""
+        self.order = None
+
+    def prepare(self, np_random: np.random.Generator, count: int, shuffle: bool, seed: int | None) -> None:
+        """Draw the order when a seed is given or none is drawn yet (every reset calls this)."""
+        if seed is not None or self.order is None or len(self.order) != count:
+            self.order = np_random.permutation(count) if shuffle else np.arange(count)
+            self.cursor = 0
+
+    def take(self) -> int:
+        """The index of the next question in the order."""
+        index = int(self.order[self.cursor % len(self.order)])
+        self.cursor += 1
+        return index
+
+
+def checked_index(options: dict, count: int) -> int | None:
+    """The ``index`` reset option, checked against ``count`` questions; None when absent."""
+    if "index" not in options:
+        return None
+    index = int(options["index"])
+    if not 0 <= index < count:
+        raise ValueError(f"reset option 'index' must be in [0, {count}), got {index}.")
+    return index
