@@ -140,12 +140,16 @@ def cmd_precompute(args: argparse.Namespace) -> int:
     """Run the exhaustive builder and print mean perf per assignment and the oracle."""
     import routing_gym  # noqa: F401
     from routing_gym.action_table import ActionTable, build_action_table
+    from routing_gym.bench.commands import parse_mapping
 
     config: dict[str, Any] = {
-        "split": args.split,
-        "models": args.models,
+        **parse_mapping(args.env_config, "--env-config"),
         "cache_mode": args.cache_mode,
     }
+    if args.split:
+        config["split"] = args.split
+    if args.models:
+        config["models"] = args.models
     if args.limit:
         config["limit"] = args.limit
     if args.data_dir:
@@ -164,7 +168,7 @@ def cmd_precompute(args: argparse.Namespace) -> int:
         return 130
     table = ActionTable.load(path)
     print(
-        f"\n{args.env} split={args.split}: {len(table.question_ids)} questions, "
+        f"\n{args.env} split={args.split or 'the env default'}: {len(table.question_ids)} questions, "
         f"{time.perf_counter() - start:.1f} s -> {path}"
     )
     print(f"{'student':<16}{'teacher':<16}{'mean perf':>10}{'mean cost $':>14}{'tokens':>9}")
@@ -373,9 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument(
         "--env", default="LLMRouting-HotpotQA-v0", help="a live Teacher–Student env ID"
     )
-    pre.add_argument("--split", default="valid")
+    pre.add_argument("--split", default=None, help="the split (default: the env's default split)")
     pre.add_argument("--limit", type=int, default=None, help="only the first N questions")
-    pre.add_argument("--models", nargs="+", default=["smollm2-135m", "gemma3-270m"])
+    pre.add_argument("--models", nargs="+", default=None, help="the pool (default: the env's default pool)")
     pre.add_argument(
         "--out", default="results/action_table.jsonl", help="JSONL output; existing rows are kept"
     )
@@ -386,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--cache-mode", default="rw", choices=["rw", "ro", "off"])
     pre.add_argument(
         "--protocol", default=None, help="protocol settings as JSON, e.g. '{\"search_budget\": 2}'"
+    )
+    pre.add_argument(
+        "--env-config", default=None, help='further env config as JSON, e.g. \'{"subjects": ["astronomy"]}\''
     )
     pre.add_argument("--questions-per-batch", type=int, default=8)
     pre.add_argument("--seed", type=int, default=0)

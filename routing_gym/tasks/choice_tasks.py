@@ -15,8 +15,13 @@ _MMLU_SPLITS = {"train": "dev", "valid": "val", "test": "test"}
 class ChoiceTask(HopTask):
     """Shared prompt and letter scoring; the letter is read by regex from the final answer."""
 
-    instruction = "Answer the multiple-choice question. Explain briefly, then finish with 'Answer: <letter>'."
-    max_new_tokens = 96
+    # Letter first: small models asked to explain first run out of tokens before committing,
+    # which read as wrong answers (below chance on MMLU with 96 tokens).
+    instruction = (
+        "Answer the multiple-choice question. Write 'Answer: <letter>' on the first line, "
+        "then at most one short sentence of reason."
+    )
+    max_new_tokens = 32
 
     def question(self, example) -> str:
         letters = string.ascii_uppercase
