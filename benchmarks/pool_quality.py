@@ -5,8 +5,8 @@ Usage: python benchmarks/pool_quality.py [--models ...] [--tasks ...] [--sample 
 
 For every (model, task) it answers a fixed seeded sample of held-out questions greedily
 with the multi-hop env's one-hop prompts and scorers (``routing_gym.tasks``): GSM8K (final
-number), MATH-500 (math-verify), ARC-Challenge and MMLU (the letter on the answer's last line,
-after a short explanation), HumanEval and MBPP (pass@1 in the sandbox), plus HotpotQA with its
+number), MATH-500 (math-verify), ARC-Challenge and MMLU (the letter after "Answer:", asked for
+on the first line), HumanEval and MBPP (pass@1 in the sandbox), plus HotpotQA with its
 gold paragraphs (token F1). Every call goes through the response
 cache in ``--out``, so an interrupted run resumes where it stopped and a finished one replays
 in seconds. Per-question scores and tokens are written to ``--out/scores.csv`` (ids and
