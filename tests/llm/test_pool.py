@@ -148,3 +148,16 @@ def test_choice_logprobs_rank_the_continuations_and_are_cached(pool):
     assert len(scores) == 4 and all(s < 0 for s in scores)
     assert pool.choice_logprobs("tiny-llama", request, [" A", " B", " C", " D"]) == scores
     assert pool.cache.stats()["tiny-llama"]["hits"] >= 1
+
+
+def test_a_base_model_answer_ends_where_it_starts_a_made_up_next_question(pool, monkeypatch):
+    backend = pool.backend("tiny-llama")
+    chat = GenerationRequest(model="tiny-llama", messages=CHAT, max_new_tokens=40)
+    assert backend.request_key(chat) == {}  # a chat template: no transcript stop
+    monkeypatch.setattr(backend.tokenizer, "chat_template", None)  # now a base model
+    assert backend.render(chat).endswith("Answer: ")
+    assert backend.request_key(chat) == {"transcript_stop": "\n\nQuestion:"}
+    assert backend.request_key(GenerationRequest(model="tiny-llama", prompt="x", max_new_tokens=4)) == {}
+    tokens = backend.tokenizer("Paris.\n\nQuestion: and Spain?", add_special_tokens=False)["input_ids"]
+    assert backend._finish(backend._with_turn_stop(chat), tokens, eos=set()).text == "Paris."
+    assert backend._finish(chat, tokens, eos=set()).text.startswith("Paris.\n\nQuestion:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import threading
 from typing import Any, Sequence
@@ -23,6 +24,8 @@ _TOKENIZERS: dict[str, Any] = {}
 _LOAD_LOCK = threading.RLock()
 
 _FALLBACK_ROLE_PREFIX = {"system": "", "user": "Question: ", "assistant": "Answer: "}
+#: Where a base model, answering in a plain transcript, starts a made-up next turn; it ends the answer.
+TRANSCRIPT_TURN_STOP = "\n\n" + _FALLBACK_ROLE_PREFIX["user"].rstrip()
 
 
 def _byte_level_tokenizer():
@@ -322,9 +325,22 @@ class TransformersBackend(Backend):
         return input_ids.to(self.device), mask.to(self.device)
 
     @torch.inference_mode()
+    def _plain_transcript(self, request: GenerationRequest) -> bool:
+        return request.messages is not None and request.prompt is None and not self.tokenizer.chat_template
+
+    def request_key(self, request: GenerationRequest) -> dict[str, Any]:
+        # The turn stop of a plain transcript shapes the output, so it belongs in the cache key.
+        return {"transcript_stop": TRANSCRIPT_TURN_STOP} if self._plain_transcript(request) else {}
+
+    def _with_turn_stop(self, request: GenerationRequest) -> GenerationRequest:
+        if not self._plain_transcript(request) or TRANSCRIPT_TURN_STOP in request.stop:
+            return request
+        return dataclasses.replace(request, stop=(*request.stop, TRANSCRIPT_TURN_STOP))
+
     def generate(self, requests: Sequence[GenerationRequest], prompt_ids: Sequence[list[int]]) -> list[Completion]:
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
+        requests = [self._with_turn_stop(r) for r in requests]
         model, tokenizer = self.model, self.tokenizer
         input_ids, attention_mask = self._pad_left(prompt_ids)
         eos = {tokenizer.eos_token_id} | set(_as_list(model.generation_config.eos_token_id))
