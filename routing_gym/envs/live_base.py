@@ -23,7 +23,7 @@ from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
 from routing_gym.engine import EpisodeEngine, TurnCalls, TurnJob
-from routing_gym.envs.question_order import QuestionOrder, checked_index
+from routing_gym.envs.question_order import QuestionOrder, question_for_reset
 from routing_gym.envs.validation import require_action
 from routing_gym.llm.cache import default_cache_path
 from routing_gym.llm.lora import LoRAAdapter, target_layers
@@ -262,17 +262,7 @@ class LiveRoutingEnv(gym.Env):
     # -- Gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"config", "index"}
-        if unknown:
-            raise ValueError(f"reset options accept 'config' and 'index', got unknown {sorted(unknown)}.")
-        if "config" in options:
-            self.configure(options["config"])
-        examples = self.examples
-        self._questions.prepare(self.np_random, len(examples), self.config["shuffle"], seed)
-        index = checked_index(options, len(examples))
-        if index is None:
-            index = self._questions.take()
+        index = question_for_reset(self, seed, options)
         self._state = self.engine.start(index)
         self._prefetched = None
         self._episode_seed = int(self.np_random.integers(0, 2**31 - 1))

@@ -12,7 +12,7 @@ from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
 from routing_gym.data.splits import DEFAULT_FRACTIONS
-from routing_gym.envs.question_order import QuestionOrder, checked_index
+from routing_gym.envs.question_order import QuestionOrder, question_for_reset
 from routing_gym.llm.requests import GenerationRequest, GenerationResult
 from routing_gym.llm.spec import DEFAULT_POOL, resolve_spec
 from routing_gym.retrieval.encoder import EMBEDDING_DIM
@@ -258,18 +258,8 @@ class MultiHopEnv(gym.Env):
     # -- Gymnasium API ------------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        options = dict(options or {})
-        unknown = set(options) - {"config", "index"}
-        if unknown:
-            raise ValueError(f"reset options accept 'config' and 'index', got unknown {sorted(unknown)}.")
-        if "config" in options:
-            self.configure(options["config"])
-        examples = self.examples
-        self._questions.prepare(self.np_random, len(examples), self.config["shuffle"], seed)
-        index = checked_index(options, len(examples))
-        if index is None:
-            index = self._questions.take()
-        task, example = examples[index]
+        index = question_for_reset(self, seed, options)
+        task, example = self.examples[index]
         self._episode = {
             "index": index, "task": task, "example": example, "responses": [], "hops": [], "cost": 0.0,
             "seed": int(self.np_random.integers(0, 2**31 - 1)), "done": False, "score": None,

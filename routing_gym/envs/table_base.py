@@ -25,6 +25,7 @@ from routing_gym.data.outcome_table import (
     load_prices,
     resolve_completion_tokens,
 )
+from routing_gym.envs.question_order import checked_index, checked_reset_options
 from routing_gym.envs.validation import require_render_mode
 
 _SPLIT_CHOICES = (*SPLITS, "all")
@@ -309,12 +310,7 @@ class OutcomeTableEnvBase(gym.Env):
 
     def _pick_row(self, seed: int | None, options: Mapping[str, Any] | None) -> int:
         """Apply ``options`` and return the next question's row (seeded order, rewound by a seed)."""
-        options = dict(options or {})
-        unknown = set(options) - {"config", "index"}
-        if unknown:
-            raise ValueError(
-                f"Unknown reset option {sorted(unknown)[0]!r}; use 'config' and/or 'index'."
-            )
+        options = checked_reset_options(options)
         if options.get("config"):
             self.configure(options["config"])
         if self.config["lam_range"] is not None:  # a new trade-off every episode
@@ -322,15 +318,9 @@ class OutcomeTableEnvBase(gym.Env):
         if seed is not None:
             self._order = None
         n = self.num_queries
-        if "index" in options:
-            index = options["index"]
-            if (
-                isinstance(index, bool)
-                or not isinstance(index, (int, np.integer))
-                or not 0 <= index < n
-            ):
-                raise ValueError(f"reset option 'index' must be an int in [0, {n}), got {index!r}.")
-            return int(index)
+        index = checked_index(options, n)
+        if index is not None:
+            return index
         if self._order is None:
             self._order, self._cursor = self._new_order(), 0
         row = int(self._order[self._cursor])

@@ -140,8 +140,11 @@ def test_bad_config_is_named(tmp_path):
     with pytest.raises(UnknownModelError, match="gpt-17"):
         gym.make("LLMRouting-HotpotQA-v0", config={**tiny_config("HotpotQA", tmp_path), "models": ["gpt-17"]})
     env = gym.make("LLMRouting-HotpotQA-v0", config=tiny_config("HotpotQA", tmp_path))
-    with pytest.raises(ValueError, match="index"):
-        env.reset(seed=0, options={"index": 99})
+    for bad_index in (99, -1, 1.7, True, "0"):
+        with pytest.raises(ValueError, match="index"):
+            env.reset(seed=0, options={"index": bad_index})
+    with pytest.raises(ValueError, match="indx"):
+        env.reset(seed=0, options={"indx": 0})
     with pytest.raises(ValueError, match="models"):
         env.reset(options={"config": {"models": ["tiny-llama"]}})
 

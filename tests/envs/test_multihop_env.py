@@ -218,6 +218,11 @@ def test_bad_actions_and_config_are_named(tmp_path):
         gym.make("LLMRouting-MultiHop-v0", config={**tiny_config(tmp_path), "split": "dev"}).reset(seed=0)
     with pytest.raises(ValueError, match="models"):
         env.reset(options={"config": {"models": ["tiny-llama"]}})
+    for bad_index in (99, 0.5, True):
+        with pytest.raises(ValueError, match="index"):
+            env.reset(seed=0, options={"index": bad_index})
+    with pytest.raises(ValueError, match="indx"):
+        env.reset(seed=0, options={"indx": 0})
 
 
 def test_maskable_ppo_trains_and_never_stops_before_the_first_hop(tmp_path):
@@ -293,6 +298,8 @@ def test_hop_tree_builds_resumes_and_its_table_env_replays_the_live_env(tmp_path
 
     table = MultiHopTableEnv(tree_path=str(out), lam=3.0)
     gym_check_env(table, skip_render_check=True)
+    with pytest.raises(ValueError, match="index"):
+        table.reset(seed=0, options={"index": 0})  # the replay env picks a query by question_id
     live = gym.make("LLMRouting-MultiHop-v0", config={**config, "lam": 3.0}).unwrapped
 
     def policy(obs, mask):  # depends on the observation, so a wrong replay shows up as a different path
