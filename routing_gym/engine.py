@@ -177,18 +177,11 @@ class EpisodeEngine:
         one large batch per round. A turn's seed is the episode's seed plus the turn index.
         Returns each episode's total cost (USD, scoring passes included).
         """
-        costs = [0.0] * len(states)
-        while True:
-            live = [i for i, state in enumerate(states) if not self.is_over(state)]
-            if not live:
-                return costs
-            jobs = []
-            for i in live:
-                model = assignments[i][self.next_role(states[i])]
-                adapter = adapters[i].get(model) if adapters is not None else None
-                jobs.append(self.job(states[i], model, seeds[i] + len(states[i].turns), adapter))
-            for i, turn in zip(live, self.play_turns(jobs)):
-                costs[i] += turn.cost
+        plays = [
+            EpisodePlay(self, state, assignment, seed, adapters[i] if adapters is not None else {})
+            for i, (state, assignment, seed) in enumerate(zip(states, assignments, seeds))
+        ]
+        return play_episodes_together(plays)
 
     # -- white-box training ------------------------------------------------------------------
     def episode_logprob(
@@ -200,6 +193,39 @@ class EpisodeEngine:
         """Differentiable log-likelihood of an episode's recorded calls under per-model LoRA
         (``LLMPool.episode_logprob``): what HAPS's joint phase trains through."""
         return self.pool.episode_logprob(calls, adapters, include_unadapted=include_unadapted)
+
+
+@dataclass(frozen=True)
+class EpisodePlay:
+    """An episode to play to its end: its engine, state, model per role, seed and LoRA per model."""
+
+    engine: EpisodeEngine
+    state: EpisodeState
+    assignment: Mapping[str, str]
+    seed: int
+    adapters: Mapping[str, LoRAAdapter] = dataclasses.field(default_factory=dict)
+
+
+def play_episodes_together(plays: Sequence[EpisodePlay]) -> list[float]:
+    """Play episodes of any number of engines to their ends in lockstep rounds.
+
+    Each round runs the next turn of every unfinished episode through ``run_turn_calls`` (one
+    generation and one scoring call per pool setup), then advances each episode. Returns each
+    episode's total cost (USD, scoring passes included).
+    """
+    costs = [0.0] * len(plays)
+    while True:
+        live = [i for i, play in enumerate(plays) if not play.engine.is_over(play.state)]
+        if not live:
+            return costs
+        pairs = []
+        for i in live:
+            play = plays[i]
+            model = play.assignment[play.engine.next_role(play.state)]
+            job = play.engine.job(play.state, model, play.seed + len(play.state.turns), play.adapters.get(model))
+            pairs.append((play.engine, job))
+        for i, calls in zip(live, run_turn_calls(pairs)):
+            costs[i] += plays[i].engine.apply(calls).cost
 
 
 def run_turn_calls(pairs: Sequence[tuple[EpisodeEngine, TurnJob]]) -> list[TurnCalls]:

@@ -22,7 +22,7 @@ import torch
 from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
-from routing_gym.engine import EpisodeEngine, TurnCalls, TurnJob
+from routing_gym.engine import EpisodeEngine, EpisodePlay, TurnCalls, TurnJob
 from routing_gym.envs.question_order import QuestionOrder, question_for_reset
 from routing_gym.envs.validation import require_action
 from routing_gym.llm.cache import default_cache_path
@@ -62,6 +62,7 @@ class LiveRoutingEnv(gym.Env):
         self._episode_seed = 0
         self._episode_cost = 0.0
         self._prefetched: TurnCalls | None = None
+        self._prefetched_episode: tuple[EpisodePlay, float] | None = None
         self._engine: EpisodeEngine | None = None
         self.config = self.default_config()
         self.configure({**(config or {}), **overrides})
@@ -265,12 +266,15 @@ class LiveRoutingEnv(gym.Env):
         index = question_for_reset(self, seed, options)
         self._state = self.engine.start(index)
         self._prefetched = None
+        self._prefetched_episode = None
         self._episode_seed = int(self.np_random.integers(0, 2**31 - 1))
         self._episode_cost = 0.0
         self._models_used: list[str] = []
         return self._observation(), self._info(role=None)
 
     def step(self, action):
+        if self._prefetched_episode is not None:  # played in a batch by routing_gym.vector
+            return self._book_prefetched_episode(action)
         job = self.turn_job(action)
         if job is None:  # the assignment action types run a whole episode in one step
             return self.run_assignment_episode(action)
@@ -318,15 +322,56 @@ class LiveRoutingEnv(gym.Env):
         job = TurnJob(self._state, request.model, seed, request.adapter, len(self._state.turns))
         self._prefetched = TurnCalls(job, request, result, None if scores is None else list(scores))
 
-    def run_assignment_episode(self, action):
-        """Run the whole episode with one model per role (and, for "hybrid", their LoRA adapters)."""
+    def episode_play(self, action) -> EpisodePlay | None:
+        """Validate the action; the whole episode it asks for (None for the per-turn action type).
+
+        A batched runner plays many envs' episodes together (``play_episodes_together``), then
+        hands each env its cost with ``prefetch_episode`` before calling the normal ``step``.
+        """
+        if self.turn_job(action) is not None:
+            return None
+        assignment, adapters = self._episode_action(action)
+        return EpisodePlay(self.engine, self._state, assignment, self._episode_seed, adapters)
+
+    def prefetch_episode(self, play: EpisodePlay, cost: float) -> None:
+        """Hand in the episode ``play`` (already played to its end elsewhere) and its cost."""
+        if play.state is not self._state or not self.engine.is_over(play.state):
+            raise RuntimeError("prefetch_episode needs this env's current episode, played to its end.")
+        self._prefetched_episode = (play, float(cost))
+
+    def _episode_action(self, action) -> tuple[dict[str, str], dict[str, Any]]:
+        """The model per role and the LoRA adapter per model of a whole-episode action."""
         adapters = {}
         if self.config["action_type"] == "hybrid":
             adapters = self.adapters_from_action(action["lora"])
             action = action["assignment"]
         assignment = {role: self.model_names[int(a)] for role, a in zip(ROLES, np.asarray(action).tolist())}
+        return assignment, adapters
+
+    def run_assignment_episode(self, action):
+        """Run the whole episode with one model per role (and, for "hybrid", their LoRA adapters)."""
+        assignment, adapters = self._episode_action(action)
         costs = self.engine.play_episodes([self._state], [assignment], [self._episode_seed], [adapters])
-        self._episode_cost += costs[0]
+        return self._episode_transition(assignment, adapters, costs[0])
+
+    def _book_prefetched_episode(self, action):
+        play, cost = self._prefetched_episode
+        self._prefetched_episode = None
+        assignment, adapters = self._episode_action(action)
+        if (
+            play.state is not self._state
+            or dict(play.assignment) != assignment
+            or {n: a.digest for n, a in play.adapters.items()} != {n: a.digest for n, a in adapters.items()}
+        ):
+            raise RuntimeError(
+                "The batched runner played this episode for another action than step() got "
+                "(does a wrapper change the action?)."
+            )
+        return self._episode_transition(assignment, adapters, cost)
+
+    def _episode_transition(self, assignment: dict[str, str], adapters: dict[str, Any], cost: float):
+        """Observation, reward, flags and info after a whole episode played in one step."""
+        self._episode_cost += cost
         self._models_used.extend(turn.model for turn in self._state.turns)
         reward = self._reward(0.0, True)
         info = self._info(role=None)
@@ -435,7 +480,7 @@ class LiveRoutingEnv(gym.Env):
     # -- pickling: heavy clients are rebuilt lazily ------------------------------------------
     def __getstate__(self):
         state = self.__dict__.copy()
-        state.update(_pool=None, _encoder=None, _prefetched=None, _engine=None)
+        state.update(_pool=None, _encoder=None, _prefetched=None, _prefetched_episode=None, _engine=None)
         return state
 
     # -- the episode in progress, for agents that read the question ------------------------------

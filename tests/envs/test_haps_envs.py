@@ -105,3 +105,53 @@ def test_flat_action_decodes_assignment_by_argmax(tmp_path):
     decoded = flat.action(vector)
     assert decoded["assignment"].tolist() == [1, 0]
     assert raw.action_space.contains(decoded)
+
+
+@pytest.mark.parametrize("env_id", ["LLMRouting-HotpotQA-HAPS-v0", "LLMRouting-MMLU-Assign-v0"])
+def test_batched_vector_env_plays_whole_episodes_in_lockstep(env_id, tmp_path, monkeypatch):
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from routing_gym.vector import make_batched_vec_env
+
+    config = tiny_config(env_id, tmp_path)
+    vec = make_batched_vec_env(env_id, n_envs=4, seed=0, env_kwargs={"config": config})
+    template = vec.envs[0].unwrapped
+    if "HAPS" in env_id:
+        actions = [hybrid_action(template, (i % 2, (i // 2) % 2), value=0.1 * i) for i in range(4)]
+    else:
+        actions = [np.array([i % 2, (i // 2) % 2]) for i in range(4)]
+    pool = template.pool
+    calls = []
+    original = type(pool).generate
+    monkeypatch.setattr(type(pool), "generate", lambda self, reqs: calls.append(len(reqs)) or original(self, reqs))
+    vec.reset()
+    vec.step_async(actions)
+    _, batched_rewards, dones, batched_infos = vec.step_wait()
+    monkeypatch.undo()
+    assert dones.all()
+    # one generation call per round of turns, each with a turn of every unfinished episode
+    assert len(calls) == max(len(info["roles"]) for info in batched_infos)
+    assert calls[0] == 4
+    vec.close()
+    # The same seeds and actions stepped one env at a time give the same episodes.
+    plain = DummyVecEnv([lambda: gym.make(env_id, config=config) for _ in range(4)])
+    plain.seed(0)
+    plain.reset()
+    plain.step_async(actions)
+    _, rewards, _, infos = plain.step_wait()
+    np.testing.assert_allclose(rewards, batched_rewards)
+    for one, batched in zip(infos, batched_infos):
+        assert one["cost"] == batched["cost"] and one["answer"] == batched["answer"]
+        assert one["assignment"] == batched["assignment"] and one.get("adapters") == batched.get("adapters")
+
+
+def test_a_wrapper_that_changes_the_action_cannot_book_a_batched_episode(tmp_path):
+    env = make("LLMRouting-MMLU-Assign-v0", tmp_path).unwrapped
+    env.reset(seed=0)
+    play = env.episode_play(np.array([0, 1]))
+    from routing_gym.engine import play_episodes_together
+
+    cost = play_episodes_together([play])[0]
+    env.prefetch_episode(play, cost)
+    with pytest.raises(RuntimeError, match="another action"):
+        env.step(np.array([1, 1]))
