@@ -28,7 +28,9 @@ The algorithm, top to bottom:
   assignment of an exhaustive ``ActionTable``; ``ties`` says how equal-reward assignments
   become a target ("cheapest", "first", or "soft": uniform over the tied ones).
 * **Joint phase** (``train_joint``): per update, play ``episodes_per_update`` episodes
-  through the env (sampling: the protocol's ``temperature`` > 0, ``record_text=True``),
+  through the env (sampling: the protocol's ``temperature`` > 0, ``record_text=True``;
+  with ``rollout_envs`` > 1 in that many copies of the env, in lockstep, each model
+  answering one batch per round of turns),
   then REINFORCE on ``(R − b) · (log π(assignment) + Σ log p(tokens | LoRA))``: the tokens'
   log-probabilities come from ``episode_logprob`` with adapters made by the generators, so
   gradients reach them. ``R`` is HAPS's shaping (F1 if F1 > 0 else −1) minus λ·normalized
@@ -119,6 +121,9 @@ class HAPSConfig:
     # -- joint phase (REINFORCE)
     joint_updates: int = 100
     episodes_per_update: int = 4
+    # episodes played together: > 1 plays the joint phase's episodes in copies of the train env
+    # stepped in lockstep (routing_gym.vector), one batched model call per round of turns
+    rollout_envs: int = 1
     lr: float = 1e-4  # high-level head and generators
     backbone_lr: float = 1e-5  # the fine-tuned backbone, if any
     baseline: str = "ema"  # "ema" (moving average of the reward) or "none"
@@ -583,6 +588,7 @@ class HAPSAgent(Agent):
             "question_chars",
             "warmup_batch_size",
             "episodes_per_update",
+            "rollout_envs",
             "eval_every",
             "valid_episodes",
             "patience",
@@ -850,11 +856,59 @@ class HAPSAgent(Agent):
         return float(np.asarray(rewards)[np.arange(len(chosen)), chosen].mean())
 
     # -- joint phase --------------------------------------------------------------------------
+    def batched_env(self, env: gym.Env, n_envs: int):
+        """``n_envs`` copies of ``env`` (its ID and config) in a ``BatchedRoutingVecEnv``.
+
+        ``rollout`` on it plays ``n_envs`` episodes per round, their turns batched per model.
+        Copy ``i`` is seeded with ``config.seed + i``, so each walks its own question order.
+        """
+        from routing_gym.vector import make_batched_vec_env
+
+        if env.spec is None:
+            raise ValueError("Batched rollouts copy the env by its ID: make it with gym.make.")
+        config = copy.deepcopy(env.unwrapped.config)
+        vec = make_batched_vec_env(env.spec.id, n_envs=n_envs, seed=self.config.seed, env_kwargs={"config": config})
+        vec.reset()
+        return vec
+
+    def _rollout_batched(self, vec: Any, episodes: int, deterministic: bool) -> list[Episode]:
+        """Play rounds of ``vec.num_envs`` episodes in lockstep until ``episodes`` are played."""
+        played: list[Episode] = []
+        while len(played) < episodes:
+            prompts = [self.prompt_for(example) for example in current_example(vec)]
+            with torch.no_grad():
+                high, low = self._features(prompts)
+                logits = self.policy.high(high)
+                arms = [self._choose(logits[i], deterministic) for i in range(len(prompts))]
+                actions = [self._action(arm, low[i]) for i, arm in enumerate(arms)]
+            vec.step_async(actions)
+            _, env_rewards, _, infos = vec.step_wait()  # every episode ends; each env resets itself
+            for prompt, arm, env_reward, info in zip(prompts, arms, env_rewards, infos):
+                perf, cost = float(info["perf"]), float(info["normalized_cost"])
+                played.append(
+                    Episode(
+                        prompt=prompt,
+                        arm=arm,
+                        perf=perf,
+                        normalized_cost=cost,
+                        env_reward=float(env_reward),
+                        reward=haps_reward(perf, cost, self.lam, self.config.shaping),
+                        calls=list(info.get("calls", [])),
+                    )
+                )
+        return played[:episodes]
+
     def rollout(
-        self, env: gym.Env, episodes: int, deterministic: bool = False, seed: int | None = None
+        self, env: Any, episodes: int, deterministic: bool = False, seed: int | None = None
     ) -> list[Episode]:
-        """Play ``episodes`` episodes through ``env`` with the current policy (no gradient)."""
+        """Play ``episodes`` episodes through ``env`` with the current policy (no gradient).
+
+        ``env`` is one env, or a vector env from ``batched_env`` (its episodes play in lockstep;
+        ``seed`` does not apply, its copies were seeded when it was made).
+        """
         self._require_built()
+        if hasattr(env, "num_envs") and hasattr(env, "step_async"):
+            return self._rollout_batched(env, episodes, deterministic)
         played = []
         for i in range(episodes):
             first = id(env) not in self._seeded_envs
@@ -992,8 +1046,9 @@ class HAPSAgent(Agent):
             desc="HAPS joint",
             disable=not cfg.progress_bar,
         )
+        rollout_env = self.batched_env(env, cfg.rollout_envs) if cfg.rollout_envs > 1 else env
         for step in bar:
-            episodes = self.rollout(env, cfg.episodes_per_update)
+            episodes = self.rollout(rollout_env, cfg.episodes_per_update)
             rewards = np.array([e.reward for e in episodes])
             advantages = rewards - (self.baseline if cfg.baseline == "ema" else 0.0)
             stats = self.update(episodes, advantages, base.engine)
@@ -1021,6 +1076,8 @@ class HAPSAgent(Agent):
                 self._log("valid", score, step=self._steps["joint"])
                 if stopper.should_stop(score["env_reward"]):
                     break
+        if rollout_env is not env:
+            rollout_env.close()
         stopper.restore_best()
         return self
 

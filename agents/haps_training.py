@@ -15,7 +15,9 @@ then warm-up, joint REINFORCE with early stopping on valid, and a held-out score
         --out runs/haps_agent
 
 ``--profile-step [BATCH ...]`` times one joint update at each batch size (wall time, peak
-memory) and exits.
+memory; episodes against backward), with the batch's episodes in lockstep and, for the ratio,
+one after another, and exits. ``--rollout-envs N`` plays the joint phase's episodes in N env
+copies in lockstep.
 Ablations: ``--router random|fixed --fixed-assignment smollm2-135m,gemma3-270m``, ``--no-lora``,
 ``--no-share-backbone`` (with ``--finetune-backbone``), ``--lora-layers 1|2|4|all``.
 ``tensorboard --logdir runs/haps`` shows ``warmup/*``, ``joint/*`` (reward, perf, cost, token
@@ -94,6 +96,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ties", default="cheapest", choices=TIES)
     parser.add_argument("--updates", type=int, default=100, help="joint-phase updates")
     parser.add_argument("--episodes-per-update", type=int, default=4)
+    parser.add_argument(
+        "--rollout-envs", type=int, default=1,
+        help="play the joint phase's episodes in this many env copies in lockstep (batched model calls)",
+    )
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--valid-episodes", type=int, default=20)
@@ -135,6 +141,7 @@ def make_config(args: argparse.Namespace) -> HAPSConfig:
         ties=args.ties,
         joint_updates=args.updates,
         episodes_per_update=args.episodes_per_update,
+        rollout_envs=args.rollout_envs,
         lr=args.lr,
         eval_every=args.eval_every,
         valid_episodes=args.valid_episodes,
@@ -145,18 +152,21 @@ def make_config(args: argparse.Namespace) -> HAPSConfig:
     )
 
 
-def profile_step(agent: HAPSAgent, env: gym.Env, batch: int) -> dict[str, float]:
+def profile_step(agent: HAPSAgent, env: gym.Env, batch: int, lockstep: bool = True) -> dict[str, float]:
     """Wall time and peak memory of one joint update: ``batch`` sampled episodes + the backward.
 
-    The update backpropagates one episode at a time (gradient accumulation), so the peak memory
-    of the backward pass does not grow with the batch; the wall time grows with it.
+    With ``lockstep`` the episodes play together in ``batch`` env copies (one batched model call
+    per round of turns), else one after another. The update backpropagates one episode at a
+    time (gradient accumulation), so the peak memory of the backward pass does not grow with
+    the batch; the wall time grows with it.
     """
     agent.adapt_to(env)  # loads the pool and the backbone first, so only the step is timed
+    rollout_env = agent.batched_env(env, batch) if lockstep and batch > 1 else env
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
-    episodes = agent.rollout(env, batch)
+    episodes = agent.rollout(rollout_env, batch)
     played = time.perf_counter()
     advantages = [e.reward - agent.baseline for e in episodes]
     stats = agent.update(episodes, advantages, env.unwrapped.engine)
@@ -165,8 +175,11 @@ def profile_step(agent: HAPSAgent, env: gym.Env, batch: int) -> dict[str, float]
     tokens = sum(len(c["completion_ids"]) for e in episodes for c in e.calls)
     prompt = sum(len(c["prompt_ids"]) for e in episodes for c in e.calls)
     calls = sum(len(e.calls) for e in episodes)
+    if rollout_env is not env:
+        rollout_env.close()
     row = {
         "batch": batch,
+        "lockstep": float(lockstep and batch > 1),
         "step_s": end - start,
         "episodes_s": played - start,
         "update_s": end - played,
@@ -219,7 +232,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     agent = HAPSAgent(config)
     if args.profile_step is not None:
-        rows = [profile_step(agent, train_env, batch) for batch in args.profile_step or [1]]
+        rows = []
+        for batch in args.profile_step or [1]:
+            rows.append(profile_step(agent, train_env, batch, lockstep=True))
+            if batch > 1:  # the same batch one episode after another, for the ratio
+                rows.append(profile_step(agent, train_env, batch, lockstep=False))
+                print(f"batch {batch}: episodes in lockstep take "
+                      f"{rows[-2]['episodes_s'] / rows[-1]['episodes_s']:.2f}x the time of one after another")
         print(json.dumps({"profile": [{k: round(v, 3) for k, v in r.items()} for r in rows]}))
         return 0
     valid_table = ActionTable.load(args.valid_table) if args.valid_table else None

@@ -57,8 +57,10 @@ def load_compare_haps():
 
 def test_cli_profiles_one_joint_step_per_batch_size(capsys):
     assert cli_main([*tiny_flags(), "--profile-step", "1", "2"]) == 0
-    profile = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["profile"]
-    assert [row["batch"] for row in profile] == [1, 2]
+    out = capsys.readouterr().out
+    profile = json.loads(out.strip().splitlines()[-1])["profile"]
+    assert [(row["batch"], row["lockstep"]) for row in profile] == [(1, 0), (2, 1), (2, 0)]
+    assert "batch 2: episodes in lockstep take" in out
     for row in profile:
         assert row["calls"] >= 2 * row["batch"]  # at least a Student and a Teacher call each
         assert row["prompt_tokens"] > 0 and row["generated_tokens"] > 0
@@ -134,3 +136,29 @@ def test_compare_haps_names_a_results_file_without_episodes(tables, tmp_path):
         load_compare_haps().main(
             ["--train-table", str(tables), "--valid-table", str(tables), "--run", f"HAPS={bad}"]
         )
+
+
+def test_joint_phase_plays_its_episodes_in_lockstep_env_copies(tmp_path, monkeypatch):
+    import gymnasium as gym
+
+    from agents.haps import HAPSAgent, HAPSConfig, haps_env_config
+    from routing_gym.llm.pool import LLMPool
+
+    config = HAPSConfig(backbone="tiny-llama", joint_updates=1, episodes_per_update=4, rollout_envs=2,
+                        progress_bar=False, warmup_epochs=0)
+    env = gym.make("LLMRouting-HotpotQA-HAPS-v0", config=haps_env_config(
+        config, 0.7, models=MODELS, data_dir=str(FIXTURES), split="valid", cache_mode="off", protocol=PROTOCOL,
+        lora_scale=30.0))
+    agent = HAPSAgent(config)
+    agent.adapt_to(env)
+    sizes = []
+    original = LLMPool.generate
+    monkeypatch.setattr(LLMPool, "generate", lambda self, reqs: sizes.append(len(reqs)) or original(self, reqs))
+    vec = agent.batched_env(env, 2)
+    episodes = agent.rollout(vec, 4)
+    vec.close()
+    assert len(episodes) == 4 and all(e.calls for e in episodes)
+    assert max(sizes) == 2  # the two copies' turns share one generation call
+    sizes.clear()
+    agent.fit_env(env)  # rollout_envs=2: the joint phase itself runs through the copies
+    assert max(sizes) == 2
