@@ -6,6 +6,7 @@ import string
 
 from routing_gym.data.arc_challenge import load_arc_challenge
 from routing_gym.data.mmlu import load_mmlu
+from routing_gym.data.splits import unit_hash
 from routing_gym.metrics.choice import choice_score, extract_choice_letter
 from routing_gym.tasks.base import HopTask, LoadOptions, Score
 
@@ -53,4 +54,8 @@ class MMLUTask(ChoiceTask):
         self.check_split(options.split, self.name)
         examples = load_mmlu(_MMLU_SPLITS[options.split], subjects=options.extra.get("mmlu_subjects"),
                              data_dir=options.data_dir)
-        return examples if options.limit is None else examples[: options.limit]
+        if options.limit is None:
+            return examples
+        # The files come subject by subject in sorted order, so a plain prefix would be one or
+        # two subjects; the first questions by id hash are spread over all of them.
+        return sorted(examples, key=lambda e: unit_hash(e.id))[: options.limit]

@@ -108,3 +108,18 @@ def test_real_files_load_with_their_documented_sizes(data_root):
     assert sum(e.labels[0] == "1" for e in arc) == 22
     assert len(load_math("test", data_dir=data_root)) == 5000
     assert len(load_math("math500", data_dir=data_root)) == 500
+
+
+def test_a_limited_mmlu_task_spreads_over_the_subjects(data_root):
+    from routing_gym.tasks import get_task
+    from routing_gym.tasks.base import LoadOptions
+
+    if not (data_root / "mmlu").is_dir():
+        pytest.skip("no mmlu/ in the data directory")
+    task = get_task("mmlu")
+    limited = task.load(LoadOptions(split="test", data_dir=data_root, limit=60))
+    assert len(limited) == 60
+    assert len({e.id.split("/")[2] for e in limited}) >= 20  # a prefix would be abstract algebra only
+    assert [e.id for e in task.load(LoadOptions(split="test", data_dir=data_root, limit=60))] == [e.id for e in limited]
+    everything = {e.id for e in task.load(LoadOptions(split="test", data_dir=data_root))}
+    assert {e.id for e in limited} <= everything
