@@ -248,13 +248,17 @@ class LiveRoutingEnv(gym.Env):
         if self._examples is None:
             examples = self.load_examples(self.config["split"], self.config["data_dir"])
             if self.config["limit"] is not None:
-                examples = examples[: self.config["limit"]]
+                examples = self.limit_examples(examples, self.config["limit"])
             if not examples:
                 raise ValueError(f"{type(self).__name__}: split {self.config['split']!r} has no questions.")
             self._examples = examples
             self._questions.forget()
             self._engine = None
         return self._examples
+
+    def limit_examples(self, examples: list, limit: int) -> list:
+        """The ``limit`` questions a limited env keeps: the first ones in file order."""
+        return examples[:limit]
 
     def load_examples(self, split: str, data_dir) -> list:
         """The questions of a split; each subclass reads its own data set."""

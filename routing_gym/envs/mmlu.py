@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from routing_gym.data.mmlu import load_mmlu
+from routing_gym.data.splits import first_by_hash
 from routing_gym.envs.live_base import LiveRoutingEnv
 from routing_gym.envs.validation import require_render_mode
 
@@ -31,7 +32,8 @@ class MMLUEnv(LiveRoutingEnv):
     cost (or the same total spread over steps with ``per_step_cost=True``).
 
     ## Starting State
-    A question of the split (``val`` by default, all 57 subjects), in seeded order.
+    A question of the split (``val`` by default, all 57 subjects), in seeded order. With
+    ``limit`` the env keeps the first questions by id hash, spread over the subjects.
 
     ## Episode End
     Terminated when the Teacher submits; truncated after ``max_rounds`` rounds
@@ -61,3 +63,7 @@ class MMLUEnv(LiveRoutingEnv):
 
     def load_examples(self, split: str, data_dir) -> list:
         return load_mmlu(split, subjects=self.config["subjects"], data_dir=data_dir)
+
+    def limit_examples(self, examples: list, limit: int) -> list:
+        # The files come subject by subject, so a prefix would be one or two subjects.
+        return first_by_hash(examples, limit)

@@ -6,7 +6,7 @@ import string
 
 from routing_gym.data.arc_challenge import load_arc_challenge
 from routing_gym.data.mmlu import load_mmlu
-from routing_gym.data.splits import unit_hash
+from routing_gym.data.splits import first_by_hash
 from routing_gym.metrics.choice import choice_score, extract_choice_letter
 from routing_gym.tasks.base import HopTask, LoadOptions, Score
 
@@ -56,6 +56,5 @@ class MMLUTask(ChoiceTask):
                              data_dir=options.data_dir)
         if options.limit is None:
             return examples
-        # The files come subject by subject in sorted order, so a plain prefix would be one or
-        # two subjects; the first questions by id hash are spread over all of them.
-        return sorted(examples, key=lambda e: unit_hash(e.id))[: options.limit]
+        # The files come subject by subject, so a prefix would be one or two subjects.
+        return first_by_hash(examples, options.limit)

@@ -307,3 +307,13 @@ def test_subprocess_workers_share_one_cache(tmp_path):
     vec.close()  # workers close their envs, flushing their cache counts
     stats = ResponseCache(config["cache_path"]).stats()
     assert stats["tiny-llama"]["entries"] >= 3 and stats["tiny-qwen2"]["entries"] >= 3
+
+
+def test_a_limited_mmlu_env_spreads_over_the_subjects(data_root, tmp_path):
+    if not (data_root / "mmlu").is_dir():
+        pytest.skip("no mmlu/ in the data directory")
+    env = gym.make("LLMRouting-MMLU-v0", config={"data_dir": str(data_root), "split": "test", "limit": 60,
+                                                  "cache_path": str(tmp_path / "c.sqlite")}).unwrapped
+    subjects = [e.subject for e in env.examples]
+    assert len(env.examples) == 60 and len(set(subjects)) >= 20  # a prefix would be abstract algebra only
+    assert subjects == sorted(subjects)  # kept in file order
