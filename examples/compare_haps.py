@@ -1,14 +1,21 @@
-"""HAPS against the fixed and random assignments on the valid questions of an exhaustive table.
+"""HAPS against fixed, random and one-shot assignments on the valid questions of an exhaustive table.
 
 The baselines are read from the exhaustive action-level table of the valid split (every
 assignment really played, greedy), so Random is its exact expectation (the mean over the
 assignments) and "best fixed" is the assignment with the highest mean reward on the *train*
-table at λ. The HAPS rows come from ``routing-gym train-haps --results-json``, whose valid
-episodes were played live through the env. Only the valid questions HAPS played are compared.
+table at λ. With ``--env`` the one-shot routers of ``agents/`` (kNN, MLP, RouteLLM-MF,
+IRT-Router, GraphRouter) are fit on the train table (the env's question embeddings, costs
+normalized on train) and each valid question's chosen assignment is looked up in the valid
+table. The HAPS rows come from ``routing-gym train-haps --results-json``, whose valid episodes
+were played live through the env; a run is shown in the table of the λ it was trained at.
+Only the valid questions HAPS played are compared. One table per λ (``--lam`` takes a
+comma-separated list of numbers or regime names).
 
     python examples/compare_haps.py --train-table runs/hotpotqa_train_action_table.jsonl \
         --valid-table docs/action_tables/hotpotqa_valid_action_table.jsonl \
-        --run HAPS=runs/haps_full.json --run "HAPS without LoRA=runs/haps_nolora.json"
+        --run HAPS=runs/haps_full.json --run "HAPS without LoRA=runs/haps_nolora.json" \
+        --env LLMRouting-HotpotQA-Assign-v0 --env-config '{"models": ["smollm2-135m", "gemma3-270m"]}' \
+        --lam performance-first,balanced,cost-first
 
 For a run without LoRA the env plays the same greedy episode as the table did, so its rows
 are checked against the table (``table matches``): a mismatch means the two runs differ.
@@ -27,6 +34,9 @@ from routing_gym.action_table import ActionTable
 from routing_gym.cost import resolve_lambda, routing_reward
 from routing_gym.protocols.base import ROLES
 
+#: The one-shot routers of agents/ that choose an assignment from the question alone.
+ONE_SHOT = ("knn", "mlp", "routellm-mf", "irt-router", "graphrouter")
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -39,7 +49,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="LABEL=PATH",
         help="a results JSON of routing-gym train-haps (repeatable)",
     )
-    parser.add_argument("--lam", default="balanced", help="λ: a number or a regime name")
+    parser.add_argument(
+        "--lam", default="balanced", help="λ: numbers or regime names, comma-separated (one table each)"
+    )
+    parser.add_argument(
+        "--env", default=None,
+        help="the live Assign env of the tables (e.g. LLMRouting-HotpotQA-Assign-v0): adds the one-shot routers",
+    )
+    parser.add_argument("--env-config", default="{}", help="that env's config as JSON (models, data_dir, ...)")
+    parser.add_argument("--train-split", default="train", help="the split of --train-table")
+    parser.add_argument("--valid-split", default="valid", help="the split of --valid-table")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the one-shot routers")
     return parser.parse_args(argv)
 
 
@@ -47,9 +67,43 @@ def assignment_key(assignment: dict[str, str]) -> tuple[str, ...]:
     return tuple(assignment[role] for role in ROLES)
 
 
+def one_shot_choices(args, train: ActionTable, normalizer, questions: list[str], lams: list[float]):
+    """Per λ and router, the assignment (student, teacher) each valid question gets."""
+    import gymnasium as gym
+
+    import routing_gym  # noqa: F401  (registers the IDs)
+    from agents import RoutingData
+    from agents.base import arm_columns
+    from routing_gym.bench.roster import ROSTER, build_agent
+
+    config = json.loads(args.env_config)
+    train_env = gym.make(args.env, config={**config, "split": args.train_split})
+    valid_env = gym.make(args.env, config={**config, "split": args.valid_split})
+    train_data = RoutingData.from_action_table(train, train_env, normalizer)
+    valid_table = ActionTable.load(args.valid_table)
+    valid_data = RoutingData.from_action_table(valid_table, valid_env, normalizer, question_ids=questions)
+    choices: dict[float, dict[str, dict[str, tuple[str, ...]]]] = {lam: {} for lam in lams}
+    for name in ONE_SHOT:
+        router = build_agent(name, args.seed, data=train_data).fit(train_data)
+        columns = arm_columns(name, router.models, router.arms, valid_data)
+        for lam in lams:
+            router.lam = lam  # these routers take λ at routing time
+            arms = columns[router.select_arms(valid_data.embeddings)]
+            picked = [tuple(valid_data.models[m] for m in valid_data.arms[a]) for a in arms]
+            choices[lam][f"{ROSTER[name].label} (one-shot)"] = dict(zip(valid_data.query_ids, picked))
+    train_env.close()
+    valid_env.close()
+    return choices
+
+
+def run_lambda(run: dict) -> float:
+    """The λ a train-haps run was trained at (its recorded config)."""
+    return resolve_lambda((run.get("config") or {}).get("lam", "balanced"))
+
+
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    lam = resolve_lambda(args.lam)
+    lams = [resolve_lambda(name.strip()) for name in str(args.lam).split(",")]
     train, valid = ActionTable.load(args.train_table), ActionTable.load(args.valid_table)
     normalizer = train.fit_cost_normalizer()  # frozen on train, as in the envs
     runs = {}
@@ -60,6 +114,10 @@ def main(argv: list[str] | None = None) -> dict:
         runs[label] = json.loads(Path(path).read_text())
         if "per_episode" not in runs[label]:
             raise SystemExit(f"{path}: no 'per_episode' rows (write it with --results-json).")
+        if not any(abs(run_lambda(runs[label]) - lam) < 1e-12 for lam in lams):
+            raise SystemExit(
+                f"--run {label}: trained at λ = {run_lambda(runs[label]):g}, which is not in --lam {args.lam!r}."
+            )
     played = {e["question_id"] for run in runs.values() for e in run["per_episode"]}
     rows = [r for r in valid.rows if not played or r["question_id"] in played]
     missing = played - {r["question_id"] for r in rows}
@@ -68,16 +126,37 @@ def main(argv: list[str] | None = None) -> dict:
     outcome = {(r["question_id"], assignment_key(r["assignment"])): r for r in rows}
     questions = sorted({r["question_id"] for r in rows})
     arms = sorted({assignment_key(r["assignment"]) for r in rows})
+    one_shot = one_shot_choices(args, train, normalizer, questions, lams) if args.env else {}
+    tables = {}
+    for lam in lams:
+        tables[lam] = comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot.get(lam, {}))
+        print_table(lam, len(questions), tables[lam])
+    summary = {
+        "questions": len(questions),
+        "lams": lams,
+        "tables": {str(lam): table for lam, table in tables.items()},
+    }
+    if len(lams) == 1:  # one λ: its rows at the top level too
+        summary.update(lam=lams[0], rows=tables[lams[0]])
+    print(json.dumps(summary))
+    return summary
+
+
+def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot) -> dict[str, dict]:
+    """Rows of one λ: Random, best fixed, every fixed assignment, one-shot routers, runs, Oracle."""
 
     def reward(perf: float, cost: float) -> float:
         return routing_reward(perf, normalizer(cost), lam)
 
     def score(choice: dict[str, tuple[str, ...]]) -> dict[str, float]:
         picked = [outcome[(q, choice[q])] for q in questions]
+        shares = Counter("/".join(choice[q]) for q in questions)
         return {
             "f1": float(np.mean([r["perf"] for r in picked])),
             "usd": float(np.mean([r["cost"] for r in picked])),
+            "normalized_cost": float(np.mean([normalizer(r["cost"]) for r in picked])),
             "reward": float(np.mean([reward(r["perf"], r["cost"]) for r in picked])),
+            "assignments": dict(shares),
         }
 
     train_reward = {
@@ -94,13 +173,18 @@ def main(argv: list[str] | None = None) -> dict:
     per_arm = {arm: score({q: arm for q in questions}) for arm in arms}
     table = {
         "Random (expectation over the assignments)": {
-            k: float(np.mean([per_arm[a][k] for a in arms])) for k in ("f1", "usd", "reward")
+            k: float(np.mean([per_arm[a][k] for a in arms]))
+            for k in ("f1", "usd", "normalized_cost", "reward")
         },
         f"Best fixed on train: {'/'.join(best_fixed)}": per_arm[best_fixed],
     }
     for arm in arms:
         table[f"Fixed {'/'.join(arm)}"] = per_arm[arm]
+    for label, choice in one_shot.items():
+        table[label] = score(choice)
     for label, run in runs.items():
+        if abs(run_lambda(run) - lam) > 1e-12:
+            continue
         episodes = [e for e in run["per_episode"] if e["question_id"] in set(questions)]
         shares = Counter("/".join(assignment_key(e["assignment"])) for e in episodes)
         matches = sum(
@@ -115,6 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         table[label] = {
             "f1": float(np.mean([e["perf"] for e in episodes])),
             "usd": float(np.mean([e["cost"] for e in episodes])),
+            "normalized_cost": float(np.mean([normalizer(e["cost"]) for e in episodes])),
             "reward": float(np.mean([reward(e["perf"], e["cost"]) for e in episodes])),
             "assignments": dict(shares),
             "table_matches": f"{matches}/{len(episodes)}",
@@ -124,21 +209,19 @@ def main(argv: list[str] | None = None) -> dict:
         for q in questions
     }
     table["Oracle (hindsight upper bound)"] = score(oracle)
+    return table
 
-    print(
-        f"Valid questions: {len(questions)}, λ = {lam:g} (student/teacher; cost normalized on train)\n"
-    )
-    print("| router | valid F1 | mean cost (USD) | reward | assignments played | table matches |")
-    print("|---|---:|---:|---:|---|---|")
+
+def print_table(lam: float, questions: int, table: dict[str, dict]) -> None:
+    print(f"\nValid questions: {questions}, λ = {lam:g} (student/teacher; cost normalized on train)\n")
+    print("| router | valid F1 | mean cost (USD) | normalized cost | reward | assignments played | table matches |")
+    print("|---|---:|---:|---:|---:|---|---|")
     for label, row in table.items():
         shares = ", ".join(f"{k} {v}" for k, v in sorted(row.get("assignments", {}).items()))
         print(
-            f"| {label} | {row['f1']:.3f} | {row['usd']:.2e} | {row['reward']:.3f} | "
-            f"{shares} | {row.get('table_matches', '')} |"
+            f"| {label} | {row['f1']:.3f} | {row['usd']:.2e} | {row['normalized_cost']:.3f} | "
+            f"{row['reward']:.3f} | {shares} | {row.get('table_matches', '')} |"
         )
-    summary = {"questions": len(questions), "lam": lam, "rows": table}
-    print(json.dumps(summary))
-    return summary
 
 
 if __name__ == "__main__":

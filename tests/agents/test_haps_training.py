@@ -119,6 +119,24 @@ def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_pa
             f"HAPS without LoRA={results}",
         ]
     )
+    capsys.readouterr()
+    env_config = {"models": MODELS, "data_dir": str(FIXTURES), "protocol": PROTOCOL, "cache_mode": "off"}
+    regimes = load_compare_haps().main(
+        ["--train-table", str(tables), "--valid-table", str(tables), "--run", f"HAPS without LoRA={results}",
+         "--env", "LLMRouting-HotpotQA-Assign-v0", "--env-config", json.dumps(env_config),
+         "--train-split", "valid", "--valid-split", "valid", "--lam", "performance-first,balanced,cost-first"]
+    )
+    assert len(regimes["tables"]) == 3
+    for lam, table in regimes["tables"].items():
+        # the run shows only in the table of the λ it was trained at (balanced, 0.5)
+        assert ("HAPS without LoRA" in table) == (float(lam) == 0.5)
+        one_shot = [label for label in table if label.endswith("(one-shot)")]
+        assert len(one_shot) == 5
+        oracle = table["Oracle (hindsight upper bound)"]["reward"]
+        assert all(row["reward"] <= oracle + 1e-12 for row in table.values())
+    with pytest.raises(SystemExit, match="not in --lam"):
+        load_compare_haps().main(["--train-table", str(tables), "--valid-table", str(tables),
+                                  "--run", f"HAPS without LoRA={results}", "--lam", "cost-first"])
     row = summary["rows"]["HAPS without LoRA"]
     # greedy episodes without an adapter are the table's episodes, question by question
     assert row["table_matches"] == "2/2"
