@@ -18,6 +18,8 @@ then warm-up, joint REINFORCE with early stopping on valid, and a held-out score
 memory; episodes against backward), with the batch's episodes in lockstep and, for the ratio,
 one after another, and exits. ``--rollout-envs N`` plays the joint phase's episodes in N env
 copies in lockstep.
+Mixed-source setting (HAPS's Remark 1): ``--closed qwen2.5-coder-1.5b`` uses that model as it
+is (no LoRA generator, no backward through it).
 Ablations: ``--router random|fixed --fixed-assignment smollm2-135m,gemma3-270m``, ``--no-lora``,
 ``--no-share-backbone`` (with ``--finetune-backbone``), ``--lora-layers 1|2|4|all``.
 ``tensorboard --logdir runs/haps`` shows ``warmup/*``, ``joint/*`` (reward, perf, cost, token
@@ -32,6 +34,7 @@ import resource
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -41,7 +44,8 @@ import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
 from agents.evaluation import evaluate_agent
 from agents.haps import ROUTERS, TIES, HAPSAgent, HAPSConfig, haps_env_config
 from routing_gym.action_table import ActionTable
-from routing_gym.llm.spec import REAL_POOL
+from routing_gym.errors import UsageError
+from routing_gym.llm.spec import REAL_POOL, closed, resolve_spec
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -53,6 +57,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--env", default="LLMRouting-HotpotQA-HAPS-v0", help="a hybrid-action env ID"
     )
     parser.add_argument("--models", default=",".join(REAL_POOL), help="comma-separated pool")
+    parser.add_argument(
+        "--closed", default="",
+        help="comma-separated models of the pool used as they are, without LoRA (HAPS's mixed-source setting)",
+    )
     parser.add_argument("--data-dir", default=None, help="data folder (default: $ROUTING_GYM_DATA)")
     parser.add_argument("--train-split", default="train")
     parser.add_argument("--valid-split", default="valid")
@@ -201,12 +209,22 @@ def profile_step(agent: HAPSAgent, env: gym.Env, batch: int, lockstep: bool = Tr
     return row
 
 
+def pool_models(models: str, closed_models: str) -> list[Any]:
+    """The pool: names, with the ``closed_models`` marked closed (same weights and cache, no LoRA)."""
+    names = [m for m in models.split(",") if m]
+    wanted = [m for m in closed_models.split(",") if m]
+    unknown = sorted(set(wanted) - set(names))
+    if unknown:
+        raise UsageError(f"--closed {unknown[0]!r} is not in --models {models!r}.")
+    return [closed(resolve_spec(m)).to_dict() if m in wanted else m for m in names]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the envs, warm up, train jointly, save and score on the valid split."""
     args = parse_args(argv)
     config = make_config(args)
     common = {
-        "models": args.models.split(","),
+        "models": pool_models(args.models, args.closed),
         "lam": args.lam,
         "data_dir": args.data_dir,
         "cache_mode": args.cache_mode,

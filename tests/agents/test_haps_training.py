@@ -180,3 +180,21 @@ def test_joint_phase_plays_its_episodes_in_lockstep_env_copies(tmp_path, monkeyp
     sizes.clear()
     agent.fit_env(env)  # rollout_envs=2: the joint phase itself runs through the copies
     assert max(sizes) == 2
+
+
+def test_mixed_source_setting_gives_lora_only_to_the_open_model(capsys):
+    from agents.haps_training import pool_models
+    from routing_gym.errors import UsageError
+
+    with pytest.raises(UsageError, match="gpt-17"):
+        pool_models("tiny-llama,tiny-qwen2", "gpt-17")
+    assert cli_main([*tiny_flags(), "--closed", "tiny-qwen2", "--profile-step", "1"]) == 0
+    out = capsys.readouterr().out
+    assert json.loads(out.strip().splitlines()[-1])["profile"][0]["calls"] >= 2
+    import gymnasium as gym
+
+    env = gym.make("LLMRouting-HotpotQA-HAPS-v0", config={
+        "models": pool_models("tiny-llama,tiny-qwen2", "tiny-qwen2"), "data_dir": str(FIXTURES),
+        "cache_mode": "off", "protocol": PROTOCOL})
+    assert list(env.action_space["lora"].spaces) == ["tiny-llama"]
+    assert env.unwrapped.model_names == ["tiny-llama", "tiny-qwen2"]
