@@ -161,3 +161,19 @@ def test_a_base_model_answer_ends_where_it_starts_a_made_up_next_question(pool, 
     tokens = backend.tokenizer("Paris.\n\nQuestion: and Spain?", add_special_tokens=False)["input_ids"]
     assert backend._finish(backend._with_turn_stop(chat), tokens, eos=set()).text == "Paris."
     assert backend._finish(chat, tokens, eos=set()).text.startswith("Paris.\n\nQuestion:")
+
+
+def test_one_token_choices_scored_in_one_pass_equal_teacher_forcing_per_choice(pool):
+    backend = pool.backend("tiny-qwen2")
+    request = GenerationRequest(model="tiny-qwen2", messages=CHAT, max_new_tokens=4)
+    prompt = backend.prompt_ids(request)
+    for choices in (["A", "B", "C", "D"], [" Submit", " Continue"]):  # one token each; several each
+        scores = backend.score_choices(request, prompt, choices)
+        with torch.no_grad():
+            expected = [float(t.sum()) for t in backend.token_logprobs(
+                [prompt] * len(choices), [backend.tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices])]
+        assert scores.logprobs == pytest.approx(expected, abs=1e-5)
+        assert scores.prompt_tokens == len(prompt) * len(choices)  # priced as one pass per choice
+    mixed = backend.score_choices_batch([request, request], [prompt, prompt], [["A", "B"], [" Submit", " Continue"]])
+    assert mixed[0].logprobs == pytest.approx(backend.score_choices(request, prompt, ["A", "B"]).logprobs, abs=1e-5)
+    assert len(mixed[1].logprobs) == 2

@@ -424,19 +424,7 @@ class TransformersBackend(Backend):
         self, request: GenerationRequest, prompt_ids: list[int] | None, choices: Sequence[str]
     ) -> ChoiceScores:
         """Each choice's summed token log-prob after the prompt (teacher forcing, the request's adapter if any)."""
-        prompt = list(prompt_ids) if prompt_ids is not None else self.prompt_ids(request)
-        continuations = [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in choices]
-        rows = len(choices)
-        adapter = getattr(request, "adapter", None)
-        with torch.no_grad():
-            adapters = None if adapter is None else [adapter] * rows
-            per_token = self.token_logprobs([prompt] * rows, continuations, adapters=adapters)
-        return ChoiceScores(
-            logprobs=[float(t.sum()) for t in per_token],
-            source="teacher-forcing",
-            prompt_tokens=len(prompt) * rows,
-            completion_tokens=sum(len(c) for c in continuations),
-        )
+        return self.score_choices_batch([request], [prompt_ids], [choices])[0]
 
     def score_choices_batch(
         self,
@@ -444,26 +432,59 @@ class TransformersBackend(Backend):
         prompt_ids: Sequence[list[int] | None],
         choices: Sequence[Sequence[str]],
     ) -> list[ChoiceScores]:
-        """Every choice of every request as one row of a single teacher-forced batch."""
-        rows: list[tuple[int, list[int], list[int]]] = []  # (request, prompt, continuation)
-        for index, (request, ids, options) in enumerate(zip(requests, prompt_ids, choices)):
+        """Every choice of every request scored in one teacher-forced batch.
+
+        A request whose choices are all one token each (answer letters) takes a single row:
+        one pass over its prompt gives every choice's log-prob at once. Other requests take a
+        row per choice. The price is the same either way: one pass over the prompt per choice,
+        as a server scoring each choice would charge.
+        """
+        tokenized = []
+        for request, ids, options in zip(requests, prompt_ids, choices):
             prompt = list(ids) if ids is not None else self.prompt_ids(request)
-            for choice in options:
-                rows.append((index, prompt, self.tokenizer(choice, add_special_tokens=False)["input_ids"]))
-        adapters = [getattr(requests[i], "adapter", None) for i, _, _ in rows]
+            tokenized.append((prompt, [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in options]))
+        single = [i for i, (_, conts) in enumerate(tokenized) if conts and all(len(c) == 1 for c in conts)]
+        rows: list[tuple[int, list[int], list[int]]] = []  # (request, prompt, continuation)
+        for index, (prompt, conts) in enumerate(tokenized):
+            if index not in single:
+                rows.extend((index, prompt, c) for c in conts)
+        logprobs: dict[int, list[float]] = {i: [] for i in range(len(requests))}
         with torch.no_grad():
-            per_token = self.token_logprobs(
-                [p for _, p, _ in rows],
-                [c for _, _, c in rows],
-                adapters=adapters if any(a is not None for a in adapters) else None,
+            if single:
+                next_token = self._next_token_logprobs(
+                    [tokenized[i][0] for i in single], [getattr(requests[i], "adapter", None) for i in single]
+                )
+                for row, index in enumerate(single):
+                    logprobs[index] = [float(next_token[row, c[0]]) for c in tokenized[index][1]]
+            if rows:
+                adapters = [getattr(requests[i], "adapter", None) for i, _, _ in rows]
+                per_token = self.token_logprobs(
+                    [p for _, p, _ in rows],
+                    [c for _, _, c in rows],
+                    adapters=adapters if any(a is not None for a in adapters) else None,
+                )
+                for (index, _, _), values in zip(rows, per_token):
+                    logprobs[index].append(float(values.sum()))
+        out = []
+        for index, (prompt, conts) in enumerate(tokenized):
+            out.append(
+                ChoiceScores(
+                    logprobs=logprobs[index],
+                    source="teacher-forcing",
+                    prompt_tokens=len(prompt) * len(conts),
+                    completion_tokens=sum(len(c) for c in conts),
+                )
             )
-        out = [ChoiceScores(logprobs=[], source="teacher-forcing") for _ in requests]
-        for (index, prompt, continuation), logprobs in zip(rows, per_token):
-            scores = out[index]
-            scores.logprobs.append(float(logprobs.sum()))
-            scores.prompt_tokens += len(prompt)  # one pass over the prompt per choice, as score_choices
-            scores.completion_tokens += len(continuation)
         return out
+
+    def _next_token_logprobs(
+        self, prompt_ids: Sequence[list[int]], adapters: Sequence[LoRAAdapter | None]
+    ) -> torch.Tensor:
+        """``(rows, vocab)`` log-probs of the token after each prompt (one forward pass)."""
+        input_ids, attention_mask = self._pad_left(prompt_ids)
+        with self._injected(self._adapters(adapters if any(a is not None for a in adapters) else None, len(prompt_ids))):
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1).logits
+        return torch.log_softmax(logits[:, -1].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
 
     def lora_shapes(self) -> dict[int, tuple[int, int]]:
         return o_proj_shapes(self.model)
