@@ -61,3 +61,28 @@ def test_qwen_models_assemble_from_their_parts_and_know_arithmetic(real_pool):
         [GenerationRequest(model="qwen2.5-coder-1.5b", messages=ask, max_new_tokens=8)]
     )
     assert "51" in answers[0].text
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "qwen2.5-coder-0.5b"])
+def test_answer_letters_scored_in_one_pass_match_per_letter_teacher_forcing(real_pool, model):
+    import torch
+
+    backend = real_pool.backend(model)
+    ask = [{"role": "user", "content": "Which is a primary colour? A. green B. red C. purple D. orange"}]
+    request = GenerationRequest(model=model, messages=ask, response_prefix="Answer: (", max_new_tokens=1)
+    prompt = backend.prompt_ids(request)
+    letters = ["A", "B", "C", "D"]
+    assert all(len(backend.tokenizer(c, add_special_tokens=False)["input_ids"]) == 1 for c in letters)
+    scores = backend.score_choices(request, prompt, letters)
+    with torch.no_grad():
+        expected = [float(t.sum()) for t in backend.token_logprobs(
+            [prompt] * 4, [backend.tokenizer(c, add_special_tokens=False)["input_ids"] for c in letters])]
+    assert scores.logprobs == pytest.approx(expected, abs=1e-3)
+
+
+def test_a_base_model_answer_stops_before_a_made_up_next_question(real_pool):
+    results = real_pool.generate([
+        GenerationRequest(model="gemma3-270m", messages=[{"role": "user", "content": q}], max_new_tokens=48)
+        for q in QUESTIONS
+    ])
+    assert all("\n\nQuestion:" not in r.text for r in results)
