@@ -883,20 +883,21 @@ class HAPSAgent(Agent):
                 actions = [self._action(arm, low[i]) for i, arm in enumerate(arms)]
             vec.step_async(actions)
             _, env_rewards, _, infos = vec.step_wait()  # every episode ends; each env resets itself
-            for prompt, arm, env_reward, info in zip(prompts, arms, env_rewards, infos):
-                perf, cost = float(info["perf"]), float(info["normalized_cost"])
-                played.append(
-                    Episode(
-                        prompt=prompt,
-                        arm=arm,
-                        perf=perf,
-                        normalized_cost=cost,
-                        env_reward=float(env_reward),
-                        reward=haps_reward(perf, cost, self.lam, self.config.shaping),
-                        calls=list(info.get("calls", [])),
-                    )
-                )
+            played.extend(map(self._played_episode, prompts, arms, env_rewards, infos))
         return played[:episodes]
+
+    def _played_episode(self, prompt: str, arm: int, env_reward: float, info: dict) -> Episode:
+        """An episode as the joint phase uses it, from the env's step."""
+        perf, cost = float(info["perf"]), float(info["normalized_cost"])
+        return Episode(
+            prompt=prompt,
+            arm=arm,
+            perf=perf,
+            normalized_cost=cost,
+            env_reward=float(env_reward),
+            reward=haps_reward(perf, cost, self.lam, self.config.shaping),
+            calls=list(info.get("calls", [])),
+        )
 
     def rollout(
         self, env: Any, episodes: int, deterministic: bool = False, seed: int | None = None
@@ -923,18 +924,7 @@ class HAPSAgent(Agent):
                 arm = self._choose(self.policy.high(high)[0], deterministic)
                 action = self._action(arm, low[0])
             _, env_reward, _, _, info = env.step(action)
-            perf, cost = float(info["perf"]), float(info["normalized_cost"])
-            played.append(
-                Episode(
-                    prompt=prompt,
-                    arm=arm,
-                    perf=perf,
-                    normalized_cost=cost,
-                    env_reward=float(env_reward),
-                    reward=haps_reward(perf, cost, self.lam, self.config.shaping),
-                    calls=list(info.get("calls", [])),
-                )
-            )
+            played.append(self._played_episode(prompt, arm, env_reward, info))
         return played
 
     def _episode_terms(
