@@ -36,8 +36,14 @@ AGENTS: dict[str, type[Agent]] = {
     )
 }
 
+#: The learned one-shot routers: each picks one arm from the query alone (fit on outcome rows).
+ONE_SHOT_ROUTERS: tuple[str, ...] = tuple(
+    cls.name for cls in (KNNRouter, MLPRouter, MFRouter, IRTRouter, GraphRouter)
+)
+
 __all__ = [
     "AGENTS",
+    "ONE_SHOT_ROUTERS",
     "Agent",
     "OneShotRouter",
     "RoutingData",

@@ -596,6 +596,12 @@ class HAPSAgent(Agent):
             value = getattr(cfg, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"HAPSConfig key {key!r} must be an int >= 1, got {value!r}.")
+        if cfg.episodes_per_update % cfg.rollout_envs:
+            # every lockstep round plays rollout_envs episodes; a remainder would be played for nothing
+            raise ValueError(
+                f"HAPSConfig key 'rollout_envs' ({cfg.rollout_envs}) must divide 'episodes_per_update' "
+                f"({cfg.episodes_per_update})."
+            )
         for key in ("warmup_epochs", "joint_updates"):
             value = getattr(cfg, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:

@@ -34,9 +34,6 @@ from routing_gym.action_table import ActionTable
 from routing_gym.cost import resolve_lambda, routing_reward
 from routing_gym.protocols.base import ROLES
 
-#: The one-shot routers of agents/ that choose an assignment from the question alone.
-ONE_SHOT = ("knn", "mlp", "routellm-mf", "irt-router", "graphrouter")
-
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -72,7 +69,7 @@ def one_shot_choices(args, train: ActionTable, normalizer, questions: list[str],
     import gymnasium as gym
 
     import routing_gym  # noqa: F401  (registers the IDs)
-    from agents import RoutingData
+    from agents import ONE_SHOT_ROUTERS, RoutingData
     from agents.base import arm_columns
     from routing_gym.bench.roster import ROSTER, build_agent
 
@@ -83,7 +80,7 @@ def one_shot_choices(args, train: ActionTable, normalizer, questions: list[str],
     valid_table = ActionTable.load(args.valid_table)
     valid_data = RoutingData.from_action_table(valid_table, valid_env, normalizer, question_ids=questions)
     choices: dict[float, dict[str, dict[str, tuple[str, ...]]]] = {lam: {} for lam in lams}
-    for name in ONE_SHOT:
+    for name in ONE_SHOT_ROUTERS:
         router = build_agent(name, args.seed, data=train_data).fit(train_data)
         columns = arm_columns(name, router.models, router.arms, valid_data)
         for lam in lams:

@@ -37,8 +37,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-#: The one-shot routers of agents/ that choose the first hop (then STOP).
-ONE_SHOT = ("knn", "mlp", "routellm-mf", "irt-router", "graphrouter")
 LIVE_TOLERANCE = 1e-9
 
 
@@ -279,6 +277,7 @@ def one_shot_router(name: str, lam: float, n_train: int, seed: int):
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Build, train, score, check; returns the result object."""
     import routing_gym  # noqa: F401  (registers the IDs)
+    from agents import ONE_SHOT_ROUTERS
     from routing_gym.cost import resolve_lambda
 
     config = env_config(args)
@@ -305,7 +304,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         table["Random"] = summarize(tree, heldout_ids, [scorer.random_expectation(q) for q in heldout_ids])
         x_train, s_train, c_train = first_hop_data(train_scorer, train_ids)
         x_test, _, _ = first_hop_data(scorer, heldout_ids)
-        for name in ONE_SHOT:
+        for name in ONE_SHOT_ROUTERS:
             router = one_shot_router(name, lam, len(train_ids), args.seed)
             router.fit(x_train, s_train, c_train, models=models)
             arms = router.select_arms(x_test)

@@ -197,13 +197,15 @@ class EpisodeEngine:
 
 @dataclass(frozen=True)
 class EpisodePlay:
-    """An episode to play to its end: its engine, state, model per role, seed and LoRA per model."""
+    """An episode to play to its end: its engine, state, model per role, seed and LoRA per model
+    (and the env action it came from, if any)."""
 
     engine: EpisodeEngine
     state: EpisodeState
     assignment: Mapping[str, str]
     seed: int
     adapters: Mapping[str, LoRAAdapter] = dataclasses.field(default_factory=dict)
+    action: Any = None
 
 
 def play_episodes_together(plays: Sequence[EpisodePlay]) -> list[float]:

@@ -39,11 +39,11 @@ class BatchedRoutingVecEnv(DummyVecEnv):
         for env, action in zip(self.envs, self.actions):
             live = env.unwrapped
             if isinstance(live, LiveRoutingEnv):
-                job = live.turn_job(action)
-                if job is not None:
-                    pending.append((live, job))
-                else:  # an assignment action: the whole episode, in lockstep with the others
-                    episodes.append((live, live.episode_play(action)))
+                play = live.episode_play(action)
+                if play is not None:  # an assignment action: the whole episode, in lockstep with the others
+                    episodes.append((live, play))
+                else:
+                    pending.append((live, live.turn_job(action)))
         if pending:
             calls = run_turn_calls([(live.engine, job) for live, job in pending])
             for (live, _), turn in zip(pending, calls):

@@ -332,10 +332,11 @@ class LiveRoutingEnv(gym.Env):
         A batched runner plays many envs' episodes together (``play_episodes_together``), then
         hands each env its cost with ``prefetch_episode`` before calling the normal ``step``.
         """
-        if self.turn_job(action) is not None:
+        if self.config["action_type"] == "per-turn":
             return None
+        self.turn_job(action)  # validates the action (None: a whole-episode action type)
         assignment, adapters = self._episode_action(action)
-        return EpisodePlay(self.engine, self._state, assignment, self._episode_seed, adapters)
+        return EpisodePlay(self.engine, self._state, assignment, self._episode_seed, adapters, action)
 
     def prefetch_episode(self, play: EpisodePlay, cost: float) -> None:
         """Hand in the episode ``play`` (already played to its end elsewhere) and its cost."""
@@ -361,6 +362,8 @@ class LiveRoutingEnv(gym.Env):
     def _book_prefetched_episode(self, action):
         play, cost = self._prefetched_episode
         self._prefetched_episode = None
+        if action is play.action:  # the very action it was played for (the usual case)
+            return self._episode_transition(dict(play.assignment), dict(play.adapters), cost)
         assignment, adapters = self._episode_action(action)
         if (
             play.state is not self._state

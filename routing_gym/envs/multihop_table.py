@@ -79,8 +79,9 @@ class MultiHopTableEnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
         options = dict(options or {})
-        if set(options) - {"question_id"}:
-            raise ValueError(f"Unknown reset option {sorted(set(options) - {'question_id'})[0]!r}; use 'question_id'.")
+        unknown = sorted(set(options) - {"question_id"})
+        if unknown:
+            raise ValueError(f"Unknown reset option {unknown[0]!r}; use 'question_id'.")
         self._questions.prepare(self.np_random, len(self.question_ids), self.shuffle, seed)
         if "question_id" in options:
             if options["question_id"] not in self.tree.queries:

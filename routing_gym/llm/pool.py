@@ -10,7 +10,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from tqdm.auto import tqdm
 
-from routing_gym.errors import BackendError, UnknownModelError
+from routing_gym.errors import UnknownModelError
 from routing_gym.llm.backends import Backend, make_backend
 from routing_gym.llm.backends.base import Capabilities
 from routing_gym.llm.cache import ResponseCache
@@ -89,13 +89,7 @@ class LLMPool:
 
         The model is shared by every pool in the process: train a copy, never it.
         """
-        backend = self.backend(name)
-        if not self.capabilities(name).white_box:
-            raise BackendError(
-                f"Model {name!r} ({self.specs[name].backend} backend) is not white-box: its weights are not "
-                "in this process, so it has no model and tokenizer to hand out; use a local (transformers) model."
-            )
-        return backend.white_box_model()
+        return self.backend(name).white_box_model()  # a backend that is not white-box raises, named
 
     def cost(self, name: str, prompt_tokens: int, completion_tokens: int) -> float:
         """USD cost of a call from the pool's price table."""

@@ -180,6 +180,8 @@ def test_joint_phase_plays_its_episodes_in_lockstep_env_copies(tmp_path, monkeyp
     sizes.clear()
     agent.fit_env(env)  # rollout_envs=2: the joint phase itself runs through the copies
     assert max(sizes) == 2
+    with pytest.raises(ValueError, match="must divide"):
+        HAPSAgent(HAPSConfig(episodes_per_update=4, rollout_envs=3))
 
 
 def test_mixed_source_setting_gives_lora_only_to_the_open_model(capsys):

@@ -324,7 +324,6 @@ class TransformersBackend(Backend):
             mask[row, width - len(ids) :] = 1
         return input_ids.to(self.device), mask.to(self.device)
 
-    @torch.inference_mode()
     def _plain_transcript(self, request: GenerationRequest) -> bool:
         return request.messages is not None and request.prompt is None and not self.tokenizer.chat_template
 
@@ -337,6 +336,7 @@ class TransformersBackend(Backend):
             return request
         return dataclasses.replace(request, stop=(*request.stop, TRANSCRIPT_TURN_STOP))
 
+    @torch.inference_mode()
     def generate(self, requests: Sequence[GenerationRequest], prompt_ids: Sequence[list[int]]) -> list[Completion]:
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 
@@ -444,10 +444,10 @@ class TransformersBackend(Backend):
             prompt = list(ids) if ids is not None else self.prompt_ids(request)
             tokenized.append((prompt, [self.tokenizer(c, add_special_tokens=False)["input_ids"] for c in options]))
         single = [i for i, (_, conts) in enumerate(tokenized) if conts and all(len(c) == 1 for c in conts)]
-        rows: list[tuple[int, list[int], list[int]]] = []  # (request, prompt, continuation)
-        for index, (prompt, conts) in enumerate(tokenized):
-            if index not in single:
-                rows.extend((index, prompt, c) for c in conts)
+        one_pass = set(single)
+        rows: list[tuple[int, list[int], list[int]]] = [  # (request, prompt, continuation)
+            (index, prompt, c) for index, (prompt, conts) in enumerate(tokenized) if index not in one_pass for c in conts
+        ]
         logprobs: dict[int, list[float]] = {i: [] for i in range(len(requests))}
         with torch.no_grad():
             if single:
@@ -482,7 +482,7 @@ class TransformersBackend(Backend):
     ) -> torch.Tensor:
         """``(rows, vocab)`` log-probs of the token after each prompt (one forward pass)."""
         input_ids, attention_mask = self._pad_left(prompt_ids)
-        with self._injected(self._adapters(adapters if any(a is not None for a in adapters) else None, len(prompt_ids))):
+        with self._injected(self._adapters(adapters, len(prompt_ids))):
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1).logits
         return torch.log_softmax(logits[:, -1].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
 
