@@ -496,6 +496,7 @@ def table_arrays(
     """
     base = env.unwrapped
     names = list(models) if models is not None else list(base.model_names)
+    table.check_built_for(base, names)
     outcomes = table.outcomes(names, base.cost_normalizer, arms=all_assignments(len(names)))
     examples = {str(e.id): e for e in base.examples}
     missing = [q for q in outcomes.question_ids if q not in examples]

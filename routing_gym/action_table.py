@@ -7,10 +7,19 @@ argmax; the Oracle baseline reads its per-question maximum.
 Episodes run in lockstep across questions and assignments through the env's episode
 engine, so each model sees large batches. The builder is resumable twice over: rows already in the output file are
 skipped, and every model call goes through the response cache.
+
+Resuming is keyed by content, not by the file's name. The first line is a header with the
+setting (protocol and its config, each model's weights id and price, the seed) and its
+digest; each row carries its question's content digest. A run whose setting differs from
+the header's, or whose question of the same id has other content, is refused rather than
+mixed into the file. Questions the run does not hold stay, so a larger ``limit`` extends a
+table. Files without a header (older builds) are read but never resumed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import itertools
 import json
 import os
@@ -27,6 +36,7 @@ from routing_gym.cost import CostNormalizer, routing_reward
 from routing_gym.errors import DataFormatError
 from routing_gym.protocols.base import ROLES
 
+TABLE_FORMAT = "routing_gym.action_table/1"
 ROW_FIELDS = ("question_id", "index", "assignment", "perf", "cost", "prompt_tokens", "completion_tokens", "turns")
 #: Scoring-pass counts of a row (answer letters, verdicts); rows of older tables lack them.
 SCORING_FIELDS = ("scoring_calls", "scoring_prompt_tokens", "scoring_completion_tokens")
@@ -51,8 +61,8 @@ def build_action_table(
         examples = engine.examples
         names = env.model_names
         out_path = Path(out_path)
-        drop_partial_last_line(out_path)
-        done = {(row["question_id"], tuple(row["assignment"][r] for r in ROLES)) for row in _read_rows(out_path)}
+        question_digests = [content_digest(example) for example in examples]
+        done = _resume(out_path, table_header(env, env_id, seed), dict(zip((str(e.id) for e in examples), question_digests)))
         jobs = [
             (index, example, combo)
             for index, example in enumerate(examples)
@@ -76,6 +86,7 @@ def build_action_table(
                         json.dumps(
                             {
                                 "question_id": str(example.id),
+                                "question_digest": question_digests[index],
                                 "index": index,
                                 "assignment": assignment,
                                 "perf": engine.performance(state),
@@ -99,6 +110,53 @@ def build_action_table(
     return out_path
 
 
+def content_digest(value: Any) -> str:
+    """sha256 of a question's content (a dataclass's fields, else its repr)."""
+    data = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else repr(value)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def table_header(env, env_id: str, seed: int) -> dict[str, Any]:
+    """What decides a row besides its question: protocol, models (weights id and price), seed."""
+    pool = env.pool
+    setting = {
+        "protocol": {"name": env.protocol.name, "config": env.protocol.config},
+        "models": {
+            name: {"model_id": pool.backend(name).model_id, "price": dataclasses.asdict(pool.specs[name].price)}
+            for name in env.model_names
+        },
+        "seed": int(seed),
+    }
+    text = json.dumps(setting, sort_keys=True, default=str)
+    return {"format": TABLE_FORMAT, "env_id": env_id, "setting": json.loads(text),
+            "setting_digest": hashlib.sha256(text.encode()).hexdigest()}
+
+
+def _resume(path: Path, header: dict[str, Any], digests: dict[str, str]) -> set[tuple[str, tuple[str, ...]]]:
+    """The (question, assignment) pairs already in ``path``, after checking they were built from
+    the same setting and questions; a new or empty file gets the header."""
+    if path.exists():
+        drop_partial_last_line(path)
+    found, rows = _read(path) if path.exists() else (None, [])
+    if found is None and not rows:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(header) + "\n", encoding="utf-8")
+        return set()
+    if found is None:
+        raise ValueError(f"{path} has rows but no header line (an older build), so what they were built "
+                         "from cannot be checked; build into a new file.")
+    if found["setting_digest"] != header["setting_digest"]:
+        differ = sorted(k for k in header["setting"] if found["setting"].get(k) != header["setting"][k])
+        raise ValueError(f"{path} holds rows of another setting (its {', '.join(differ) or 'format'} "
+                         "differ from this run's); build into a new file.")
+    for row in rows:
+        question = str(row["question_id"])
+        if question in digests and row.get("question_digest") != digests[question]:
+            raise ValueError(f"{path}: question {question!r} has other content in this run's data than "
+                             "when its rows were built; build into a new file.")
+    return {(str(row["question_id"]), tuple(row["assignment"][r] for r in ROLES)) for row in rows}
+
+
 def drop_partial_last_line(path: Path) -> None:
     """Cut an unfinished last line (a run killed mid-write) so appending starts clean."""
     if not path.exists() or path.stat().st_size == 0:
@@ -109,10 +167,11 @@ def drop_partial_last_line(path: Path) -> None:
             handle.truncate(data.rfind(b"\n") + 1)
 
 
-def _read_rows(path: Path) -> list[dict[str, Any]]:
+def _read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
+    """(header or None, rows) of an action-table file."""
     if not path.exists():
-        return []
-    rows = []
+        return None, []
+    header, rows = None, []
     with open(path, encoding="utf-8") as handle:
         lines = handle.read().split("\n")
     for number, line in enumerate(lines, start=1):
@@ -124,13 +183,22 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
             if number == len(lines):  # an interrupted final write, without its newline
                 break
             raise DataFormatError(path, f"not valid JSON ({exc.msg})", line=number) from None
+        if not isinstance(row, dict):
+            raise DataFormatError(path, "expected a JSON object", line=number)
+        if "format" in row:
+            if header is not None or rows:
+                raise DataFormatError(path, "a header line after the first record", line=number, field="format")
+            if row["format"] != TABLE_FORMAT or "setting_digest" not in row:
+                raise DataFormatError(path, f"unknown table format {row['format']!r}", line=number, field="format")
+            header = row
+            continue
         missing = [f for f in ROW_FIELDS if f not in row]
         if missing:
             raise DataFormatError(path, "missing field", line=number, field=missing[0])
         if set(row["assignment"]) != set(ROLES):
             raise DataFormatError(path, f"assignment must map {ROLES} to models", line=number, field="assignment")
         rows.append(row)
-    return rows
+    return header, rows
 
 
 @dataclass
@@ -149,13 +217,43 @@ class ActionTable:
     """Per-question, per-assignment outcomes read from an exhaustive-builder file."""
 
     rows: list[dict[str, Any]]
+    #: What the rows were built from (protocol, models, seed); None for a file of an older build.
+    header: dict[str, Any] | None = None
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ActionTable":
-        rows = _read_rows(Path(path))
+        header, rows = _read(Path(path))
         if not rows:
             raise DataFormatError(path, "the action-level table is empty or missing")
-        return cls(rows)
+        return cls(rows, header)
+
+    def check_built_for(self, env, models: Sequence[str] | None = None) -> None:
+        """Raise ValueError when the rows came from another protocol setting, other weights or
+        prices of ``models`` (default: the env's), or other content of a question than ``env``
+        holds. The sampling temperature may differ: the table's episodes are the reference a
+        sampling env is trained against. A table of an older build (no header) is not checked."""
+        if self.header is None:
+            return
+        base = env.unwrapped
+        here = table_header(base, "", self.header["setting"]["seed"])["setting"]
+        built = self.header["setting"]
+
+        def protocol(setting):
+            config = {k: v for k, v in setting["protocol"]["config"].items() if k != "temperature"}
+            return setting["protocol"]["name"], config
+
+        if protocol(built) != protocol(here):
+            raise ValueError(f"ActionTable built with protocol {protocol(built)}, but the env plays {protocol(here)}.")
+        for name in models if models is not None else base.model_names:
+            if name in built["models"] and built["models"][name] != here["models"].get(name, built["models"][name]):
+                raise ValueError(f"ActionTable built with model {name!r} as {built['models'][name]}, "
+                                 f"but the env has {here['models'][name]}.")
+        digests = {str(e.id): content_digest(e) for e in base.examples}
+        for row in self.rows:
+            question = str(row["question_id"])
+            if question in digests and row.get("question_digest", digests[question]) != digests[question]:
+                raise ValueError(f"ActionTable question {question!r} has other content in the env's data "
+                                 "than when the table was built.")
 
     @property
     def models(self) -> list[str]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -25,7 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from routing_gym.action_table import drop_partial_last_line
+from routing_gym.action_table import content_digest, drop_partial_last_line
 from routing_gym.errors import DataFormatError
 
 TREE_FORMAT = "routing_gym.hop_tree/1"
@@ -45,8 +46,12 @@ def decode_vector(text: str) -> np.ndarray:
 
 
 def tree_header(env, depth: int) -> dict[str, Any]:
-    """What identifies a tree: the content config, the depth and the frozen cost bounds."""
+    """What identifies a tree: the content config, each model's weights id and price, the depth
+    and the frozen cost bounds (each row adds its query's content digest)."""
     content = {key: env.config[key] for key in CONTENT_KEYS}
+    pool = env.pool
+    content["model_ids"] = {name: pool.backend(name).model_id for name in env.model_names}
+    content["prices"] = {name: dataclasses.asdict(pool.specs[name].price) for name in env.model_names}
     digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
     return {"format": TREE_FORMAT, "depth": depth, "config": content, "config_digest": digest,
             "cost_bounds": env.cost_normalizer.to_dict()}
@@ -78,8 +83,8 @@ def build_hop_tree(
     out_path = Path(out_path)
     header = tree_header(env, depth)
     try:
-        done = _resume(out_path, header)
         examples = env.examples
+        done = _resume(out_path, header, {str(example.id): content_digest(example) for _, example in examples})
         todo = [i for i, (_, example) in enumerate(examples) if str(example.id) not in done]
         bar = tqdm(total=len(todo), desc="hop tree", disable=not progress)
         for start in range(0, len(todo), queries_per_batch):
@@ -94,7 +99,7 @@ def build_hop_tree(
     return out_path
 
 
-def _resume(path: Path, header: dict[str, Any]) -> set[str]:
+def _resume(path: Path, header: dict[str, Any], digests: dict[str, str]) -> set[str]:
     if not path.exists() or path.stat().st_size == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(header) + "\n", encoding="utf-8")
@@ -103,6 +108,10 @@ def _resume(path: Path, header: dict[str, Any]) -> set[str]:
     found = HopTree.load(path)
     if found.header["config_digest"] != header["config_digest"] or found.depth != header["depth"]:
         raise ValueError(f"{path} holds a tree of another config or depth; choose a new file.")
+    for question, row in found.queries.items():
+        if question in digests and row.get("question_digest") != digests[question]:
+            raise ValueError(f"{path}: query {question!r} has other content in this run's data than when "
+                             "its row was built; choose a new file.")
     return set(found.queries)
 
 
@@ -137,7 +146,8 @@ def _build_chunk(env, indices: list[int], depth: int) -> list[dict[str, Any]]:
     for index in indices:
         obs, info = env.reset(options={"index": index})
         task, example = env.examples[index]
-        rows[index] = {"question_id": str(example.id), "task": task, "index": index, "nodes": [
+        rows[index] = {"question_id": str(example.id), "question_digest": content_digest(example), "task": task,
+                       "index": index, "nodes": [
             _node(env, (), obs, info, {"value": 0.0, "answer": None, "details": {}})]}
         frontier.append((index, (), _snapshot(env)))
     for _level in range(depth):

@@ -200,3 +200,12 @@ def test_mixed_source_setting_gives_lora_only_to_the_open_model(capsys):
         "cache_mode": "off", "protocol": PROTOCOL})
     assert list(env.action_space["lora"].spaces) == ["tiny-llama"]
     assert env.unwrapped.model_names == ["tiny-llama", "tiny-qwen2"]
+
+
+def test_a_table_of_another_protocol_is_refused_before_training(tables, tmp_path, capsys):
+    other = {**PROTOCOL, "teacher_max_new_tokens": PROTOCOL.get("teacher_max_new_tokens", 4) + 1}
+    flags = [*tiny_flags(), "--action-table", str(tables), "--warmup-epochs", "1", "--updates", "0"]
+    flags[flags.index("--protocol") + 1] = json.dumps(other)
+    assert cli_main(flags) != 0
+    err = capsys.readouterr().err
+    assert "ActionTable built with protocol" in err and "teacher_max_new_tokens" in err

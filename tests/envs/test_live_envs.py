@@ -2,6 +2,7 @@
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import gymnasium as gym
@@ -249,6 +250,39 @@ def test_exhaustive_builder_covers_every_assignment_and_resumes(tmp_path):
     oracle = again.oracle()
     means = again.mean_by_assignment()
     assert oracle["perf"] >= max(m["perf"] for m in means.values())
+
+
+def test_exhaustive_builder_resumes_by_content_not_by_path(tmp_path):
+    out = tmp_path / "table.jsonl"
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES / "hotpotqa", data / "hotpotqa")
+    config = tiny_config("HotpotQA", tmp_path, data_dir=str(data), limit=1)
+    build_action_table("LLMRouting-HotpotQA-v0", out, config, progress=False)
+    table = ActionTable.load(out)
+    assert table.header["setting"]["seed"] == 0 and set(table.header["setting"]["models"]) == set(TINY_POOL)
+    assert len(table.rows) == 4
+    # Another protocol setting or seed: refused, naming what differs; the file is untouched.
+    before = out.read_bytes()
+    other = {**config, "protocol": {**config["protocol"], "teacher_max_new_tokens": 5}}
+    with pytest.raises(ValueError, match="another setting.*protocol"):
+        build_action_table("LLMRouting-HotpotQA-v0", out, other, progress=False)
+    with pytest.raises(ValueError, match="another setting.*seed"):
+        build_action_table("LLMRouting-HotpotQA-v0", out, config, seed=1, progress=False)
+    assert out.read_bytes() == before
+    # A larger limit extends the table with the new question only.
+    build_action_table("LLMRouting-HotpotQA-v0", out, {**config, "limit": 2}, progress=False)
+    assert len(ActionTable.load(out).rows) == 8
+    # The same question id with edited content: refused.
+    path = data / "hotpotqa" / "valid.jsonl"
+    path.write_text(path.read_text().replace("Which river flows", "Which stream flows"))
+    with pytest.raises(ValueError, match="question 'toy-bridge-1' has other content"):
+        build_action_table("LLMRouting-HotpotQA-v0", out, {**config, "limit": 2}, progress=False)
+    # A file of an older build (rows, no header) is read but not resumed.
+    legacy = tmp_path / "legacy.jsonl"
+    legacy.write_text("".join(line + "\n" for line in out.read_text().splitlines()[1:]))
+    assert ActionTable.load(legacy).header is None and len(ActionTable.load(legacy).rows) == 8
+    with pytest.raises(ValueError, match="no header line"):
+        build_action_table("LLMRouting-HotpotQA-v0", legacy, config, progress=False)
 
 
 def test_ppo_trains_on_the_discrete_live_env(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import shutil
 from pathlib import Path
 
 import gymnasium as gym
@@ -324,3 +325,19 @@ def test_hop_tree_builds_resumes_and_its_table_env_replays_the_live_env(tmp_path
         fixed = np.mean([table.cost_normalizer(tree.node(q, path)["cost"]) * -3.0 + tree.node(q, path)["score"]
                          for q in tree.queries])
         assert oracle["reward"] >= fixed - 1e-12
+
+
+def test_hop_tree_refuses_to_resume_a_query_whose_content_changed(tmp_path):
+    from routing_gym.hop_tree import HopTree, build_hop_tree
+
+    data = tmp_path / "data"
+    shutil.copytree(FIXTURES / "gsm8k", data / "gsm8k")
+    config = tiny_config(tmp_path, tasks=["gsm8k"], data_dir=str(data), limit=1, horizon=1)
+    out = tmp_path / "tree.jsonl"
+    build_hop_tree(out, config, depth=1, progress=False)
+    header = HopTree.load(out).header
+    assert set(header["config"]["model_ids"]) == set(TINY_POOL) and set(header["config"]["prices"]) == set(TINY_POOL)
+    source = data / "gsm8k" / "test.jsonl"
+    source.write_text(source.read_text().replace("3 boxes of 400 marbles", "3 boxes of 500 marbles"))
+    with pytest.raises(ValueError, match="has other content"):
+        build_hop_tree(out, config, depth=1, progress=False)
