@@ -86,3 +86,21 @@ def test_a_base_model_answer_stops_before_a_made_up_next_question(real_pool):
         for q in QUESTIONS
     ])
     assert all("\n\nQuestion:" not in r.text for r in results)
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "qwen2.5-coder-0.5b"])
+def test_prefix_shared_generation_matches_the_plain_batch(real_pool, model, monkeypatch):
+    from dataclasses import replace
+
+    backend = real_pool.backend(model)
+    system = "You are a teacher. Review the student's step and reply with one word, then a reason. " * 3
+    requests = [GenerationRequest(model=model, messages=[{"role": "system", "content": system},
+                                                         {"role": "user", "content": q}], max_new_tokens=12)
+                for q in QUESTIONS]
+    prompts = [backend.prompt_ids(r) for r in requests]
+    assert min(backend._shared_prefixes(prompts, [None] * 3)) > 40
+    shared = backend.generate(requests, prompts)
+    monkeypatch.setattr(backend, "spec", replace(backend.spec, options={**backend.spec.options, "prefix_sharing": False}))
+    assert backend._shared_prefixes(prompts, [None] * 3) == [0, 0, 0]
+    plain = backend.generate(requests, prompts)
+    assert [c.completion_ids for c in shared] == [c.completion_ids for c in plain]

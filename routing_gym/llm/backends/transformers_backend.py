@@ -13,6 +13,7 @@ import torch
 from routing_gym.errors import BackendError
 from routing_gym.llm import model_store
 from routing_gym.llm.backends.base import Backend, Capabilities, ChoiceScores, Completion
+from routing_gym.llm.backends.prefix_sharing import SUPPORTED_MODEL_TYPES, prefilled_batch, shared_prefix_lengths
 from routing_gym.llm.lora import LoRAAdapter, LoRAInjector, o_proj_shapes
 from routing_gym.llm.requests import GenerationRequest
 from routing_gym.llm.spec import ModelSpec
@@ -314,6 +315,23 @@ class TransformersBackend(Backend):
         return list(ids)
 
     # -- generation -------------------------------------------------------------------------
+    def _shared_prefixes(self, prompt_ids: Sequence[list[int]], adapters) -> list[int]:
+        """Per row, the prompt prefix to prefill once for the batch (0: none).
+
+        Off with ``options={"prefix_sharing": False}``, for models outside
+        ``SUPPORTED_MODEL_TYPES``, and when any row has a LoRA adapter (it changes the keys and
+        values of the prefix itself).
+        """
+        enabled = self.spec.options.get("prefix_sharing", True)
+        if (
+            not enabled
+            or len(prompt_ids) < 2
+            or any(a is not None for a in adapters)
+            or self.model.config.model_type not in SUPPORTED_MODEL_TYPES
+        ):
+            return [0] * len(prompt_ids)
+        return shared_prefix_lengths(prompt_ids, int(self.spec.options.get("prefix_min_tokens", 32)))
+
     def _pad_left(self, prompt_ids: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(ids) for ids in prompt_ids)
         pad = self.tokenizer.pad_token_id
@@ -342,7 +360,15 @@ class TransformersBackend(Backend):
 
         requests = [self._with_turn_stop(r) for r in requests]
         model, tokenizer = self.model, self.tokenizer
-        input_ids, attention_mask = self._pad_left(prompt_ids)
+        adapters = [getattr(r, "adapter", None) for r in requests]
+        lengths = self._shared_prefixes(prompt_ids, adapters)
+        extra = {}
+        if any(lengths):
+            input_ids, attention_mask, extra["cache"] = prefilled_batch(
+                model, prompt_ids, lengths, tokenizer.pad_token_id, self.device
+            )
+        else:
+            input_ids, attention_mask = self._pad_left(prompt_ids)
         eos = {tokenizer.eos_token_id} | set(_as_list(model.generation_config.eos_token_id))
         eos.discard(None)
         config = GenerationConfig(
@@ -351,12 +377,12 @@ class TransformersBackend(Backend):
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=sorted(eos),
         )
-        adapters = [getattr(r, "adapter", None) for r in requests]
         with self._injected(adapters):
             output = model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 generation_config=config,
+                **extra,
                 logits_processor=LogitsProcessorList([_PerRowSampler(requests)]),
                 stopping_criteria=StoppingCriteriaList([_PerRowStop(requests, input_ids.shape[1], tokenizer)]),
             )

@@ -1,0 +1,69 @@
+"""A prompt prefix shared within a batch is prefilled once, and generation is unchanged."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from routing_gym.llm import GenerationRequest, LLMPool
+from routing_gym.llm.backends import prefix_sharing
+from routing_gym.llm.backends.prefix_sharing import shared_prefix_lengths
+from routing_gym.llm.lora import LoRAAdapter, o_proj_shapes
+from routing_gym.llm.spec import BUILTIN_SPECS
+
+SYSTEM = "You answer in one short sentence and never explain. " * 6
+
+
+def chat(question: str, system: str = SYSTEM) -> list[dict[str, str]]:
+    return [{"role": "system", "content": system}, {"role": "user", "content": question}]
+
+
+def test_each_row_gets_the_longest_prefix_it_shares_and_keeps_a_token_to_run():
+    a, b, c = [1] * 40 + [2, 3], [1] * 40 + [4], [9] * 50
+    assert shared_prefix_lengths([a, b, c], min_tokens=8) == [40, 40, 0]
+    assert shared_prefix_lengths([a, b, c], min_tokens=41) == [0, 0, 0]
+    # Identical prompts share all but their last token; a prefix of another prompt keeps one token.
+    assert shared_prefix_lengths([a, list(a), a[:20]], min_tokens=8) == [41, 41, 19]
+    assert shared_prefix_lengths([a], min_tokens=1) == [0]
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen2"])
+def test_shared_prefix_generation_equals_the_plain_batch(model, monkeypatch):
+    base = BUILTIN_SPECS[model]
+    shared = replace(base, name=f"{model}-shared", options={**base.options, "prefix_min_tokens": 8})
+    plain = replace(base, name=f"{model}-plain", options={**base.options, "prefix_sharing": False})
+    pool = LLMPool([shared, plain], cache_mode="off")
+    # Two groups sharing prefixes of different lengths, a row that shares nothing, and sampling.
+    messages = [chat("What is the capital of France?"), chat("Name a prime number."),
+                chat("Which ocean is largest?", system="Reply briefly. " * 9),
+                chat("Which river is longest?", system="Reply briefly. " * 9), [{"role": "user", "content": "Hi"}]]
+    prefilled = []
+    original = prefix_sharing.prefilled_batch
+    monkeypatch.setattr("routing_gym.llm.backends.transformers_backend.prefilled_batch",
+                        lambda *a, **k: prefilled.append(a[2]) or original(*a, **k))
+    for temperature in (0.0, 0.9):
+        results = {
+            spec.name: pool.generate([
+                GenerationRequest(model=spec.name, messages=m, max_new_tokens=10, temperature=temperature, seed=7)
+                for m in messages
+            ])
+            for spec in (shared, plain)
+        }
+        assert [r.completion_ids for r in results[shared.name]] == [r.completion_ids for r in results[plain.name]]
+    none, short, _, long_, _ = sorted(prefilled[0])  # the pool orders rows by length
+    assert sorted(prefilled[0]) == [none, short, short, long_, long_]
+    assert none == 0 and 8 < short < long_
+    pool.close()
+
+
+def test_rows_with_a_lora_adapter_are_never_prefix_shared():
+    pool = LLMPool(["tiny-llama"], cache_mode="off")
+    backend = pool.backend("tiny-llama")
+    prompts = [[5] * 60 + [6], [5] * 60 + [7]]
+    assert backend._shared_prefixes(prompts, [None, None]) == [60, 60]
+    shapes = o_proj_shapes(backend.model)
+    rank = 2
+    layer, (d_out, d_in) = max(shapes.items())
+    factors = {layer: (torch.zeros(d_out, rank), torch.zeros(rank, d_in))}
+    assert backend._shared_prefixes(prompts, [LoRAAdapter(factors, model="tiny-llama"), None]) == [0, 0]
+    pool.close()
