@@ -67,3 +67,45 @@ def test_rows_with_a_lora_adapter_are_never_prefix_shared():
     factors = {layer: (torch.zeros(d_out, rank), torch.zeros(rank, d_in))}
     assert backend._shared_prefixes(prompts, [LoRAAdapter(factors, model="tiny-llama"), None]) == [0, 0]
     pool.close()
+
+
+def test_the_store_keeps_prefixes_across_calls_and_extends_a_stored_one(tmp_path):
+    import pickle
+
+    base = BUILTIN_SPECS["tiny-qwen2"]
+    shared = replace(base, name="stored", options={**base.options, "prefix_min_tokens": 8})
+    plain = replace(base, name="plain", options={**base.options, "prefix_sharing": False})
+    pool = LLMPool([shared, plain], cache_mode="off")
+    store = pool.backend("stored").prefix_store
+
+    def both(questions):
+        out = {}
+        for spec in (shared, plain):
+            out[spec.name] = [r.completion_ids for r in pool.generate(
+                [GenerationRequest(model=spec.name, messages=chat(q), max_new_tokens=6) for q in questions])]
+        assert out["stored"] == out["plain"]
+
+    both(["What is the capital of France? Say it.", "What is the capital of France? Spell it."])
+    first = store.prefilled_tokens
+    assert len(store) == 1 and first > 40
+    # The next call shares the same prefix: read back from the store, nothing prefilled.
+    both(["What is the capital of France? Say it.", "What is the capital of France? Spell it."])
+    assert store.prefilled_tokens == first and store.hits == 1
+    # Rows that share a longer prefix extend the stored one by the new tokens only.
+    both(["What is the capital of France? Say it now.", "What is the capital of France? Say it later."])
+    assert len(store) == 2 and 0 < store.prefilled_tokens - first < 10
+    # A pickled backend (a subprocess env) starts with an empty store.
+    assert pickle.loads(pickle.dumps(pool.backend("stored")))._prefix_store is None
+    pool.close()
+
+
+def test_the_store_drops_the_least_recently_used_prefix_past_its_budget():
+    from routing_gym.llm.backends.prefix_sharing import PrefixStore
+
+    pool = LLMPool(["tiny-llama"], cache_mode="off")
+    model = pool.backend("tiny-llama").model
+    store = PrefixStore(max_bytes=1)
+    store.get(model, tuple(range(5, 25)), "cpu")
+    store.get(model, tuple(range(30, 50)), "cpu")
+    assert len(store) == 1 and tuple(range(30, 50)) in store._entries
+    pool.close()

@@ -10,12 +10,15 @@ prefilled once, and the batch is laid out as::
 
 with the prefixes' keys and values as the cache of the first part. Positions come from the
 attention mask, so every real token keeps the position it has in the plain left-padded
-batch. transformers has the pieces (a pre-filled ``DynamicCache`` passed to ``generate``)
-but no per-row prefix grouping, hence this module.
+batch. A ``PrefixStore`` keeps computed prefixes across calls (the next turn of a dialogue
+repeats the same system prompt and question), and extends a stored prefix rather than
+prefilling a longer one from scratch. transformers has the pieces (a pre-filled
+``DynamicCache`` passed to ``generate``) but no per-row prefix grouping, hence this module.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Sequence
 
 import torch
@@ -47,19 +50,60 @@ def shared_prefix_lengths(prompts: Sequence[Sequence[int]], min_tokens: int = 32
     return [length if length >= min_tokens else 0 for length in lengths]
 
 
+KeyValues = list[tuple[torch.Tensor, torch.Tensor]]  # per layer: (keys, values), batch 1
+
+
+class PrefixStore:
+    """Keys and values of prompt prefixes, least recently used first out past ``max_bytes``."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[int, ...], KeyValues] = OrderedDict()
+        self._bytes = 0
+        self.prefilled_tokens = 0  # tokens run through the model to fill the store
+        self.hits = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @torch.inference_mode()
+    def get(self, model, prefix: tuple[int, ...], device) -> KeyValues:
+        """The prefix's keys and values: stored, or the longest stored prefix of it extended."""
+        from transformers import DynamicCache
+
+        if prefix in self._entries:
+            self._entries.move_to_end(prefix)
+            self.hits += 1
+            return self._entries[prefix]
+        start = max((len(k) for k in self._entries if len(k) < len(prefix) and prefix[: len(k)] == k), default=0)
+        # logits_to_keep=1: a prefix needs keys and values, not a 150k-vocabulary row per token
+        kwargs = {"use_cache": True, "logits_to_keep": 1}
+        if start:
+            # update() concatenates into new tensors, so the stored entry stays as it is
+            kwargs["cache"] = DynamicCache(ddp_cache_data=self._entries[prefix[:start]], config=model.config)
+        out = model(input_ids=torch.tensor([prefix[start:]], device=device), **kwargs)
+        self.prefilled_tokens += len(prefix) - start
+        entry = [(layer.keys, layer.values) for layer in out.cache.layers]
+        self._entries[prefix] = entry
+        self._bytes += sum(k.nbytes + v.nbytes for k, v in entry)
+        while self._bytes > self.max_bytes and len(self._entries) > 1:
+            _, dropped = self._entries.popitem(last=False)
+            self._bytes -= sum(k.nbytes + v.nbytes for k, v in dropped)
+        return entry
+
+
 @torch.inference_mode()
-def prefilled_batch(model, prompts: Sequence[Sequence[int]], lengths: Sequence[int], pad_id: int, device):
+def prefilled_batch(model, prompts: Sequence[Sequence[int]], lengths: Sequence[int], pad_id: int, device,
+                    store: PrefixStore):
     """``(input_ids, attention_mask, cache)`` for ``generate``, with each row's prefix of
-    ``lengths[i]`` tokens already in ``cache`` (a DynamicCache)."""
+    ``lengths[i]`` tokens already in ``cache`` (a DynamicCache), taken from ``store``."""
     from transformers import DynamicCache
 
-    layers: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    layers: dict[tuple[int, ...], KeyValues] = {}
     for prompt, length in zip(prompts, lengths):
         key = tuple(prompt[:length])
         if length and key not in layers:
-            # logits_to_keep=1: the prefix needs keys and values, not a 150k-vocabulary row per token
-            out = model(input_ids=torch.tensor([key], device=device), use_cache=True, logits_to_keep=1)
-            layers[key] = [(layer.keys, layer.values) for layer in out.cache.layers]
+            layers[key] = store.get(model, key, device)
     head = max(lengths)
     tail = max(len(p) - n for p, n in zip(prompts, lengths))
     rows = len(prompts)

@@ -13,7 +13,12 @@ import torch
 from routing_gym.errors import BackendError
 from routing_gym.llm import model_store
 from routing_gym.llm.backends.base import Backend, Capabilities, ChoiceScores, Completion
-from routing_gym.llm.backends.prefix_sharing import SUPPORTED_MODEL_TYPES, prefilled_batch, shared_prefix_lengths
+from routing_gym.llm.backends.prefix_sharing import (
+    SUPPORTED_MODEL_TYPES,
+    PrefixStore,
+    prefilled_batch,
+    shared_prefix_lengths,
+)
 from routing_gym.llm.lora import LoRAAdapter, LoRAInjector, o_proj_shapes
 from routing_gym.llm.requests import GenerationRequest
 from routing_gym.llm.spec import ModelSpec
@@ -152,6 +157,11 @@ class TransformersBackend(Backend):
         super().__init__(spec)
         self._digest: str | None = None
         self._injector: LoRAInjector | None = None
+        self._prefix_store: PrefixStore | None = None
+
+    def __getstate__(self) -> dict:
+        # Stored prefixes are a per-process speed-up, refilled on demand; never pickle tensors.
+        return {**self.__dict__, "_prefix_store": None}
 
     # -- identity and loading -------------------------------------------------------------
     @property
@@ -315,6 +325,13 @@ class TransformersBackend(Backend):
         return list(ids)
 
     # -- generation -------------------------------------------------------------------------
+    @property
+    def prefix_store(self) -> PrefixStore:
+        """Prompt prefixes computed by earlier batches (``options["prefix_store_mb"]``, default 512)."""
+        if self._prefix_store is None:
+            self._prefix_store = PrefixStore(int(self.spec.options.get("prefix_store_mb", 512)) * 2**20)
+        return self._prefix_store
+
     def _shared_prefixes(self, prompt_ids: Sequence[list[int]], adapters) -> list[int]:
         """Per row, the prompt prefix to prefill once for the batch (0: none).
 
@@ -365,7 +382,7 @@ class TransformersBackend(Backend):
         extra = {}
         if any(lengths):
             input_ids, attention_mask, extra["cache"] = prefilled_batch(
-                model, prompt_ids, lengths, tokenizer.pad_token_id, self.device
+                model, prompt_ids, lengths, tokenizer.pad_token_id, self.device, self.prefix_store
             )
         else:
             input_ids, attention_mask = self._pad_left(prompt_ids)
