@@ -109,3 +109,26 @@ def test_the_store_drops_the_least_recently_used_prefix_past_its_budget():
     store.get(model, tuple(range(30, 50)), "cpu")
     assert len(store) == 1 and tuple(range(30, 50)) in store._entries
     pool.close()
+
+
+@pytest.mark.parametrize("model", ["tiny-llama", "tiny-qwen2"])
+def test_letter_scoring_reads_the_stored_prefix_and_equals_the_plain_pass(model):
+    base = BUILTIN_SPECS[model]
+    stored = replace(base, name=f"{model}-stored", options={**base.options, "prefix_min_tokens": 8})
+    plain = replace(base, name=f"{model}-plain", options={**base.options, "prefix_sharing": False})
+    pool = LLMPool([stored, plain], cache_mode="off")
+    questions = ["Which is red? A. sky B. blood", "Which is wet? A. water B. sand C. salt"]
+    scores = {}
+    for spec in (stored, plain):
+        asks = [GenerationRequest(model=spec.name, messages=chat(q), max_new_tokens=4) for q in questions]
+        pool.generate(asks)  # fills the store with the prompts' shared prefix
+        scoring = [replace(r, response_prefix="Answer: ", max_new_tokens=1) for r in asks]
+        backend = pool.backend(spec.name)
+        prompts = [backend.prompt_ids(r) for r in scoring]
+        if spec is stored:
+            assert min(backend._shared_prefixes(prompts, [None, None])) > 40
+            assert all(len(backend.tokenizer(c, add_special_tokens=False)["input_ids"]) == 1 for c in "ABC")
+        scores[spec.name] = [s.logprobs for s in backend.score_choices_batch(scoring, prompts, [["A", "B"], ["A", "B", "C"]])]
+    for got, want in zip(scores[stored.name], scores[plain.name]):
+        assert got == pytest.approx(want, abs=1e-4)
+    pool.close()

@@ -104,3 +104,25 @@ def test_prefix_shared_generation_matches_the_plain_batch(real_pool, model, monk
     assert backend._shared_prefixes(prompts, [None] * 3) == [0, 0, 0]
     plain = backend.generate(requests, prompts)
     assert [c.completion_ids for c in shared] == [c.completion_ids for c in plain]
+
+
+@pytest.mark.parametrize("model", ["smollm2-135m", "qwen2.5-coder-0.5b"])
+def test_letter_scoring_from_a_stored_prefix_matches_teacher_forcing(real_pool, model):
+    import torch
+
+    backend = real_pool.backend(model)
+    system = "Answer the multiple-choice question with its letter. Think of the facts first. " * 3
+    ask = [{"role": "system", "content": system},
+           {"role": "user", "content": "Which is a primary colour? A. green B. red C. purple D. orange"}]
+    other = [ask[0], {"role": "user", "content": "Which is a fruit? A. stone B. apple C. chair D. cloud"}]
+    # Two rows sharing the system prompt: the batch stores it.
+    real_pool.generate([GenerationRequest(model=model, messages=m, max_new_tokens=4) for m in (ask, other)])
+    request = GenerationRequest(model=model, messages=ask, response_prefix="Answer: (", max_new_tokens=1)
+    prompt = backend.prompt_ids(request)
+    assert backend.prefix_store.longest(prompt) > 40
+    letters = ["A", "B", "C", "D"]
+    scores = backend.score_choices(request, prompt, letters)
+    with torch.no_grad():
+        expected = [float(t.sum()) for t in backend.token_logprobs(
+            [prompt] * 4, [backend.tokenizer(c, add_special_tokens=False)["input_ids"] for c in letters])]
+    assert scores.logprobs == pytest.approx(expected, abs=1e-3)

@@ -66,6 +66,11 @@ class PrefixStore:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def longest(self, prompt: Sequence[int]) -> int:
+        """The length of the longest stored prefix of ``prompt`` that leaves a token to run."""
+        prompt = tuple(prompt)
+        return max((len(k) for k in self._entries if len(k) < len(prompt) and prompt[: len(k)] == k), default=0)
+
     @torch.inference_mode()
     def get(self, model, prefix: tuple[int, ...], device) -> KeyValues:
         """The prefix's keys and values: stored, or the longest stored prefix of it extended."""
@@ -75,7 +80,7 @@ class PrefixStore:
             self._entries.move_to_end(prefix)
             self.hits += 1
             return self._entries[prefix]
-        start = max((len(k) for k in self._entries if len(k) < len(prefix) and prefix[: len(k)] == k), default=0)
+        start = self.longest(prefix)
         # logits_to_keep=1: a prefix needs keys and values, not a 150k-vocabulary row per token
         kwargs = {"use_cache": True, "logits_to_keep": 1}
         if start:
@@ -128,3 +133,9 @@ def prefilled_batch(model, prompts: Sequence[Sequence[int]], lengths: Sequence[i
                 v[row, :, head - length :] = stored_v[0]
         cache_data.append((k, v))
     return input_ids.to(device), mask.to(device), DynamicCache(ddp_cache_data=cache_data, config=model.config)
+
+
+def rest_positions(mask: torch.Tensor, head: int) -> torch.Tensor:
+    """Position ids of the tokens after the prefix part of a ``prefilled_batch`` layout, counted
+    over real tokens only (``generate`` derives the same from the mask; a plain forward needs them)."""
+    return (mask.cumsum(-1) - 1).clamp(min=0)[:, head:]

@@ -17,6 +17,7 @@ from routing_gym.llm.backends.prefix_sharing import (
     SUPPORTED_MODEL_TYPES,
     PrefixStore,
     prefilled_batch,
+    rest_positions,
     shared_prefix_lengths,
 )
 from routing_gym.llm.lora import LoRAAdapter, LoRAInjector, o_proj_shapes
@@ -342,12 +343,14 @@ class TransformersBackend(Backend):
         enabled = self.spec.options.get("prefix_sharing", True)
         if (
             not enabled
-            or len(prompt_ids) < 2
             or any(a is not None for a in adapters)
             or self.model.config.model_type not in SUPPORTED_MODEL_TYPES
         ):
             return [0] * len(prompt_ids)
-        return shared_prefix_lengths(prompt_ids, int(self.spec.options.get("prefix_min_tokens", 32)))
+        min_tokens = int(self.spec.options.get("prefix_min_tokens", 32))
+        shared = shared_prefix_lengths(prompt_ids, min_tokens)
+        stored = [self.prefix_store.longest(ids) for ids in prompt_ids]
+        return [max(a, b if b >= min_tokens else 0) for a, b in zip(shared, stored)]
 
     def _pad_left(self, prompt_ids: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
         width = max(len(ids) for ids in prompt_ids)
@@ -524,9 +527,19 @@ class TransformersBackend(Backend):
         self, prompt_ids: Sequence[list[int]], adapters: Sequence[LoRAAdapter | None]
     ) -> torch.Tensor:
         """``(rows, vocab)`` log-probs of the token after each prompt (one forward pass)."""
-        input_ids, attention_mask = self._pad_left(prompt_ids)
-        with self._injected(self._adapters(adapters, len(prompt_ids))):
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1).logits
+        adapters = self._adapters(adapters, len(prompt_ids))
+        lengths = self._shared_prefixes(prompt_ids, adapters)
+        if any(lengths):  # the prompt's prefix is usually stored by the generation it scores
+            input_ids, attention_mask, cache = prefilled_batch(
+                self.model, prompt_ids, lengths, self.tokenizer.pad_token_id, self.device, self.prefix_store
+            )
+            head = max(lengths)
+            logits = self.model(input_ids=input_ids[:, head:], attention_mask=attention_mask, cache=cache,
+                                position_ids=rest_positions(attention_mask, head), logits_to_keep=1).logits
+        else:
+            input_ids, attention_mask = self._pad_left(prompt_ids)
+            with self._injected(adapters):
+                logits = self.model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=1).logits
         return torch.log_softmax(logits[:, -1].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
 
     def lora_shapes(self) -> dict[int, tuple[int, int]]:
