@@ -325,3 +325,23 @@ def test_demo_live_part_compares_the_four_assignments(tmp_path, capsys, monkeypa
 
     assert main(args) == 0  # again: every episode is already in the table
     assert "4 episodes all read back from" in capsys.readouterr().out
+
+
+def test_precompute_prints_every_assignment_random_and_the_oracle(tmp_path, capsys):
+    out = tmp_path / "table.jsonl"
+    argv = ["precompute", "--env", "LLMRouting-HotpotQA-v0", "--models", "tiny-llama", "tiny-qwen2",
+            "--data-dir", str(FIXTURES), "--cache-path", str(tmp_path / "r.sqlite"), "--out", str(out),
+            "--protocol", '{"search_budget": 1, "student_max_new_tokens": 4, "teacher_max_new_tokens": 3}']
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    table = ActionTable.load(out)
+    for (student, teacher), stats in table.mean_by_assignment().items():
+        assert f"{student:<16}{teacher:<16}{stats['perf']:>10.3f}" in printed
+    random_line = next(line for line in printed.splitlines() if line.startswith("random (expectation)"))
+    mean_cost = sum(r["cost"] for r in table.rows) / len(table.rows)
+    assert f"{mean_cost:.2e}" in random_line
+    oracle_line = next(line for line in printed.splitlines() if line.startswith("oracle (upper bound)"))
+    best = {}
+    for row in table.rows:
+        best[row["question_id"]] = max(best.get(row["question_id"], 0.0), row["perf"])
+    assert f"{sum(best.values()) / len(best):.3f}" in oracle_line
