@@ -111,6 +111,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--valid-episodes", type=int, default=20)
+    parser.add_argument(
+        "--stop-split", default=None,
+        help="early-stop on this split's questions instead of the reported ones (with --stop-skip/--stop-limit)",
+    )
+    parser.add_argument("--stop-skip", type=int, default=0, help="skip this many questions of --stop-split")
+    parser.add_argument("--stop-limit", type=int, default=None, help="early-stopping questions of --stop-split")
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tensorboard-log", default=None)
@@ -130,6 +136,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="time one joint update at each batch size (default 1) and exit",
     )
     return parser.parse_args(argv)
+
+
+def check_disjoint(stop_env: gym.Env, others: dict[str, gym.Env]) -> None:
+    """Raise ValueError when an early-stopping question is also trained on or reported."""
+    stop = {str(e.id) for e in stop_env.unwrapped.examples}
+    for role, env in others.items():
+        shared = stop & {str(e.id) for e in env.unwrapped.examples}
+        if shared:
+            raise ValueError(f"{len(shared)} early-stopping questions are also {role} questions "
+                             f"(e.g. {sorted(shared)[0]!r}); choose another --stop-split or --stop-skip.")
 
 
 def make_config(args: argparse.Namespace) -> HAPSConfig:
@@ -260,8 +276,13 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"profile": [{k: round(v, 3) for k, v in r.items()} for r in rows]}))
         return 0
     valid_table = ActionTable.load(args.valid_table) if args.valid_table else None
+    stop_env = valid_env
+    if args.stop_split is not None:  # early stopping on questions kept apart from the reported ones
+        stop_env = gym.make(args.env, config=haps_env_config(
+            config, None, split=args.stop_split, skip=args.stop_skip, limit=args.stop_limit, **common))
+        check_disjoint(stop_env, {"train": train_env, "reported": valid_env})
     start = time.perf_counter()
-    agent.fit_env(train_env, action_table=table, valid_env=valid_env, valid_table=valid_table)
+    agent.fit_env(train_env, action_table=table, valid_env=stop_env, valid_table=valid_table)
     trained = time.perf_counter() - start
     print(f"Trained in {trained:.0f} s.", file=sys.stderr)
     if args.out:

@@ -43,10 +43,12 @@ def unit_hash(id: Hashable, salt: str = DEFAULT_SALT) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def first_by_hash(examples: list, limit: int, salt: str = DEFAULT_SALT) -> list:
-    """The ``limit`` examples whose ids hash lowest, in their original order: a fixed sample
-    spread over a file that is sorted by topic (MMLU comes subject by subject)."""
-    chosen = {e.id for e in sorted(examples, key=lambda e: unit_hash(e.id, salt))[:limit]}
+def first_by_hash(examples: list, limit: int | None, salt: str = DEFAULT_SALT, skip: int = 0) -> list:
+    """The ``limit`` examples whose ids hash lowest after the ``skip`` lowest, in their original
+    order: a fixed sample spread over a file that is sorted by topic (MMLU comes subject by
+    subject). Disjoint ``skip`` ranges give disjoint samples."""
+    ranked = sorted(examples, key=lambda e: unit_hash(e.id, salt))
+    chosen = {e.id for e in ranked[skip : None if limit is None else skip + limit]}
     return [e for e in examples if e.id in chosen]
 
 

@@ -140,6 +140,7 @@ class LiveRoutingEnv(gym.Env):
             "split": "valid",
             "data_dir": None,
             "limit": None,
+            "skip": 0,
             "shuffle": True,
             "protocol": {},
             "cache_path": None,
@@ -175,6 +176,9 @@ class LiveRoutingEnv(gym.Env):
             resolve_spec(model)  # an unknown model fails here, named
         if merged["limit"] is not None and (not isinstance(merged["limit"], int) or merged["limit"] < 1):
             raise ValueError(f"config['limit'] must be a positive int or None, got {merged['limit']!r}.")
+        skip = merged["skip"]
+        if isinstance(skip, bool) or not isinstance(skip, int) or skip < 0:
+            raise ValueError(f"config['skip'] must be an int >= 0, got {skip!r}.")
         if not isinstance(merged["protocol"], dict):
             raise ValueError("config['protocol'] must be a dict of protocol settings.")
         bounds = merged["cost_bounds"]
@@ -198,7 +202,7 @@ class LiveRoutingEnv(gym.Env):
         self.lam = resolve_lambda(merged["lam"])
         self.cost_normalizer = self._cost_normalizer()
         self._engine = None  # the protocol changed: the next episode gets an engine for it
-        if getattr(self, "_examples", None) is not None and set(overrides) & {"split", "data_dir", "limit"}:
+        if getattr(self, "_examples", None) is not None and set(overrides) & {"split", "data_dir", "limit", "skip"}:
             self._examples = None
 
     def _cost_normalizer(self) -> CostNormalizer:
@@ -247,18 +251,20 @@ class LiveRoutingEnv(gym.Env):
     def examples(self) -> list:
         if self._examples is None:
             examples = self.load_examples(self.config["split"], self.config["data_dir"])
-            if self.config["limit"] is not None:
-                examples = self.limit_examples(examples, self.config["limit"])
+            if self.config["limit"] is not None or self.config["skip"]:
+                examples = self.limit_examples(examples, self.config["limit"], self.config["skip"])
             if not examples:
-                raise ValueError(f"{type(self).__name__}: split {self.config['split']!r} has no questions.")
+                raise ValueError(f"{type(self).__name__}: split {self.config['split']!r} has no questions"
+                                 + (f" after skipping {self.config['skip']}." if self.config["skip"] else "."))
             self._examples = examples
             self._questions.forget()
             self._engine = None
         return self._examples
 
-    def limit_examples(self, examples: list, limit: int) -> list:
-        """The ``limit`` questions a limited env keeps: the first ones in file order."""
-        return examples[:limit]
+    def limit_examples(self, examples: list, limit: int | None, skip: int = 0) -> list:
+        """The questions a limited env keeps: ``limit`` (all if None) after the first ``skip``,
+        in file order."""
+        return examples[skip:] if limit is None else examples[skip : skip + limit]
 
     def load_examples(self, split: str, data_dir) -> list:
         """The questions of a split; each subclass reads its own data set."""

@@ -64,6 +64,6 @@ class MMLUEnv(LiveRoutingEnv):
     def load_examples(self, split: str, data_dir) -> list:
         return load_mmlu(split, subjects=self.config["subjects"], data_dir=data_dir)
 
-    def limit_examples(self, examples: list, limit: int) -> list:
+    def limit_examples(self, examples: list, limit: int | None, skip: int = 0) -> list:
         # The files come subject by subject, so a prefix would be one or two subjects.
-        return first_by_hash(examples, limit)
+        return first_by_hash(examples, limit, skip=skip)

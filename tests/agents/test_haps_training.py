@@ -209,3 +209,16 @@ def test_a_table_of_another_protocol_is_refused_before_training(tables, tmp_path
     assert cli_main(flags) != 0
     err = capsys.readouterr().err
     assert "ActionTable built with protocol" in err and "teacher_max_new_tokens" in err
+
+
+def test_early_stopping_questions_are_kept_apart_from_the_trained_and_reported_ones(tmp_path, capsys):
+    base = [*tiny_flags(), "--warmup-epochs", "0", "--updates", "1", "--episodes-per-update", "1",
+            "--eval-every", "1", "--valid-episodes", "1", "--train-limit", "1", "--valid-limit", "1",
+            "--stop-split", "valid", "--stop-limit", "1"]
+    assert cli_main([*base, "--stop-skip", "0"]) != 0
+    err = capsys.readouterr().err
+    assert "1 early-stopping questions are also train questions" in err and "toy-" in err
+    results = tmp_path / "run.json"
+    assert cli_main([*base, "--stop-skip", "1", "--results-json", str(results)]) == 0
+    run = json.loads(results.read_text())
+    assert [e["index"] for e in run["per_episode"]] == [0]  # reported: the first valid question only

@@ -351,3 +351,16 @@ def test_a_limited_mmlu_env_spreads_over_the_subjects(data_root, tmp_path):
     subjects = [e.subject for e in env.examples]
     assert len(env.examples) == 60 and len(set(subjects)) >= 20  # a prefix would be abstract algebra only
     assert subjects == sorted(subjects)  # kept in file order
+
+
+def test_skip_and_limit_pick_disjoint_question_ranges(tmp_path):
+    for env_id in ("LLMRouting-HotpotQA-v0", "LLMRouting-MMLU-v0"):
+        config = tiny_config(env_id.split("-")[1], tmp_path)
+        full = [str(e.id) for e in gym.make(env_id, config=config).unwrapped.examples]
+        first = [str(e.id) for e in gym.make(env_id, config={**config, "limit": 1}).unwrapped.examples]
+        rest = [str(e.id) for e in gym.make(env_id, config={**config, "skip": 1}).unwrapped.examples]
+        assert len(first) == 1 and not set(first) & set(rest) and set(first) | set(rest) == set(full)
+        with pytest.raises(ValueError, match="no questions after skipping"):
+            gym.make(env_id, config={**config, "skip": len(full)}).unwrapped.examples
+        with pytest.raises(ValueError, match="config\\['skip'\\] must be an int >= 0"):
+            gym.make(env_id, config={**config, "skip": -1})
