@@ -91,9 +91,13 @@ def test_the_store_keeps_prefixes_across_calls_and_extends_a_stored_one(tmp_path
     # The next call shares the same prefix: read back from the store, nothing prefilled.
     both(["What is the capital of France? Say it.", "What is the capital of France? Spell it."])
     assert store.prefilled_tokens == first and store.hits == 1
-    # Rows that share a longer prefix extend the stored one by the new tokens only.
+    # Rows that share a longer prefix extend the stored one by the new tokens only, and the
+    # stored one stays as it was.
+    (key, entry), = store._entries.items()
+    snapshot = [(k.clone(), v.clone()) for k, v in entry]
     both(["What is the capital of France? Say it now.", "What is the capital of France? Say it later."])
     assert len(store) == 2 and 0 < store.prefilled_tokens - first < 10
+    assert all(torch.equal(k, k0) and torch.equal(v, v0) for (k, v), (k0, v0) in zip(store._entries[key], snapshot))
     # A pickled backend (a subprocess env) starts with an empty store.
     assert pickle.loads(pickle.dumps(pool.backend("stored")))._prefix_store is None
     pool.close()
