@@ -337,6 +337,15 @@ class ActionTable:
             for key, rows in sorted(groups.items())
         }
 
+    def best_rows(self) -> list[dict[str, Any]]:
+        """Per question, the row of the best perf, the cheapest among ties (the quality Oracle)."""
+        best: dict[str, dict[str, Any]] = {}
+        for row in self.rows:
+            kept = best.get(row["question_id"])
+            if kept is None or (row["perf"], -row["cost"]) > (kept["perf"], -kept["cost"]):
+                best[row["question_id"]] = row
+        return list(best.values())
+
     def oracle(self, lam: float = 0.0, normalizer: CostNormalizer | None = None) -> dict[str, float]:
         """Hindsight upper bound: mean over questions of the best assignment's perf and reward."""
         normalizer = normalizer or self.fit_cost_normalizer()

@@ -176,18 +176,15 @@ def cmd_precompute(args: argparse.Namespace) -> int:
         print(
             f"{student:<16}{teacher:<16}{stats['perf']:>10.3f}{stats['cost']:>14.2e}{stats['tokens']:>9.0f}"
         )
-    best: dict[str, dict] = {}  # per question: the best perf, the cheapest among ties
-    for row in table.rows:
-        kept = best.get(row["question_id"])
-        if kept is None or (row["perf"], -row["cost"]) > (kept["perf"], -kept["cost"]):
-            best[row["question_id"]] = row
-    mean = lambda rows, key: sum(r[key] for r in rows) / len(rows)  # noqa: E731
-    random_rows = table.rows  # every question has every assignment: the uniform expectation
-    print(f"{'random (expectation)':<32}{mean(random_rows, 'perf'):>10.3f}{mean(random_rows, 'cost'):>14.2e}"
-          f"{mean(random_rows, 'prompt_tokens') + mean(random_rows, 'completion_tokens'):>9.0f}")
-    oracle = list(best.values())
-    print(f"{'oracle (upper bound)':<32}{mean(oracle, 'perf'):>10.3f}{mean(oracle, 'cost'):>14.2e}"
-          f"{mean(oracle, 'prompt_tokens') + mean(oracle, 'completion_tokens'):>9.0f}")
+
+    def line(label: str, rows: list[dict]) -> str:
+        mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("perf", "cost", "prompt_tokens", "completion_tokens")}
+        tokens = mean["prompt_tokens"] + mean["completion_tokens"]
+        return f"{label:<32}{mean['perf']:>10.3f}{mean['cost']:>14.2e}{tokens:>9.0f}"
+
+    # every question has every assignment, so the mean over all rows is Random's exact expectation
+    print(line("random (expectation)", table.rows))
+    print(line("oracle (upper bound)", table.best_rows()))
     return 0
 
 
