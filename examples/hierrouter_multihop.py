@@ -284,6 +284,10 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_tree, train_ids, tree, heldout_ids = split_queries(args, config, out_dir)
+    import torch
+
+    # The trees are built with every core (LLM batches); the small PPO policy runs faster on one.
+    torch.set_num_threads(1)
     models = tree.models
     lams = [resolve_lambda(name) for name in args.lams.split(",")]
     results: dict[str, dict[str, dict]] = {}
@@ -342,9 +346,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the pipeline; prints the tables and one JSON line; exit 1 if live differs from replay."""
     args = parse_args(argv)
     try:
-        import torch
-
-        torch.set_num_threads(1)  # small MLP policy: threads cost more than they save
         result = evaluate(args)
     except Exception as exc:  # noqa: BLE001 - the CLI names the error in one line
         if args.debug:
