@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.utils.env_checker import data_equivalence
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import routing_gym  # noqa: F401
@@ -65,20 +66,6 @@ def rollout(env, seed: int, actions_seed: int = 0, episodes: int = 2):
     return trace
 
 
-def assert_same(a, b):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert_same(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_same(x, y)
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b)
-    else:
-        assert a == b
-
 
 def test_live_ids_are_registered():
     assert {"LLMRouting-HotpotQA-v0", "LLMRouting-MMLU-v0", "LLMRouting-HotpotQA-Assign-v0",
@@ -104,7 +91,7 @@ def test_seeded_rollout_replays_exactly_from_a_warm_cache(env_id, tmp_path):
     second = gym.make(env_id, config=config)
     warm = rollout(second, seed=3)
     second.close()
-    assert_same(cold, warm)
+    assert data_equivalence(cold, warm, exact=True)
 
 
 @pytest.mark.parametrize("env_id", LIVE_IDS)
@@ -114,7 +101,7 @@ def test_env_pickles_and_its_spec_serializes(env_id, tmp_path):
     clone = pickle.loads(pickle.dumps(env))
     a, _ = env.reset(seed=5)
     b, _ = clone.reset(seed=5)
-    assert_same(a, b)
+    assert data_equivalence(a, b, exact=True)
     assert json.loads(env.spec.to_json())["id"] == env_id
     env.close()
     clone.close()

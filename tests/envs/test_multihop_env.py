@@ -11,6 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env as gym_check_env
+from gymnasium.utils.env_checker import data_equivalence
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import routing_gym  # noqa: F401
@@ -53,20 +54,6 @@ def rollout(env, seed: int, episodes: int = 3):
     return trace
 
 
-def assert_same(a, b):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert_same(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_same(x, y)
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b)
-    else:
-        assert a == b
-
 
 def test_all_seven_ids_are_registered():
     assert MULTIHOP_IDS == sorted(
@@ -95,7 +82,7 @@ def test_seeded_rollout_replays_exactly_from_a_warm_cache(tmp_path):
     warm = rollout(second, seed=4)
     stats = second.unwrapped.pool.cache.stats()
     second.close()
-    assert_same(cold, warm)
+    assert data_equivalence(cold, warm, exact=True)
     assert sum(s["hits"] for s in stats.values()) > 0
 
 
@@ -104,8 +91,8 @@ def test_env_pickles_and_its_spec_serializes(tmp_path):
     env.reset(seed=0)
     env.step(0)
     clone = pickle.loads(pickle.dumps(env))
-    assert_same(env.reset(seed=5), clone.reset(seed=5))
-    assert_same(env.step(1)[:4], clone.step(1)[:4])
+    assert data_equivalence(env.reset(seed=5), clone.reset(seed=5), exact=True)
+    assert data_equivalence(env.step(1)[:4], clone.step(1)[:4], exact=True)
     assert json.loads(env.spec.to_json())["id"] == "LLMRouting-MultiHop-MBPP-v0"
     env.close()
     clone.close()
@@ -312,7 +299,7 @@ def test_hop_tree_builds_resumes_and_its_table_env_replays_the_live_env(tmp_path
         obs_table, _ = table.reset(seed=index, options={"question_id": str(example.id)})
         done = False
         while not done:
-            assert_same(obs_live, obs_table)
+            assert data_equivalence(obs_live, obs_table, exact=True)
             action = policy(obs_live, live.action_masks())
             assert action == policy(obs_table, table.action_masks())
             obs_live, r_live, done, _, info_live = live.step(action)

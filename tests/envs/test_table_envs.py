@@ -10,7 +10,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from gymnasium.utils.env_checker import check_env
+from gymnasium.utils.env_checker import check_env, data_equivalence
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import routing_gym
@@ -39,20 +39,6 @@ def _rollout(env: gym.Env, seed: int, steps: int) -> list:
             trace.append(env.reset())
     return trace
 
-
-def _assert_same(a, b) -> None:
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            _assert_same(a[key], b[key])
-    elif isinstance(a, (tuple, list)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            _assert_same(x, y)
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b)
-    else:
-        assert a == b
 
 
 # ---------------------------------------------------------------- registry and contracts
@@ -85,7 +71,7 @@ def test_passes_gymnasium_and_sb3_checkers(env_id):
 def test_same_seed_gives_identical_rollouts(env_id):
     a = _rollout(gym.make(env_id), seed=7, steps=60)
     b = _rollout(gym.make(env_id), seed=7, steps=60)
-    _assert_same(a, b)
+    assert data_equivalence(a, b, exact=True)
     c = _rollout(gym.make(env_id), seed=8, steps=60)
     assert [t[1]["query_id"] for t in a if len(t) == 2] != [
         t[1]["query_id"] for t in c if len(t) == 2
@@ -99,9 +85,9 @@ def test_pickle_round_trip_continues_identically(env_id):
     clone = pickle.loads(pickle.dumps(env))
     assert len(pickle.dumps(env)) < 100_000  # arrays are rebuilt, not pickled
     for _ in range(3):
-        _assert_same(env.reset(), clone.reset())
+        assert data_equivalence(env.reset(), clone.reset(), exact=True)
         action = int(np.flatnonzero(env.action_masks())[0]) if hasattr(env, "action_masks") else 0
-        _assert_same(env.step(action), clone.step(action))
+        assert data_equivalence(env.step(action), clone.step(action), exact=True)
 
 
 @pytest.mark.parametrize("env_id", TABLE_IDS)

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import gymnasium as gym
 import numpy as np
 import pytest
+from gymnasium.utils.env_checker import data_equivalence
 
 import routing_gym  # noqa: F401
 from routing_gym.errors import BackendError
@@ -111,20 +112,6 @@ def rollout(env, seed: int, episodes: int = 2) -> list:
         trace.append(env.reset())
     return trace
 
-
-def assert_same(a, b):
-    if isinstance(a, dict):
-        assert a.keys() == b.keys()
-        for key in a:
-            assert_same(a[key], b[key])
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b)
-        for x, y in zip(a, b):
-            assert_same(x, y)
-    elif isinstance(a, np.ndarray):
-        np.testing.assert_array_equal(a, b)
-    else:
-        assert a == b
 
 
 # -- without a server -------------------------------------------------------------------------
@@ -291,7 +278,7 @@ def test_mixed_pool_episode_replays_exactly_from_the_cache(env_id, server, tmp_p
     replay = gym.make(env_id, config={**config, "models": ["tiny-llama", dead]})
     warm = rollout(replay, seed=4)
     replay.close()
-    assert_same(cold, warm)
+    assert data_equivalence(cold, warm, exact=True)
 
 
 @pytest.mark.slow
