@@ -24,7 +24,7 @@ from gymnasium import spaces
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
 from routing_gym.engine import EpisodeEngine, EpisodePlay, TurnCalls, TurnJob
 from routing_gym.envs.question_order import QuestionOrder, question_for_reset
-from routing_gym.envs.validation import require_action
+from routing_gym.envs.validation import merge_config, require_action
 from routing_gym.llm.cache import default_cache_path
 from routing_gym.llm.lora import LoRAAdapter, target_layers
 from routing_gym.llm.pool import LLMPool
@@ -159,12 +159,7 @@ class LiveRoutingEnv(gym.Env):
 
     def configure(self, overrides: dict[str, Any]) -> None:
         """Merge and validate config overrides; a bad key or value raises ValueError naming it."""
-        if not isinstance(overrides, dict):
-            raise ValueError(f"config must be a dict, got {type(overrides).__name__}.")
-        unknown = set(overrides) - set(self.config)
-        if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown config keys {sorted(unknown)}; known: {sorted(self.config)}.")
-        merged = {**self.config, **copy.deepcopy(overrides)}
+        merged = merge_config(type(self).__name__, self.config, overrides)
         resolve_lambda(merged["lam"])  # raises naming the bad regime
         if merged["action_type"] not in ACTION_TYPES:
             raise ValueError(f"config['action_type'] must be one of {ACTION_TYPES}, got {merged['action_type']!r}.")

@@ -13,6 +13,7 @@ from gymnasium import spaces
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
 from routing_gym.data.splits import DEFAULT_FRACTIONS
 from routing_gym.envs.question_order import QuestionOrder, question_for_reset
+from routing_gym.envs.validation import merge_config
 from routing_gym.llm.requests import GenerationRequest, GenerationResult
 from routing_gym.llm.spec import DEFAULT_POOL, resolve_spec
 from routing_gym.retrieval.encoder import EMBEDDING_DIM
@@ -145,12 +146,7 @@ class MultiHopEnv(gym.Env):
 
     def configure(self, overrides: dict[str, Any]) -> None:
         """Merge and validate config overrides; a bad key or value raises ValueError naming it."""
-        if not isinstance(overrides, dict):
-            raise ValueError(f"config must be a dict, got {type(overrides).__name__}.")
-        unknown = set(overrides) - set(self.config)
-        if unknown:
-            raise ValueError(f"MultiHopEnv: unknown config keys {sorted(unknown)}; known: {sorted(self.config)}.")
-        merged = {**self.config, **copy.deepcopy(overrides)}
+        merged = merge_config("MultiHopEnv", self.config, overrides)
         resolve_lambda(merged["lam"])
         if not merged["models"]:
             raise ValueError("config['models'] must name at least one model.")

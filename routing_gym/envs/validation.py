@@ -1,4 +1,4 @@
-"""Input checks every routing env shares: the action of a step and the render mode.
+"""Input checks every routing env shares: a config update, the action of a step and the render mode.
 
 Both envs families (outcome tables and live Teacher–Student envs) call these, so the same bad
 input gets the same error everywhere.
@@ -6,11 +6,24 @@ input gets the same error everywhere.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+
+
+def merge_config(owner: str, config: Mapping[str, Any], overrides: Any) -> dict[str, Any]:
+    """``config`` updated with a deep copy of ``overrides``; a non-dict or an unknown key raises
+    ValueError naming ``owner`` and the known keys."""
+    if not isinstance(overrides, dict):
+        raise ValueError(f"config must be a dict, got {type(overrides).__name__}.")
+    unknown = set(overrides) - set(config)
+    if unknown:
+        raise ValueError(f"{owner}: unknown config keys {sorted(unknown)}; known: {sorted(config)}.")
+    return {**config, **copy.deepcopy(overrides)}
+
 
 #: Render modes accepted although the env cannot draw: SB3's ``make_vec_env`` asks for
 #: "rgb_array" by default, and ``render()`` then returns None.
