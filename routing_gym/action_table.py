@@ -79,7 +79,7 @@ def build_action_table(
                 states = [engine.start(index) for index, _, _ in chunk]
                 assignments = [dict(zip(ROLES, combo)) for _, _, combo in chunk]
                 seeds = [seed * 1_000_003 + index * 1_009 for index, _, _ in chunk]
-                costs = engine.play_episodes(states, assignments, seeds)
+                costs = engine.play_episodes(states, assignments, seeds, on_round=_show_turns(bar, len(chunk)))
                 lines = []
                 for (index, example, _), state, assignment, cost in zip(chunk, states, assignments, costs):
                     lines.append(
@@ -104,10 +104,16 @@ def build_action_table(
                 handle.write("\n".join(lines) + "\n")
                 handle.flush()
                 os.fsync(handle.fileno())
+                bar.set_postfix_str("", refresh=False)
                 bar.update(len(chunk))
     finally:
         env.close()
     return out_path
+
+
+def _show_turns(bar: tqdm, size: int):
+    """A chunk takes minutes with real models: show its lockstep turns on the bar as they go."""
+    return lambda turn, playing: bar.set_postfix_str(f"turn {turn + 1} of the chunk: {playing}/{size} episodes playing")
 
 
 def content_digest(value: Any) -> str:

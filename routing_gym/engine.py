@@ -16,8 +16,9 @@ episode advance, so a protocol never calls a model itself.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from routing_gym.llm.lora import LoRAAdapter
 from routing_gym.llm.pool import LLMPool
@@ -170,18 +171,20 @@ class EpisodeEngine:
         assignments: Sequence[Mapping[str, str]],
         seeds: Sequence[int],
         adapters: Sequence[Mapping[str, LoRAAdapter]] | None = None,
+        on_round: Callable[[int, int], None] | None = None,
     ) -> list[float]:
         """Play each episode to its end with a fixed model per role (and optional per-model LoRA).
 
         The k-th turn of every unfinished episode runs in one batched round, so each model sees
         one large batch per round. A turn's seed is the episode's seed plus the turn index.
+        ``on_round(round, playing)`` is called before each round (for progress display).
         Returns each episode's total cost (USD, scoring passes included).
         """
         plays = [
             EpisodePlay(self, state, assignment, seed, adapters[i] if adapters is not None else {})
             for i, (state, assignment, seed) in enumerate(zip(states, assignments, seeds))
         ]
-        return play_episodes_together(plays)
+        return play_episodes_together(plays, on_round)
 
     # -- white-box training ------------------------------------------------------------------
     def episode_logprob(
@@ -208,18 +211,23 @@ class EpisodePlay:
     action: Any = None
 
 
-def play_episodes_together(plays: Sequence[EpisodePlay]) -> list[float]:
+def play_episodes_together(
+    plays: Sequence[EpisodePlay], on_round: Callable[[int, int], None] | None = None
+) -> list[float]:
     """Play episodes of any number of engines to their ends in lockstep rounds.
 
     Each round runs the next turn of every unfinished episode through ``run_turn_calls`` (one
-    generation and one scoring call per pool setup), then advances each episode. Returns each
-    episode's total cost (USD, scoring passes included).
+    generation and one scoring call per pool setup), then advances each episode. Before each
+    round, ``on_round(round, playing)`` gets the round's index and how many episodes it plays.
+    Returns each episode's total cost (USD, scoring passes included).
     """
     costs = [0.0] * len(plays)
-    while True:
+    for round_index in itertools.count():
         live = [i for i, play in enumerate(plays) if not play.engine.is_over(play.state)]
         if not live:
             return costs
+        if on_round is not None:
+            on_round(round_index, len(live))
         pairs = []
         for i in live:
             play = plays[i]

@@ -131,3 +131,16 @@ def test_a_finished_episode_takes_no_more_turns(pool):
     assert engine.is_over(state)
     with pytest.raises(RuntimeError, match="over"):
         engine.job(state, "tiny-llama", 0)
+
+
+def test_lockstep_rounds_report_how_many_episodes_they_play(pool):
+    engine = EpisodeEngine(MMLUProtocol({"letter_mode": "regex", "max_rounds": 2}), pool, QUESTIONS)
+    states = [engine.start(0), engine.start(1), engine.start(0)]
+    assignments = [{"student": "tiny-llama", "teacher": "tiny-qwen2"}] * 3
+    rounds = []
+    engine.play_episodes(states, assignments, [0, 1, 2], on_round=lambda r, playing: rounds.append((r, playing)))
+    assert [r for r, _ in rounds] == list(range(len(rounds)))
+    assert rounds[0][1] == 3
+    playing = [p for _, p in rounds]
+    assert playing == sorted(playing, reverse=True) and playing[-1] >= 1
+    assert len(rounds) == max(len(s.turns) for s in states)  # one round per turn of the longest episode
