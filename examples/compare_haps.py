@@ -18,7 +18,9 @@ comma-separated list of numbers or regime names).
         --lam performance-first,balanced,cost-first
 
 For a run without LoRA the env plays the same greedy episode as the table did, so its rows
-are checked against the table (``table matches``): a mismatch means the two runs differ.
+are checked against the table (``table matches``): a mismatch means the two runs differ. For a
+run with LoRA the last column counts the questions whose F1 the generated LoRA raised, lowered
+or left as the table's episode of the same assignment had it.
 """
 
 from __future__ import annotations
@@ -184,14 +186,11 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
             continue
         episodes = [e for e in run["per_episode"] if e["question_id"] in set(questions)]
         shares = Counter("/".join(assignment_key(e["assignment"])) for e in episodes)
+        # the table's episode of the same question and assignment: the one played without LoRA
+        plain = [outcome[(e["question_id"], assignment_key(e["assignment"]))] for e in episodes]
         matches = sum(
-            abs(e["perf"] - outcome[(e["question_id"], assignment_key(e["assignment"]))]["perf"])
-            < 1e-9
-            and abs(
-                e["cost"] - outcome[(e["question_id"], assignment_key(e["assignment"]))]["cost"]
-            )
-            < 1e-12
-            for e in episodes
+            abs(e["perf"] - t["perf"]) < 1e-9 and abs(e["cost"] - t["cost"]) < 1e-12
+            for e, t in zip(episodes, plain)
         )
         table[label] = {
             "f1": float(np.mean([e["perf"] for e in episodes])),
@@ -200,6 +199,7 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
             "reward": float(np.mean([reward(e["perf"], e["cost"]) for e in episodes])),
             "assignments": dict(shares),
             "table_matches": f"{matches}/{len(episodes)}",
+            "vs_table": perf_changes(episodes, plain),
         }
     oracle = {
         q: max(arms, key=lambda a: (reward(outcome[(q, a)]["perf"], outcome[(q, a)]["cost"]), a))
@@ -209,15 +209,29 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
     return table
 
 
+def perf_changes(episodes: list[dict], plain: list[dict]) -> dict[str, int]:
+    """How many questions a run scored better on, worse on, or the same as the table's episode of
+    the same assignment (played greedy without LoRA): where the generated LoRA changed the score."""
+    deltas = [e["perf"] - t["perf"] for e, t in zip(episodes, plain)]
+    return {
+        "better": sum(d > 1e-9 for d in deltas),
+        "worse": sum(d < -1e-9 for d in deltas),
+        "same": sum(abs(d) <= 1e-9 for d in deltas),
+    }
+
+
 def print_table(lam: float, questions: int, table: dict[str, dict]) -> None:
     print(f"\nValid questions: {questions}, λ = {lam:g} (student/teacher; cost normalized on train)\n")
-    print("| router | valid F1 | mean cost (USD) | normalized cost | reward | assignments played | table matches |")
-    print("|---|---:|---:|---:|---:|---|---|")
+    print("| router | valid F1 | mean cost (USD) | normalized cost | reward | assignments played | table matches "
+          "| F1 vs the table's episode: better / worse / same |")
+    print("|---|---:|---:|---:|---:|---|---|---|")
     for label, row in table.items():
         shares = ", ".join(f"{k} {v}" for k, v in sorted(row.get("assignments", {}).items()))
+        changes = row.get("vs_table")
+        versus = f"{changes['better']} / {changes['worse']} / {changes['same']}" if changes else ""
         print(
             f"| {label} | {row['f1']:.3f} | {row['usd']:.2e} | {row['normalized_cost']:.3f} | "
-            f"{row['reward']:.3f} | {shares} | {row.get('table_matches', '')} |"
+            f"{row['reward']:.3f} | {shares} | {row.get('table_matches', '')} | {versus} |"
         )
 
 

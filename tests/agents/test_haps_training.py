@@ -140,7 +140,19 @@ def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_pa
     row = summary["rows"]["HAPS without LoRA"]
     # greedy episodes without an adapter are the table's episodes, question by question
     assert row["table_matches"] == "2/2"
+    assert row["vs_table"] == {"better": 0, "worse": 0, "same": 2}
     assert row["f1"] == pytest.approx(run["perf"])
+    # a run whose episode scored otherwise than the table's (as a LoRA would make it) is counted
+    changed = json.loads(results.read_text())
+    changed["per_episode"][0]["perf"] += 0.25
+    changed_path = tmp_path / "changed.json"
+    changed_path.write_text(json.dumps(changed))
+    other = load_compare_haps().main(
+        ["--train-table", str(tables), "--valid-table", str(tables), "--run", f"HAPS={changed_path}"]
+    )["rows"]["HAPS"]
+    assert other["vs_table"] == {"better": 1, "worse": 0, "same": 1}
+    assert other["table_matches"] == "1/2"
+    assert "F1 vs the table's episode: better / worse / same" in capsys.readouterr().out
     random_row = summary["rows"]["Random (expectation over the assignments)"]
     oracle = summary["rows"]["Oracle (hindsight upper bound)"]
     assert oracle["reward"] >= max(row["reward"], random_row["reward"]) - 1e-12
