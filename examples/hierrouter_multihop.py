@@ -59,7 +59,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--n-steps", type=int, default=128, help="PPO rollout length per env")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", default="results/multihop", help="hop trees, response cache, policies")
+    parser.add_argument("--out-dir", default="results/multihop",
+                        help="hop trees, response cache and result.json (the last line, indented)")
     parser.add_argument("--cache-path", default=None, help="response cache (default: <out-dir>/responses.sqlite)")
     parser.add_argument("--queries-per-batch", type=int, default=8)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -353,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     print_tables(result)
+    # Written whole, then renamed: a run stopped here never leaves a half-written result.
+    path = Path(args.out_dir) / "result.json"
+    path.with_suffix(".tmp").write_text(json.dumps(result, indent=1))
+    path.with_suffix(".tmp").replace(path)
     print(json.dumps(result))
     return 0 if result["live_equals_replay"] else 1
 

@@ -34,6 +34,7 @@ def test_multihop_pipeline_scores_every_method_and_live_equals_replay(tmp_path, 
     out = capsys.readouterr().out
     result = json.loads(out.strip().splitlines()[-1])
     assert code == 0, out[-2000:]
+    assert json.loads((tmp_path / "result.json").read_text()) == result
     assert result["train_queries"] > 0 and result["heldout_queries"] > 0
     assert result["train_queries"] + result["heldout_queries"] == 8  # gsm8k 2, arc 3, mbpp 3 (limit 3)
     expected = METHODS_BESIDES_MODELS + ["single tiny-llama", "single tiny-qwen2"]
