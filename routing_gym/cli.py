@@ -171,16 +171,19 @@ def cmd_precompute(args: argparse.Namespace) -> int:
         f"\n{args.env} split={args.split or 'the env default'}: {len(table.question_ids)} questions, "
         f"{time.perf_counter() - start:.1f} s -> {path}"
     )
-    print(f"{'student':<16}{'teacher':<16}{'mean perf':>10}{'mean cost $':>14}{'tokens':>9}")
-    for (student, teacher), stats in table.mean_by_assignment().items():
+    means = table.mean_by_assignment()
+    width = max([len("student"), *(len(name) + 1 for pair in means for name in pair)])
+    print(f"{'student':<{width}}{'teacher':<{width}}{'mean perf':>10}{'mean cost $':>14}{'tokens':>9}")
+    for (student, teacher), stats in means.items():
         print(
-            f"{student:<16}{teacher:<16}{stats['perf']:>10.3f}{stats['cost']:>14.2e}{stats['tokens']:>9.0f}"
+            f"{student:<{width}}{teacher:<{width}}{stats['perf']:>10.3f}{stats['cost']:>14.2e}"
+            f"{stats['tokens']:>9.0f}"
         )
 
     def line(label: str, rows: list[dict]) -> str:
         mean = {k: sum(r[k] for r in rows) / len(rows) for k in ("perf", "cost", "prompt_tokens", "completion_tokens")}
         tokens = mean["prompt_tokens"] + mean["completion_tokens"]
-        return f"{label:<32}{mean['perf']:>10.3f}{mean['cost']:>14.2e}{tokens:>9.0f}"
+        return f"{label:<{2 * width}}{mean['perf']:>10.3f}{mean['cost']:>14.2e}{tokens:>9.0f}"
 
     # every question has every assignment, so the mean over all rows is Random's exact expectation
     print(line("random (expectation)", table.rows))
