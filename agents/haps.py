@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -68,6 +69,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agents.base import Agent, all_assignments, check_lam, make_config, match_models
+from routing_gym.action_table import content_digest
 from routing_gym.cost import REGIMES, routing_reward
 from routing_gym.llm.lora import LoRAAdapter
 from routing_gym.protocols.base import ROLES
@@ -532,6 +534,90 @@ class _EarlyStopping:
             self.agent._load_state_dicts(self.best_state)
 
 
+def _env_identity(env: gym.Env | None) -> dict[str, Any] | None:
+    """What an env contributes to a run: its ID, its config without paths, its questions' content."""
+    if env is None:
+        return None
+    base = env.unwrapped
+    config = {k: v for k, v in base.config.items() if k not in ("cache_path", "cache_mode", "data_dir")}
+    questions = hashlib.sha256("".join(content_digest(e) for e in base.examples).encode()).hexdigest()
+    return {"id": env.spec.id if env.spec else type(base).__name__, "config": config, "questions": questions}
+
+
+def run_fingerprint(
+    agent: "HAPSAgent",
+    env: gym.Env,
+    valid_env: gym.Env | None,
+    updates: int,
+    action_table: Any | None = None,
+    valid_table: Any | None = None,
+) -> str:
+    """sha256 of everything that decides a training run: a checkpoint of another run is refused.
+
+    Paths (data folder, response cache) are left out: the same questions and settings are the
+    same run wherever their files lie.
+    """
+    config = dataclasses.asdict(agent.config)
+    for key in ("progress_bar", "tensorboard_log", "device"):
+        config.pop(key)
+    tables = [None if t is None else content_digest(t.rows) for t in (action_table, valid_table)]
+    content = {"config": config, "updates": updates, "train": _env_identity(env),
+               "valid": _env_identity(valid_env), "tables": tables}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class JointCheckpoint:
+    """The joint phase's state after every update, so a stopped run resumes where it stopped.
+
+    One ``torch.save`` file, replaced atomically (a kill leaves the previous one whole). It holds
+    the weights, the optimizer, the baseline, early stopping's best weights and the next update;
+    the joint phase's episodes are a function of the seed and the update index, so the resumed
+    run plays exactly the episodes the uninterrupted one would have played.
+    """
+
+    FORMAT = "routing_gym.haps_joint_checkpoint/1"
+
+    def __init__(self, path: str | os.PathLike, fingerprint: str):
+        self.path, self.fingerprint = Path(path), fingerprint
+
+    def load(self) -> dict[str, Any] | None:
+        """The saved state, None when there is no file; another run's file is an error."""
+        if not self.path.exists():
+            return None
+        try:
+            data = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
+            raise ValueError(f"{self.path} is not a readable HAPS checkpoint ({type(exc).__name__}); "
+                             "delete it to start over.") from None
+        if not isinstance(data, dict) or data.get("format") != self.FORMAT:
+            raise ValueError(f"{self.path} is not a HAPS joint checkpoint; delete it to start over.")
+        if data["fingerprint"] != self.fingerprint:
+            raise ValueError(f"{self.path} is the checkpoint of another run (other settings, questions "
+                             "or warm-up table); delete it or choose another path.")
+        return data
+
+    def save(self, agent: "HAPSAgent", next_update: int, stopper: "_EarlyStopping", finished: bool) -> None:
+        data = {
+            "format": self.FORMAT, "fingerprint": self.fingerprint, "next_update": next_update,
+            "finished": finished, "state": agent._state_dicts(), "baseline": float(agent.baseline),
+            "steps": dict(agent._steps), "optimizer": agent._optimizer().state_dict(),
+            "stopper": {"best": float(stopper.best), "best_state": stopper.best_state, "stale": int(stopper.stale)},
+        }
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = self.path.with_name(self.path.name + ".partial")
+        torch.save(data, partial)
+        os.replace(partial, self.path)
+
+    @staticmethod
+    def restore(data: Mapping[str, Any], agent: "HAPSAgent", stopper: "_EarlyStopping") -> None:
+        agent._load_state_dicts(data["state"])
+        agent.baseline = float(data["baseline"])
+        agent._steps.update(data["steps"])
+        agent._optimizer().load_state_dict(data["optimizer"])
+        stopper.best, stopper.best_state, stopper.stale = (
+            float(data["stopper"]["best"]), data["stopper"]["best_state"], int(data["stopper"]["stale"]))
+
+
 class HAPSAgent(Agent):
     """HAPS: a high-level policy picks a model per role, per-model generators write its LoRA."""
 
@@ -925,14 +1011,18 @@ class HAPSAgent(Agent):
             )
             self._seeded_envs.add(id(env))
             env.reset(seed=reset_seed)
-            prompt = self.prompt_for(current_example(env)[0])
-            with torch.no_grad():
-                high, low = self._features([prompt])
-                arm = self._choose(self.policy.high(high)[0], deterministic)
-                action = self._action(arm, low[0])
-            _, env_reward, _, _, info = env.step(action)
-            played.append(self._played_episode(prompt, arm, env_reward, info))
+            played.append(self._play_current(env, deterministic))
         return played
+
+    def _play_current(self, env: Any, deterministic: bool) -> Episode:
+        """Choose the assignment and adapters for the env's current question and play it."""
+        prompt = self.prompt_for(current_example(env)[0])
+        with torch.no_grad():
+            high, low = self._features([prompt])
+            arm = self._choose(self.policy.high(high)[0], deterministic)
+            action = self._action(arm, low[0])
+        _, env_reward, _, _, info = env.step(action)
+        return self._played_episode(prompt, arm, env_reward, info)
 
     def _episode_terms(
         self, episode: Episode, pool: Any
@@ -1021,9 +1111,17 @@ class HAPSAgent(Agent):
         return self._joint_optimizer
 
     def train_joint(
-        self, env: gym.Env, valid_env: gym.Env | None = None, updates: int | None = None
+        self,
+        env: gym.Env,
+        valid_env: gym.Env | None = None,
+        updates: int | None = None,
+        checkpoint: JointCheckpoint | None = None,
     ) -> "HAPSAgent":
-        """REINFORCE on both levels through ``env``; early stopping on ``valid_env``'s reward."""
+        """REINFORCE on both levels through ``env``; early stopping on ``valid_env``'s reward.
+
+        With ``checkpoint`` the state is saved after every update, and a run that finds its
+        own checkpoint resumes after the last saved update (or returns at once if it finished).
+        """
         self._require_built()
         cfg = self.config
         base = env.unwrapped
@@ -1038,14 +1136,19 @@ class HAPSAgent(Agent):
         if cfg.router != "learned" and not self.policy.open_models:
             return self  # a random or fixed router without LoRA has nothing to learn
         stopper = _EarlyStopping(self, cfg.patience)
-        bar = tqdm(
-            range(cfg.joint_updates if updates is None else updates),
-            desc="HAPS joint",
-            disable=not cfg.progress_bar,
-        )
+        total = cfg.joint_updates if updates is None else updates
+        first = 0
+        saved = checkpoint.load() if checkpoint is not None else None
+        if saved is not None:
+            JointCheckpoint.restore(saved, self, stopper)
+            if saved["finished"]:
+                return self
+            first = int(saved["next_update"])
+        bar = tqdm(range(first, total), desc="HAPS joint", disable=not cfg.progress_bar, initial=first, total=total)
         rollout_env = self.batched_env(env, cfg.rollout_envs) if cfg.rollout_envs > 1 else env
+        stopped = False
         for step in bar:
-            episodes = self.rollout(rollout_env, cfg.episodes_per_update)
+            episodes = self._training_rollout(rollout_env, step)
             rewards = np.array([e.reward for e in episodes])
             advantages = rewards - (self.baseline if cfg.baseline == "ema" else 0.0)
             stats = self.update(episodes, advantages, base.engine)
@@ -1071,12 +1174,54 @@ class HAPSAgent(Agent):
             if valid_env is not None and (step + 1) % cfg.eval_every == 0:
                 score = self.evaluate(valid_env, cfg.valid_episodes)
                 self._log("valid", score, step=self._steps["joint"])
-                if stopper.should_stop(score["env_reward"]):
-                    break
+                stopped = stopper.should_stop(score["env_reward"])
+            if checkpoint is not None and not stopped and step + 1 < total:
+                checkpoint.save(self, step + 1, stopper, finished=False)
+            if stopped:
+                break
         if rollout_env is not env:
             rollout_env.close()
         stopper.restore_best()
+        if checkpoint is not None:
+            checkpoint.save(self, total, stopper, finished=True)
         return self
+
+    def training_schedule(self, step: int, questions: int) -> list[tuple[int, int]]:
+        """(question index, reset seed) of each episode of joint update ``step``.
+
+        Epoch e walks the ``questions`` in the permutation seeded by (seed, e); episode j gets
+        the reset seed of (seed, j). A function of the seed and the step alone, so a resumed
+        run plays the same episodes as an uninterrupted one.
+        """
+        per_update = self.config.episodes_per_update
+        schedule = []
+        for j in range(step * per_update, (step + 1) * per_update):
+            epoch, position = divmod(j, questions)
+            order = np.random.default_rng([self.config.seed, epoch]).permutation(questions)
+            reset_seed = int(np.random.SeedSequence([self.config.seed, j]).generate_state(1)[0] >> 1)
+            schedule.append((int(order[position]), reset_seed))
+        return schedule
+
+    def _training_rollout(self, env: Any, step: int) -> list[Episode]:
+        """The sampled episodes of joint update ``step`` (see ``training_schedule``)."""
+        batched = hasattr(env, "num_envs") and hasattr(env, "step_async")
+        copies = env.envs if batched else [env]
+        schedule = self.training_schedule(step, len(copies[0].unwrapped.examples))
+        # the assignment samples too depend on the step alone
+        self._rng = np.random.default_rng([self.config.seed, 1, step])
+        played: list[Episode] = []
+        for start in range(0, len(schedule), len(copies)):
+            chunk = schedule[start : start + len(copies)]
+            if batched:
+                # each copy is reset on its own: VecEnv.seed takes one seed for all copies
+                for copy_env, (index, seed) in zip(copies, chunk):
+                    copy_env.reset(seed=seed, options={"index": index})
+                played.extend(self._rollout_batched(env, len(chunk), deterministic=False))
+            else:
+                (index, seed), = chunk
+                env.reset(seed=seed, options={"index": index})
+                played.append(self._play_current(env, deterministic=False))
+        return played
 
     def evaluate(self, env: gym.Env, episodes: int) -> dict[str, float]:
         """Mean perf, normalized cost, env reward and shaped reward of greedy episodes (seed 0)."""
@@ -1102,11 +1247,24 @@ class HAPSAgent(Agent):
         valid_env: gym.Env | None = None,
         valid_table: Any | None = None,
         updates: int | None = None,
+        checkpoint: str | os.PathLike | None = None,
     ) -> "HAPSAgent":
-        """Warm-up on ``action_table`` (exhaustive, of ``env``'s split), then the joint phase."""
+        """Warm-up on ``action_table`` (exhaustive, of ``env``'s split), then the joint phase.
+
+        ``checkpoint``: a file for the joint phase's state after every update. When it holds
+        this run's state (same settings, questions and tables), the warm-up is skipped and the
+        joint phase resumes after its last saved update.
+        """
         self.adapt_to(env)
+        total = self.config.joint_updates if updates is None else updates
+        saved = None
+        if checkpoint is not None:
+            checkpoint = JointCheckpoint(
+                checkpoint, run_fingerprint(self, env, valid_env, total, action_table, valid_table))
+            saved = checkpoint.load()
         if (
-            action_table is not None
+            saved is None
+            and action_table is not None
             and self.config.router == "learned"
             and self.config.warmup_epochs
         ):
@@ -1124,8 +1282,8 @@ class HAPSAgent(Agent):
                 )
                 valid = (valid_examples, valid_rewards)
             self.fit(examples, rewards, costs, valid=valid)
-        if (updates if updates is not None else self.config.joint_updates) > 0:
-            self.train_joint(env, valid_env, updates)
+        if total > 0:
+            self.train_joint(env, valid_env, total, checkpoint=checkpoint)
         self._env = env
         return self
 

@@ -42,7 +42,15 @@ import torch
 
 import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
 from agents.evaluation import evaluate_agent
-from agents.haps import ROUTERS, TIES, HAPSAgent, HAPSConfig, haps_env_config
+from agents.haps import (
+    ROUTERS,
+    TIES,
+    HAPSAgent,
+    HAPSConfig,
+    JointCheckpoint,
+    haps_env_config,
+    run_fingerprint,
+)
 from routing_gym.action_table import ActionTable
 from routing_gym.errors import UsageError
 from routing_gym.llm.spec import REAL_POOL, closed, resolve_spec
@@ -122,6 +130,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tensorboard-log", default=None)
     parser.add_argument("--no-progress-bar", action="store_true")
     parser.add_argument("--out", default=None, help="folder to save the trained agent")
+    parser.add_argument(
+        "--checkpoint", default=None,
+        help="the joint phase's state after every update; the same command resumes from it "
+        "(default: <out>/joint_checkpoint.pt with --out)",
+    )
     parser.add_argument(
         "--results-json",
         default=None,
@@ -282,7 +295,15 @@ def main(argv: list[str] | None = None) -> int:
             config, None, split=args.stop_split, skip=args.stop_skip, limit=args.stop_limit, **common))
         check_disjoint(stop_env, {"train": train_env, "reported": valid_env})
     start = time.perf_counter()
-    agent.fit_env(train_env, action_table=table, valid_env=stop_env, valid_table=valid_table)
+    checkpoint = args.checkpoint or (str(Path(args.out) / "joint_checkpoint.pt") if args.out else None)
+    if checkpoint:
+        saved = JointCheckpoint(checkpoint, run_fingerprint(
+            agent, train_env, stop_env, config.joint_updates, table, valid_table)).load()
+        if saved is not None:
+            print(f"Resuming from {checkpoint}: " + ("training finished" if saved["finished"] else
+                  f"update {saved['next_update']} of {config.joint_updates}") + ".", file=sys.stderr)
+    agent.fit_env(train_env, action_table=table, valid_env=stop_env, valid_table=valid_table,
+                  checkpoint=checkpoint)
     trained = time.perf_counter() - start
     print(f"Trained in {trained:.0f} s.", file=sys.stderr)
     if args.out:

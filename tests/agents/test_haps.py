@@ -239,3 +239,78 @@ def test_early_stopping_keeps_the_best_validated_policy(env, monkeypatch):
     for key, value in agent.policy.state_dict().items():
         assert torch.equal(value, snapshots[0][key])
     assert any(not torch.equal(v, snapshots[0][k]) for k, v in snapshots[1].items())
+
+
+def assert_same_state(a, b, where=""):
+    """Nested dicts / lists of tensors and numbers are equal, bit for bit."""
+    if isinstance(a, dict):
+        assert sorted(a, key=str) == sorted(b, key=str), where
+        for key in a:
+            assert_same_state(a[key], b[key], f"{where}/{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_state(x, y, f"{where}/{i}")
+    elif isinstance(a, torch.Tensor):
+        assert torch.equal(a, b), where
+    else:
+        assert a == b, where
+
+
+@pytest.mark.parametrize("rollout_envs", [1, 2], ids=["one-env", "lockstep-copies"])
+def test_a_stopped_joint_phase_resumes_to_the_state_of_an_unstopped_one(env, tmp_path, monkeypatch, rollout_envs):
+    config = quick(joint_updates=3, episodes_per_update=2, rollout_envs=rollout_envs, zero_init_a=False,
+                   eval_every=1, valid_episodes=1, patience=5)
+    # validation scores by update: the best is the first, so early stopping's state matters
+    monkeypatch.setattr(HAPSAgent, "evaluate",
+                        lambda self, valid_env, episodes: {"env_reward": 1.0 / self._steps["joint"]})
+    straight = tmp_path / "straight.pt"
+    HAPSAgent(config).fit_env(env, valid_env=env, checkpoint=straight)
+
+    path = tmp_path / "joint.pt"
+    original = HAPSAgent.update
+    calls = []
+
+    def killed_in_the_third_update(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(HAPSAgent, "update", killed_in_the_third_update)
+        with pytest.raises(KeyboardInterrupt):
+            HAPSAgent(config).fit_env(env, valid_env=env, checkpoint=path)
+    saved = torch.load(path, weights_only=True)
+    assert saved["next_update"] == 2 and not saved["finished"]
+
+    resumed = HAPSAgent(config)
+    steps = []
+    schedule = HAPSAgent.training_schedule
+    with monkeypatch.context() as patch:
+        patch.setattr(HAPSAgent, "training_schedule",
+                      lambda self, step, n: steps.append(step) or schedule(self, step, n))
+        resumed.fit_env(env, valid_env=env, checkpoint=path)
+    assert steps == [2]  # only the update the stopped run did not finish
+    expected, got = torch.load(straight, weights_only=True), torch.load(path, weights_only=True)
+    assert got["finished"] and expected["stopper"]["best"] == 1.0 and expected["stopper"]["stale"] == 2
+    # weights, Adam's moments, the baseline, early stopping's best weights: all bit for bit
+    assert_same_state(expected, got)
+
+    finished = HAPSAgent(config)
+    finished.fit_env(env, valid_env=env, checkpoint=path)  # a finished run only loads its weights
+    assert_same_state(resumed.policy.state_dict(), finished.policy.state_dict())
+    with pytest.raises(ValueError, match="another run"):
+        HAPSAgent(quick(**{**config.__dict__, "lr": 5e-4})).fit_env(env, valid_env=env, checkpoint=path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable HAPS checkpoint"):
+        HAPSAgent(config).fit_env(env, valid_env=env, checkpoint=path)
+
+
+def test_the_joint_schedule_walks_every_question_once_per_epoch():
+    agent = HAPSAgent(quick(episodes_per_update=3))
+    episodes = [e for step in range(4) for e in agent.training_schedule(step, 4)]
+    assert sorted(i for i, _ in episodes[:4]) == [0, 1, 2, 3] == sorted(i for i, _ in episodes[4:8])
+    assert len({seed for _, seed in episodes}) == len(episodes)
+    assert agent.training_schedule(2, 4) == HAPSAgent(quick(episodes_per_update=3)).training_schedule(2, 4)
+    assert agent.training_schedule(2, 4) != HAPSAgent(quick(episodes_per_update=3, seed=1)).training_schedule(2, 4)

@@ -234,3 +234,19 @@ def test_early_stopping_questions_are_kept_apart_from_the_trained_and_reported_o
     assert cli_main([*base, "--stop-skip", "1", "--results-json", str(results)]) == 0
     run = json.loads(results.read_text())
     assert [e["index"] for e in run["per_episode"]] == [0]  # reported: the first valid question only
+
+
+def test_the_same_command_resumes_a_finished_or_stopped_run(tmp_path, capsys):
+    flags = [*tiny_flags(), "--updates", "2", "--episodes-per-update", "1", "--valid-limit", "1",
+             "--warmup-epochs", "0", "--out", str(tmp_path / "agent")]
+    assert cli_main(flags) == 0
+    first = capsys.readouterr()
+    checkpoint = tmp_path / "agent" / "joint_checkpoint.pt"
+    assert checkpoint.exists() and "Resuming" not in first.err
+    assert cli_main(flags) == 0
+    again = capsys.readouterr()
+    assert f"Resuming from {checkpoint}: training finished." in again.err
+    assert again.out.strip().splitlines()[-1] == first.out.strip().splitlines()[-1]  # the same valid scores
+    assert cli_main([*flags[:-4], "--lr", "0.5", *flags[-4:]]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint of another run" in err and "Resuming" not in err and "Traceback" not in err
