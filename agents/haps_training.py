@@ -87,6 +87,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--protocol", default="{}", help="extra protocol settings, as JSON")
     parser.add_argument(
+        "--env-config", default="{}",
+        help="further settings of every env (train, valid, early stopping), as JSON, e.g. "
+        "'{\"subjects\": [\"astronomy\", \"marketing\"]}' for MMLU",
+    )
+    parser.add_argument(
         "--temperature", type=float, default=0.7, help="sampling temperature of training episodes"
     )
     parser.add_argument("--cache-mode", default="rw", choices=("rw", "ro", "off"))
@@ -252,7 +257,18 @@ def main(argv: list[str] | None = None) -> int:
     """Build the envs, warm up, train jointly, save and score on the valid split."""
     args = parse_args(argv)
     config = make_config(args)
+    try:
+        extra = json.loads(args.env_config)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--env-config: not valid JSON ({exc.msg}).") from None
+    if not isinstance(extra, dict):
+        raise UsageError(f"--env-config must be a JSON object, got {args.env_config!r}.")
+    reserved = sorted(set(extra) & {"models", "lam", "data_dir", "cache_mode", "lora_alpha", "lora_scale",
+                                    "protocol", "split", "limit", "skip", "cost_bounds"})
+    if reserved:
+        raise UsageError(f"--env-config {reserved[0]!r}: set it with its own flag.")
     common = {
+        **extra,
         "models": pool_models(args.models, args.closed),
         "lam": args.lam,
         "data_dir": args.data_dir,

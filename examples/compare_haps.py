@@ -126,11 +126,13 @@ def main(argv: list[str] | None = None) -> dict:
     questions = sorted({r["question_id"] for r in rows})
     arms = sorted({assignment_key(r["assignment"]) for r in rows})
     one_shot = one_shot_choices(args, train, normalizer, questions, lams) if args.env else {}
+    metric = "accuracy" if "MMLU" in str((valid.header or {}).get("env_id", "")) else "F1"
     tables = {}
     for lam in lams:
         tables[lam] = comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot.get(lam, {}))
-        print_table(lam, len(questions), tables[lam])
+        print_table(lam, len(questions), tables[lam], metric)
     summary = {
+        "metric": metric,
         "questions": len(questions),
         "lams": lams,
         "tables": {str(lam): table for lam, table in tables.items()},
@@ -151,7 +153,7 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
         picked = [outcome[(q, choice[q])] for q in questions]
         shares = Counter("/".join(choice[q]) for q in questions)
         return {
-            "f1": float(np.mean([r["perf"] for r in picked])),
+            "perf": float(np.mean([r["perf"] for r in picked])),
             "usd": float(np.mean([r["cost"] for r in picked])),
             "normalized_cost": float(np.mean([normalizer(r["cost"]) for r in picked])),
             "reward": float(np.mean([reward(r["perf"], r["cost"]) for r in picked])),
@@ -173,7 +175,7 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
     table = {
         "Random (expectation over the assignments)": {
             k: float(np.mean([per_arm[a][k] for a in arms]))
-            for k in ("f1", "usd", "normalized_cost", "reward")
+            for k in ("perf", "usd", "normalized_cost", "reward")
         },
         f"Best fixed on train: {'/'.join(best_fixed)}": per_arm[best_fixed],
     }
@@ -193,7 +195,7 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
             for e, t in zip(episodes, plain)
         )
         table[label] = {
-            "f1": float(np.mean([e["perf"] for e in episodes])),
+            "perf": float(np.mean([e["perf"] for e in episodes])),
             "usd": float(np.mean([e["cost"] for e in episodes])),
             "normalized_cost": float(np.mean([normalizer(e["cost"]) for e in episodes])),
             "reward": float(np.mean([reward(e["perf"], e["cost"]) for e in episodes])),
@@ -220,17 +222,17 @@ def perf_changes(episodes: list[dict], plain: list[dict]) -> dict[str, int]:
     }
 
 
-def print_table(lam: float, questions: int, table: dict[str, dict]) -> None:
+def print_table(lam: float, questions: int, table: dict[str, dict], metric: str = "F1") -> None:
     print(f"\nValid questions: {questions}, λ = {lam:g} (student/teacher; cost normalized on train)\n")
-    print("| router | valid F1 | mean cost (USD) | normalized cost | reward | assignments played | table matches "
-          "| F1 vs the table's episode: better / worse / same |")
+    print(f"| router | valid {metric} | mean cost (USD) | normalized cost | reward | assignments played | table matches "
+          f"| {metric} vs the table's episode: better / worse / same |")
     print("|---|---:|---:|---:|---:|---|---|---|")
     for label, row in table.items():
         shares = ", ".join(f"{k} {v}" for k, v in sorted(row.get("assignments", {}).items()))
         changes = row.get("vs_table")
         versus = f"{changes['better']} / {changes['worse']} / {changes['same']}" if changes else ""
         print(
-            f"| {label} | {row['f1']:.3f} | {row['usd']:.2e} | {row['normalized_cost']:.3f} | "
+            f"| {label} | {row['perf']:.3f} | {row['usd']:.2e} | {row['normalized_cost']:.3f} | "
             f"{row['reward']:.3f} | {shares} | {row.get('table_matches', '')} | {versus} |"
         )
 

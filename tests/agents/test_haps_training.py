@@ -141,7 +141,7 @@ def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_pa
     # greedy episodes without an adapter are the table's episodes, question by question
     assert row["table_matches"] == "2/2"
     assert row["vs_table"] == {"better": 0, "worse": 0, "same": 2}
-    assert row["f1"] == pytest.approx(run["perf"])
+    assert row["perf"] == pytest.approx(run["perf"])
     # a run whose episode scored otherwise than the table's (as a LoRA would make it) is counted
     changed = json.loads(results.read_text())
     changed["per_episode"][0]["perf"] += 0.25
@@ -250,3 +250,47 @@ def test_the_same_command_resumes_a_finished_or_stopped_run(tmp_path, capsys):
     assert cli_main([*flags[:-4], "--lr", "0.5", *flags[-4:]]) == 1
     err = capsys.readouterr().err
     assert "checkpoint of another run" in err and "Resuming" not in err and "Traceback" not in err
+
+
+def test_env_config_reaches_every_env_and_bad_values_are_named(capsys):
+    assert cli_main([*tiny_flags(), "--env-config", '{"shuffle": false}', "--profile-step", "1"]) == 0
+    capsys.readouterr()
+    assert cli_main([*tiny_flags(), "--env-config", '{"colour": "red"}', "--profile-step", "1"]) == 1
+    assert "colour" in capsys.readouterr().err
+    from routing_gym.errors import UsageError
+
+    for value, message in (('{"split": "train"}', "--env-config 'split': set it with its own flag"),
+                           ("{oops", "--env-config: not valid JSON"), ("[1]", "must be a JSON object")):
+        with pytest.raises(UsageError) as exc:
+            cli_main([*tiny_flags(), "--env-config", value])
+        assert exc.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_haps_regimes_trains_each_variant_once_and_compares_them(tables, tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("haps_regimes", REPO / "examples" / "haps_regimes.py")
+    regimes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(regimes)
+    train_table = tmp_path / "train_table.jsonl"
+    build_action_table("LLMRouting-HotpotQA-v0", train_table, progress=False, config={
+        "models": MODELS, "data_dir": str(FIXTURES), "protocol": PROTOCOL, "cache_mode": "off", "limit": 1})
+    argv = ["--task", "hotpotqa", "--train-table", str(train_table), "--valid-table", str(tables),
+            "--out-dir", str(tmp_path / "runs"), "--models", ",".join(MODELS), "--closed", "tiny-qwen2",
+            "--data-dir", str(FIXTURES), "--train-split", "valid", "--train", "1", "--stop", "1", "--valid", "1",
+            "--regimes", "balanced", "--variants", "HAPS,HAPS without LoRA", "--",
+            "--backbone", "tiny-llama", "--protocol", json.dumps(PROTOCOL), "--cache-mode", "off",
+            "--lora-scale", "30", "--no-progress-bar", "--updates", "1", "--episodes-per-update", "1",
+            "--rollout-envs", "1", "--eval-every", "1", "--warmup-epochs", "1"]
+    assert regimes.main(argv) == 0
+    out = capsys.readouterr().out
+    summary = json.loads(out.strip().splitlines()[-1])
+    table = summary["tables"]["0.5"]
+    assert summary["metric"] == "F1" and summary["questions"] == 1
+    assert table["HAPS (balanced)"]["table_matches"].endswith("/1")
+    assert table["HAPS without LoRA (balanced)"]["table_matches"] == "1/1"  # no LoRA: the table's episode
+    assert any(label.startswith("knn") or "kNN" in label for label in table)
+    runs = sorted(p.parent.name for p in (tmp_path / "runs" / "hotpotqa").glob("*/results.json"))
+    assert runs == ["haps-balanced", "haps-without-lora-balanced"]
+    # a second call finds both results and only compares
+    assert regimes.main(argv) == 0
+    again = capsys.readouterr().out
+    assert "== hotpotqa" not in again and json.loads(again.strip().splitlines()[-1]) == summary
