@@ -454,6 +454,7 @@ class Episode:
     env_reward: float
     reward: float  # shaped: what REINFORCE maximizes
     calls: list[dict[str, Any]] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)  # the env's final info
 
 
 def haps_reward(perf: float, normalized_cost: float, lam: float, shaping: str = "haps") -> float:
@@ -990,6 +991,7 @@ class HAPSAgent(Agent):
             env_reward=float(env_reward),
             reward=haps_reward(perf, cost, self.lam, self.config.shaping),
             calls=list(info.get("calls", [])),
+            info=dict(info),
         )
 
     def rollout(
@@ -1222,6 +1224,51 @@ class HAPSAgent(Agent):
                 env.reset(seed=seed, options={"index": index})
                 played.append(self._play_current(env, deterministic=False))
         return played
+
+    def evaluate_questions(
+        self, env: gym.Env, copies: int = 1, progress_bar: bool = False
+    ) -> dict[str, Any]:
+        """Greedy episodes on every question of ``env``'s split, once each, in index order.
+
+        Returns what ``evaluate_agent(..., return_episodes=True)`` returns. With ``copies`` > 1
+        the questions are played ``copies`` at a time in lockstep env copies (``batched_env``),
+        each round's model calls batched; the last round's spare copies play an extra episode
+        that is not counted.
+        """
+        from routing_gym.evaluation import episode_row, models_called, summarize
+
+        self.adapt_to(env)
+        count = len(env.unwrapped.examples)
+        vec = self.batched_env(env, copies) if copies > 1 else None
+        envs = list(vec.envs) if vec is not None else [env]
+        played: list[Episode] = []
+        try:
+            with tqdm(total=count, desc="evaluate", unit="episode", disable=not progress_bar) as bar:
+                for start in range(0, count, len(envs)):
+                    chunk = range(start, min(count, start + len(envs)))
+                    for copy_env, index in zip(envs, chunk):
+                        copy_env.reset(seed=self.config.seed, options={"index": index})
+                    if vec is None:
+                        played.append(self._play_current(env, deterministic=True))
+                    else:
+                        played += self._rollout_batched(vec, len(envs), deterministic=True)[: len(chunk)]
+                    bar.update(len(chunk))
+        finally:
+            if vec is not None:
+                vec.close()
+        infos = [e.info for e in played]
+        # the return from the final info, in float64 (a vec env's reward buffer is float32)
+        rewards = [float(routing_reward(i["perf"], i["normalized_cost"], i["lam"])) for i in infos]
+        scores = summarize(
+            perf=[i.get("perf", np.nan) for i in infos],
+            cost=[i.get("normalized_cost", np.nan) for i in infos],
+            usd=[i.get("cost", np.nan) for i in infos],
+            reward=rewards,
+            calls=[models_called(i) for i in infos],
+            lengths=[1] * len(played),  # a hybrid action plays the whole episode in one step
+        )
+        scores["per_episode"] = [episode_row(i, r) for i, r in zip(infos, rewards)]
+        return scores
 
     def evaluate(self, env: gym.Env, episodes: int) -> dict[str, float]:
         """Mean perf, normalized cost, env reward and shaped reward of greedy episodes (seed 0)."""

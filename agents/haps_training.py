@@ -324,9 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Trained in {trained:.0f} s.", file=sys.stderr)
     if args.out:
         print(f"Saved to {agent.save(args.out)}.")
-    scores = evaluate_agent(
-        agent, valid_env, return_episodes=True, progress_bar=not args.no_progress_bar
-    )
+    if args.rollout_envs > 1:  # the valid questions in lockstep copies too, each once
+        scores = agent.evaluate_questions(
+            valid_env, args.rollout_envs, progress_bar=not args.no_progress_bar
+        )
+    else:
+        scores = evaluate_agent(
+            agent, valid_env, return_episodes=True, progress_bar=not args.no_progress_bar
+        )
     if args.results_json:
         summary = {"config": vars(args), "train_seconds": trained, **scores}
         Path(args.results_json).parent.mkdir(parents=True, exist_ok=True)

@@ -117,19 +117,14 @@ def evaluate_agent(
         lengths=lengths,
     )
     if return_episodes:
-        scores["per_episode"] = [
-            {
-                "index": f.get("index"),
-                "question_id": f.get("question_id"),
-                "assignment": f.get("assignment"),
-                "perf": f.get("perf"),
-                "normalized_cost": f.get("normalized_cost"),
-                "cost": f.get("cost"),
-                "reward": r,
-            }
-            for f, r in zip(finals, returns)
-        ]
+        scores["per_episode"] = [episode_row(f, r) for f, r in zip(finals, returns)]
     return scores
+
+
+def episode_row(info: Mapping[str, Any], reward: float) -> dict[str, Any]:
+    """One row of ``per_episode``, from an episode's final ``info`` and its return."""
+    keys = ("index", "question_id", "assignment", "perf", "normalized_cost", "cost")
+    return {**{key: info.get(key) for key in keys}, "reward": reward}
 
 
 def summarize(

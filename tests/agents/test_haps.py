@@ -314,3 +314,25 @@ def test_the_joint_schedule_walks_every_question_once_per_epoch():
     assert len({seed for _, seed in episodes}) == len(episodes)
     assert agent.training_schedule(2, 4) == HAPSAgent(quick(episodes_per_update=3)).training_schedule(2, 4)
     assert agent.training_schedule(2, 4) != HAPSAgent(quick(episodes_per_update=3, seed=1)).training_schedule(2, 4)
+
+
+@pytest.mark.parametrize("use_lora", [False, True], ids=["no-lora", "lora"])
+def test_lockstep_evaluation_plays_each_question_once_like_one_at_a_time(tmp_path, use_lora):
+    config = quick(use_lora=use_lora, zero_init_a=False)
+    greedy = gym.make(ENV_ID, config=haps_env_config(
+        config, temperature=None, **tiny_config(ENV_ID, tmp_path, lora_scale=30.0)))
+    agent = HAPSAgent(config)
+    agent.adapt_to(greedy)
+    alone = evaluate_agent(agent, greedy, return_episodes=True)
+    one = agent.evaluate_questions(greedy)
+    three = agent.evaluate_questions(greedy, copies=3)
+    count = len(greedy.unwrapped.examples)
+    assert count == 2  # three copies: one round with a spare copy
+    assert [row["index"] for row in one["per_episode"]] == list(range(count))
+    for mine, theirs in zip(one["per_episode"], sorted(alone["per_episode"], key=lambda row: row["index"])):
+        # SB3's vec env hands rewards back as float32; the env's own are float64
+        assert mine == {**theirs, "reward": pytest.approx(theirs["reward"], abs=1e-6)}
+    assert three["per_episode"] == one["per_episode"]
+    for key in ("perf", "cost", "reward", "usd", "episodes", "share"):
+        assert three[key] == pytest.approx(alone[key]), key
+    greedy.close()
