@@ -1235,7 +1235,7 @@ class HAPSAgent(Agent):
         each round's model calls batched; the last round's spare copies play an extra episode
         that is not counted.
         """
-        from routing_gym.evaluation import episode_row, models_called, summarize
+        from routing_gym.evaluation import episode_scores
 
         self.adapt_to(env)
         count = len(env.unwrapped.examples)
@@ -1259,16 +1259,8 @@ class HAPSAgent(Agent):
         infos = [e.info for e in played]
         # the return from the final info, in float64 (a vec env's reward buffer is float32)
         rewards = [float(routing_reward(i["perf"], i["normalized_cost"], i["lam"])) for i in infos]
-        scores = summarize(
-            perf=[i.get("perf", np.nan) for i in infos],
-            cost=[i.get("normalized_cost", np.nan) for i in infos],
-            usd=[i.get("cost", np.nan) for i in infos],
-            reward=rewards,
-            calls=[models_called(i) for i in infos],
-            lengths=[1] * len(played),  # a hybrid action plays the whole episode in one step
-        )
-        scores["per_episode"] = [episode_row(i, r) for i, r in zip(infos, rewards)]
-        return scores
+        # a hybrid action plays the whole episode in one step
+        return episode_scores(infos, rewards, lengths=[1] * len(played))
 
     def evaluate(self, env: gym.Env, episodes: int) -> dict[str, float]:
         """Mean perf, normalized cost, env reward and shaped reward of greedy episodes (seed 0)."""

@@ -108,6 +108,16 @@ def evaluate_agent(
             return_episode_rewards=True,
             callback=collect,
         )
+    return episode_scores(finals, returns, lengths, return_episodes)
+
+
+def episode_scores(
+    finals: list[Mapping[str, Any]],
+    returns: list[float],
+    lengths: Iterable[int],
+    return_episodes: bool = True,
+) -> dict[str, Any]:
+    """``evaluate_agent``'s result from each episode's final ``info``, return and length."""
     scores = summarize(
         perf=[f.get("perf", np.nan) for f in finals],
         cost=[f.get("normalized_cost", np.nan) for f in finals],
