@@ -327,17 +327,17 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def print_tables(result: dict[str, Any]) -> None:
-    """One table per λ: rows are methods, columns task quality / cost / reward."""
+    """One Markdown table per λ: rows are methods, cells quality / normalized cost / reward."""
     columns = result["tasks"] + ["overall"]
     for lam, table in result["results"].items():
         print(f"\nλ = {lam}  (held-out {result['heldout_queries']} queries; best two-hop = "
-              f"{result['best_two_hop'][lam]}; cells: quality / normalized cost / reward)")
-        width = max(len(m) for m in table) + 2
-        print("method".ljust(width) + "".join(c[:22].rjust(24) for c in columns))
+              f"{result['best_two_hop'][lam]}; cells: quality / normalized cost / reward)\n")
+        print("| method | " + " | ".join(columns) + " |")
+        print("|---|" + "---:|" * len(columns))
         for method, cells in table.items():
-            row = "".join(f"{cells[c]['quality']:.3f}/{cells[c]['cost']:.3f}/{cells[c]['reward']:+.3f}".rjust(24)
-                          for c in columns)
-            print(method.ljust(width) + row)
+            row = " | ".join(f"{cells[c]['quality']:.3f} / {cells[c]['cost']:.3f} / {cells[c]['reward']:+.3f}"
+                             for c in columns)
+            print(f"| {method} | {row} |")
     live = result["live"]
     print(f"\nlive env vs replay: {live['episodes']} episodes, {len(live['mismatches'])} mismatches, "
           f"{live['cache_hits']} cache hits")

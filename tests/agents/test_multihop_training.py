@@ -48,6 +48,9 @@ def test_multihop_pipeline_scores_every_method_and_live_equals_replay(tmp_path, 
                 assert table["Oracle (quality)"][column]["quality"] >= cell["quality"] - 1e-12, (lam, method)
                 assert table["Oracle"][column]["reward"] >= cell["reward"] - 1e-12, (lam, method)
         assert f"λ = {lam}" in out
+        overall = table["HierRouter (MaskablePPO)"]["overall"]
+        assert (f"| HierRouter (MaskablePPO) |" in out and f"{overall['quality']:.3f} / {overall['cost']:.3f} / "
+                f"{overall['reward']:+.3f} |" in out)
     live = result["live"]
     assert result["live_equals_replay"] and live["mismatches"] == []
     assert live["episodes"] == 3 * result["heldout_queries"] and live["cache_hits"] > 0
