@@ -988,7 +988,8 @@ class HAPSAgent(Agent):
             arm=arm,
             perf=perf,
             normalized_cost=cost,
-            env_reward=float(env_reward),
+            # formed from the info in float64 (a vec env hands rewards back as float32)
+            env_reward=float(routing_reward(perf, cost, info["lam"])) if "lam" in info else float(env_reward),
             reward=haps_reward(perf, cost, self.lam, self.config.shaping),
             calls=list(info.get("calls", [])),
             info=dict(info),
@@ -1238,16 +1239,23 @@ class HAPSAgent(Agent):
         from routing_gym.evaluation import episode_scores
 
         self.adapt_to(env)
-        count = len(env.unwrapped.examples)
+        played = self._play_questions(env, range(len(env.unwrapped.examples)), copies, progress_bar)
+        # a hybrid action plays the whole episode in one step
+        return episode_scores([e.info for e in played], [e.env_reward for e in played], [1] * len(played))
+
+    def _play_questions(
+        self, env: gym.Env, indices: Sequence[int], copies: int = 1, progress_bar: bool = False
+    ) -> list[Episode]:
+        """Greedy episodes on the questions ``indices`` of ``env``'s split, ``copies`` at a time."""
         vec = self.batched_env(env, copies) if copies > 1 else None
         envs = list(vec.envs) if vec is not None else [env]
         played: list[Episode] = []
         try:
-            with tqdm(total=count, desc="evaluate", unit="episode", disable=not progress_bar) as bar:
-                for start in range(0, count, len(envs)):
-                    chunk = range(start, min(count, start + len(envs)))
+            with tqdm(total=len(indices), desc="evaluate", unit="episode", disable=not progress_bar) as bar:
+                for start in range(0, len(indices), len(envs)):
+                    chunk = indices[start : start + len(envs)]
                     for copy_env, index in zip(envs, chunk):
-                        copy_env.reset(seed=self.config.seed, options={"index": index})
+                        copy_env.reset(seed=self.config.seed, options={"index": int(index)})
                     if vec is None:
                         played.append(self._play_current(env, deterministic=True))
                     else:
@@ -1256,15 +1264,13 @@ class HAPSAgent(Agent):
         finally:
             if vec is not None:
                 vec.close()
-        infos = [e.info for e in played]
-        # the return from the final info, in float64 (a vec env's reward buffer is float32)
-        rewards = [float(routing_reward(i["perf"], i["normalized_cost"], i["lam"])) for i in infos]
-        # a hybrid action plays the whole episode in one step
-        return episode_scores(infos, rewards, lengths=[1] * len(played))
+        return played
 
     def evaluate(self, env: gym.Env, episodes: int) -> dict[str, float]:
-        """Mean perf, normalized cost, env reward and shaped reward of greedy episodes (seed 0)."""
-        played = self.rollout(env, episodes, deterministic=True, seed=0)
+        """Mean perf, normalized cost, env reward and shaped reward of greedy episodes on the
+        first ``episodes`` questions of ``env``'s split (``rollout_envs`` at a time)."""
+        count = min(episodes, len(env.unwrapped.examples))
+        played = self._play_questions(env, range(count), self.config.rollout_envs)
         return {
             key: float(np.mean([getattr(e, attr) for e in played]))
             for key, attr in (

@@ -45,8 +45,9 @@ VARIANTS = {
     "HAPS without sharing": ["--finetune-backbone", "--no-share-backbone"],
 }
 REGIMES = ("performance-first", "balanced", "cost-first")
-#: The joint phase: 8 updates of 4 episodes played in lockstep, early stopping every 2 updates.
-TRAINING = ["--updates", "8", "--episodes-per-update", "4", "--rollout-envs", "4", "--eval-every", "2",
+#: The joint phase: 8 updates of 4 episodes played in lockstep; the early-stopping questions are
+#: played after updates 4 and 8, and the better of the two policies is kept.
+TRAINING = ["--updates", "8", "--episodes-per-update", "4", "--rollout-envs", "4", "--eval-every", "4",
             "--patience", "2", "--warmup-epochs", "30"]
 
 

@@ -335,4 +335,8 @@ def test_lockstep_evaluation_plays_each_question_once_like_one_at_a_time(tmp_pat
     assert three["per_episode"] == one["per_episode"]
     for key in ("perf", "cost", "reward", "usd", "episodes", "share"):
         assert three[key] == pytest.approx(alone[key]), key
+    # early stopping's check plays the same episodes in lockstep copies as one at a time
+    lockstep = HAPSAgent(quick(use_lora=use_lora, zero_init_a=False, rollout_envs=2, episodes_per_update=2))
+    lockstep.adapt_to(greedy)
+    assert lockstep.evaluate(greedy, 2) == agent.evaluate(greedy, 2)
     greedy.close()
