@@ -32,13 +32,13 @@ def _section(title: str) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Run the demo from parsed ``routing-gym demo`` flags; returns the exit status."""
-    from routing_gym.bench.report import env_caption, regime_table, reward_table
     from routing_gym.bench.commands import (
         bench_config_from_args,
         resolve_jobs,
         run_and_report,
         start_fresh,
     )
+    from routing_gym.bench.report import env_caption, regime_table, reward_table
 
     start = time.perf_counter()
     config = bench_config_from_args(args, [DEMO_ENV])
@@ -91,13 +91,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def _live_part(args: argparse.Namespace) -> int:
     """The live comparison, or a line saying why it is skipped."""
+    from routing_gym.bench.commands import parse_mapping
     from routing_gym.bench.live import (
         CPU_PROTOCOL,
         compare_assignments_live,
         live_data_missing,
         live_markdown,
     )
-    from routing_gym.bench.commands import parse_mapping
 
     if args.live_questions <= 0:
         print("Skipped (--live-questions 0).")
@@ -188,7 +188,7 @@ def _live_humaneval(args: argparse.Namespace) -> int:
         return 130
     finally:
         env.close()
-    print(f"\n| model | pass@1 | cost (USD) | tokens |\n|---|---|---|---|")
+    print("\n| model | pass@1 | cost (USD) | tokens |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['model']} | {row['pass@1']:.3f} | {row['cost']:.2e} | {row['tokens']} |")
     (out / "live.json").write_text(json.dumps({"task": "human_eval", "rows": rows}, indent=2) + "\n", encoding="utf-8")
