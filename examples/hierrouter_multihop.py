@@ -251,6 +251,12 @@ def live_check(config: dict, split: str, models_by_lam: dict, replay: dict[float
             "cache_hits": int(sum(s.get("hits", 0) for s in stats.values()))}
 
 
+def first_hop_shares(episodes: dict[str, tuple], models: list[str]) -> dict[str, float]:
+    """Each model's share of the first hops of ``episodes`` (``ppo_on_tree``'s second value)."""
+    firsts = [actions[0] for actions, *_ in episodes.values()]
+    return {name: firsts.count(i) / len(firsts) for i, name in enumerate(models)}
+
+
 # -- one-shot routers on the first hop ---------------------------------------------------------
 def first_hop_data(scorer: TreeScorer, questions: list[str]):
     """Root embeddings, first-hop scores and normalized costs (n × M) of ``questions``."""
@@ -293,13 +299,17 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     models = tree.models
     lams = [resolve_lambda(name) for name in args.lams.split(",")]
     results: dict[str, dict[str, dict]] = {}
-    ppo_models, replay, labels = {}, {}, {}
+    ppo_models, replay, labels, first_hops = {}, {}, {}, {}
     for lam in lams:
         train_scorer, scorer = TreeScorer(train_tree, lam), TreeScorer(tree, lam)
         table: dict[str, dict] = {}
         model = train_ppo(str(train_tree.path), train_ids, lam, args)
         outcomes, replay[lam] = ppo_on_tree(str(tree.path), model, heldout_ids, lam)
         ppo_models[lam] = model
+        # what the policy learned: its first hop on the queries it trained on and on held-out ones
+        _, trained_on = ppo_on_tree(str(train_tree.path), model, train_ids, lam)
+        first_hops[str(lam)] = {"train": first_hop_shares(trained_on, models),
+                                "heldout": first_hop_shares(replay[lam], models)}
         table["HierRouter (MaskablePPO)"] = summarize(tree, heldout_ids, outcomes)
         for i, name in enumerate(models):
             table[f"single {name}"] = summarize(tree, heldout_ids, fixed_policy_outcomes(scorer, heldout_ids, (i,)))
@@ -324,6 +334,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     return {"models": models, "train_queries": len(train_ids), "heldout_queries": len(heldout_ids),
             "tasks": sorted({tree.queries[q]["task"] for q in heldout_ids}), "timesteps": args.timesteps,
             "best_two_hop": {str(k): v for k, v in labels.items()}, "results": results,
+            "ppo_first_hop": first_hops,
             "live_equals_replay": live["equal"], "live": live}
 
 
@@ -339,6 +350,10 @@ def print_tables(result: dict[str, Any]) -> None:
             row = " | ".join(f"{cells[c]['quality']:.3f} / {cells[c]['cost']:.3f} / {cells[c]['reward']:+.3f}"
                              for c in columns)
             print(f"| {method} | {row} |")
+        shares = result["ppo_first_hop"][lam]
+        print("\nHierRouter's first hop: " + "; ".join(
+            f"{part} queries " + ", ".join(f"{m} {v:.2f}" for m, v in shares[part].items())
+            for part in ("train", "heldout")))
     live = result["live"]
     print(f"\nlive env vs replay: {live['episodes']} episodes, {len(live['mismatches'])} mismatches, "
           f"{live['cache_hits']} cache hits")

@@ -51,6 +51,10 @@ def test_multihop_pipeline_scores_every_method_and_live_equals_replay(tmp_path, 
         overall = table["HierRouter (MaskablePPO)"]["overall"]
         assert (f"| HierRouter (MaskablePPO) |" in out and f"{overall['quality']:.3f} / {overall['cost']:.3f} / "
                 f"{overall['reward']:+.3f} |" in out)
+    for lam, shares in result["ppo_first_hop"].items():
+        for part in ("train", "heldout"):
+            assert sorted(shares[part]) == ["tiny-llama", "tiny-qwen2"]
+            assert sum(shares[part].values()) == pytest.approx(1.0)
     live = result["live"]
     assert result["live_equals_replay"] and live["mismatches"] == []
     assert live["episodes"] == 3 * result["heldout_queries"] and live["cache_hits"] > 0
