@@ -598,12 +598,17 @@ class JointCheckpoint:
         return data
 
     def save(self, agent: "HAPSAgent", next_update: int, stopper: "_EarlyStopping", finished: bool) -> None:
+        """Write the state; a finished run keeps only its final weights (a fine-tuned backbone
+        with Adam's moments and early stopping's copy would be four times the size)."""
         data = {
             "format": self.FORMAT, "fingerprint": self.fingerprint, "next_update": next_update,
             "finished": finished, "state": agent._state_dicts(), "baseline": float(agent.baseline),
-            "steps": dict(agent._steps), "optimizer": agent._optimizer().state_dict(),
-            "stopper": {"best": float(stopper.best), "best_state": stopper.best_state, "stale": int(stopper.stale)},
+            "steps": dict(agent._steps),
+            "stopper": {"best": float(stopper.best), "stale": int(stopper.stale),
+                        "best_state": None if finished else stopper.best_state},
         }
+        if not finished:
+            data["optimizer"] = agent._optimizer().state_dict()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(self.path.name + ".partial")
         torch.save(data, partial)
@@ -614,9 +619,10 @@ class JointCheckpoint:
         agent._load_state_dicts(data["state"])
         agent.baseline = float(data["baseline"])
         agent._steps.update(data["steps"])
-        agent._optimizer().load_state_dict(data["optimizer"])
         stopper.best, stopper.best_state, stopper.stale = (
             float(data["stopper"]["best"]), data["stopper"]["best_state"], int(data["stopper"]["stale"]))
+        if not data["finished"]:
+            agent._optimizer().load_state_dict(data["optimizer"])
 
 
 class HAPSAgent(Agent):

@@ -257,13 +257,18 @@ def assert_same_state(a, b, where=""):
         assert a == b, where
 
 
-@pytest.mark.parametrize("rollout_envs", [1, 2], ids=["one-env", "lockstep-copies"])
-def test_a_stopped_joint_phase_resumes_to_the_state_of_an_unstopped_one(env, tmp_path, monkeypatch, rollout_envs):
+@pytest.mark.parametrize(("rollout_envs", "best"), [(1, "last"), (2, "first")],
+                         ids=["one-env-best-last", "lockstep-copies-best-first"])
+def test_a_stopped_joint_phase_resumes_to_the_state_of_an_unstopped_one(
+    env, tmp_path, monkeypatch, rollout_envs, best
+):
     config = quick(joint_updates=3, episodes_per_update=2, rollout_envs=rollout_envs, zero_init_a=False,
                    eval_every=1, valid_episodes=1, patience=5)
-    # validation scores by update: the best is the first, so early stopping's state matters
+    # validation scores by update. Best last: the final weights are the third update's, which
+    # depend on the restored Adam moments. Best first: they depend on early stopping's state.
+    score = (lambda step: float(step)) if best == "last" else (lambda step: 1.0 / step)
     monkeypatch.setattr(HAPSAgent, "evaluate",
-                        lambda self, valid_env, episodes: {"env_reward": 1.0 / self._steps["joint"]})
+                        lambda self, valid_env, episodes: {"env_reward": score(self._steps["joint"])})
     straight = tmp_path / "straight.pt"
     HAPSAgent(config).fit_env(env, valid_env=env, checkpoint=straight)
 
@@ -293,8 +298,9 @@ def test_a_stopped_joint_phase_resumes_to_the_state_of_an_unstopped_one(env, tmp
         resumed.fit_env(env, valid_env=env, checkpoint=path)
     assert steps == [2]  # only the update the stopped run did not finish
     expected, got = torch.load(straight, weights_only=True), torch.load(path, weights_only=True)
-    assert got["finished"] and expected["stopper"]["best"] == 1.0 and expected["stopper"]["stale"] == 2
-    # weights, Adam's moments, the baseline, early stopping's best weights: all bit for bit
+    assert got["finished"] and "optimizer" not in got  # a finished run keeps its weights only
+    assert (expected["stopper"]["best"], expected["stopper"]["stale"]) == ((3.0, 0) if best == "last" else (1.0, 2))
+    # the final weights, the baseline, early stopping's record: all bit for bit
     assert_same_state(expected, got)
 
     finished = HAPSAgent(config)
