@@ -1214,22 +1214,31 @@ class HAPSAgent(Agent):
     def _training_rollout(self, env: Any, step: int) -> list[Episode]:
         """The sampled episodes of joint update ``step`` (see ``training_schedule``)."""
         batched = hasattr(env, "num_envs") and hasattr(env, "step_async")
-        copies = env.envs if batched else [env]
-        schedule = self.training_schedule(step, len(copies[0].unwrapped.examples))
+        count = len((env.envs[0] if batched else env).unwrapped.examples)
         # the assignment samples too depend on the step alone
         self._rng = np.random.default_rng([self.config.seed, 1, step])
+        return self._play_scheduled(env, self.training_schedule(step, count), deterministic=False)
+
+    def _play_scheduled(
+        self, env: Any, schedule: Sequence[tuple[int, int]], deterministic: bool, progress_bar: bool = False
+    ) -> list[Episode]:
+        """One episode per (question index, reset seed) of ``schedule``: through ``env``, or a
+        round of its lockstep copies at a time when it is a ``batched_env`` (a last round's spare
+        copies play an episode that is not kept)."""
+        batched = hasattr(env, "num_envs") and hasattr(env, "step_async")
+        copies = list(env.envs) if batched else [env]
         played: list[Episode] = []
-        for start in range(0, len(schedule), len(copies)):
-            chunk = schedule[start : start + len(copies)]
-            if batched:
+        with tqdm(total=len(schedule), desc="evaluate", unit="episode", disable=not progress_bar) as bar:
+            for start in range(0, len(schedule), len(copies)):
+                chunk = schedule[start : start + len(copies)]
                 # each copy is reset on its own: VecEnv.seed takes one seed for all copies
                 for copy_env, (index, seed) in zip(copies, chunk):
-                    copy_env.reset(seed=seed, options={"index": index})
-                played.extend(self._rollout_batched(env, len(chunk), deterministic=False))
-            else:
-                (index, seed), = chunk
-                env.reset(seed=seed, options={"index": index})
-                played.append(self._play_current(env, deterministic=False))
+                    copy_env.reset(seed=seed, options={"index": int(index)})
+                if batched:
+                    played += self._rollout_batched(env, len(copies), deterministic)[: len(chunk)]
+                else:
+                    played.append(self._play_current(env, deterministic))
+                bar.update(len(chunk))
         return played
 
     def evaluate_questions(
@@ -1254,23 +1263,12 @@ class HAPSAgent(Agent):
     ) -> list[Episode]:
         """Greedy episodes on the questions ``indices`` of ``env``'s split, ``copies`` at a time."""
         vec = self.batched_env(env, copies) if copies > 1 else None
-        envs = list(vec.envs) if vec is not None else [env]
-        played: list[Episode] = []
         try:
-            with tqdm(total=len(indices), desc="evaluate", unit="episode", disable=not progress_bar) as bar:
-                for start in range(0, len(indices), len(envs)):
-                    chunk = indices[start : start + len(envs)]
-                    for copy_env, index in zip(envs, chunk):
-                        copy_env.reset(seed=self.config.seed, options={"index": int(index)})
-                    if vec is None:
-                        played.append(self._play_current(env, deterministic=True))
-                    else:
-                        played += self._rollout_batched(vec, len(envs), deterministic=True)[: len(chunk)]
-                    bar.update(len(chunk))
+            schedule = [(index, self.config.seed) for index in indices]
+            return self._play_scheduled(vec or env, schedule, deterministic=True, progress_bar=progress_bar)
         finally:
             if vec is not None:
                 vec.close()
-        return played
 
     def evaluate(self, env: gym.Env, episodes: int) -> dict[str, float]:
         """Mean perf, normalized cost, env reward and shaped reward of greedy episodes on the
