@@ -13,8 +13,10 @@ in seconds. Per-question scores and tokens are written to ``--out/scores.csv`` (
 numbers only, no text); ``examples/two_model_table.py --pool-quality`` adds the question
 embeddings and turns it into a bring-your-own outcome table for ``bench --curves``.
 
-Prints the table (mean score per model and task, with the sample size) and, as its last line,
-one JSON object.
+Prints the table (mean score per model and task, with the sample size), then per task each
+model's mean with its 95% interval and its paired difference from the reference model (the
+priciest model of ``--models``, named before the scores are seen; exact McNemar p on the 0/1
+tasks), and, as its last line, one JSON object.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from routing_gym.bench.comparison import pool_quality_tables
 from routing_gym.llm import GenerationRequest, LLMPool
 from routing_gym.llm.spec import REAL_MODELS
 from routing_gym.tasks import HOP_TASKS, HopTask, LoadOptions
@@ -99,6 +102,25 @@ def write_scores_csv(path: Path, per_task: dict[str, dict[str, list[dict]]], mod
     os.replace(tmp, path)
 
 
+def reference_model(models: list[str]) -> str:
+    """The model the others are compared with: the priciest one (by output price), fixed a priori."""
+    from routing_gym.llm.spec import resolve_spec
+
+    return max(models, key=lambda m: (resolve_spec(m).price.output_per_m, m))
+
+
+def score_rows(per_task: dict[str, dict[str, list[dict]]], models: list[str]) -> list[dict[str, str]]:
+    """The lines ``write_scores_csv`` writes (id, task, one score per model), as dicts."""
+    rows = []
+    for task, by_model in per_task.items():
+        if not all(m in by_model for m in models):
+            continue
+        by_id = {m: {r["id"]: r for r in by_model[m]} for m in models}
+        for qid in sorted(by_id[models[0]]):
+            rows.append({"id": qid, "task": task, **{m: f"{by_id[m][qid]['score']:.4f}" for m in models}})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(REAL_MODELS))
@@ -153,6 +175,9 @@ def main() -> None:
         cells = [f"{table[model][t]:>15.3f}" if t in table[model] else f"{'not measured':>15}" for t in args.tasks]
         print(f"{model:<{widths}}" + "".join(cells))
     print("n per task: " + ", ".join(f"{t}={len(items_of.get(t, []))}" for t in args.tasks))
+    reference = reference_model(args.models)
+    print(f"\nPer task, with 95% intervals; reference {reference} (the priciest model):\n")
+    print(pool_quality_tables(score_rows(per_task, args.models), args.models, reference))
     for task, why in skipped.items():
         print(f"{task}: {why}")
     print(

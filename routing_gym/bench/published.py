@@ -1,0 +1,136 @@
+"""Published result pages: their tables are recomputed from the per-question data beside them.
+
+A page in ``docs/results/`` is free Markdown with *computed blocks*:
+
+    <!-- computed: haps haps_hotpotqa_qwen_pair.json 0.1 -->
+    (the table, written by this module)
+    <!-- end computed -->
+
+The first word says which table it is, the second names the data file (relative to the page),
+the rest are that table's arguments:
+
+* ``haps FILE LAM``: ``examples/compare_haps.py``'s summary JSON, its table at λ = LAM
+  (``routing_gym.bench.comparison.haps_comparison``);
+* ``multihop FILE LAM``: ``examples/hierrouter_multihop.py``'s result JSON with ``per_query``;
+* ``pool_quality FILE REFERENCE``: ``benchmarks/pool_quality.py``'s ``scores.csv``, compared
+  with the model REFERENCE;
+* ``curves FILE LAM``: ``routing_gym.bench.curves``'s per-query routes at one λ
+  (``curves_comparison``).
+
+``python -m routing_gym.bench.published docs/results/*.md`` rewrites every block from its
+data; ``--check`` only compares and exits 1 naming the blocks that differ (the test suite runs
+the same comparison).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Callable
+
+BLOCK = re.compile(
+    r"<!-- computed: (?P<spec>[^\n]*?) -->\n(?P<body>(?:(?!<!-- computed:).)*?)<!-- end computed -->",
+    re.S,
+)
+
+
+def _haps(path: Path, lam: str) -> str:
+    from routing_gym.bench.comparison import haps_comparison
+
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    key = next((k for k in summary["tables"] if float(k) == float(lam)), None)
+    if key is None:
+        raise ValueError(f"{path}: no table at λ = {lam} (it has {list(summary['tables'])}).")
+    return haps_comparison(float(key), summary["tables"][key], summary.get("metric", "F1"))
+
+
+def _multihop(path: Path, lam: str) -> str:
+    from routing_gym.bench.comparison import multihop_comparison
+
+    return multihop_comparison(json.loads(path.read_text(encoding="utf-8")), lam)
+
+
+def _pool_quality(path: Path, reference: str) -> str:
+    from routing_gym.bench.comparison import pool_quality_tables
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        models = [c for c in reader.fieldnames or [] if c not in ("id", "task") and "|" not in c]
+    return pool_quality_tables(rows, models, reference)
+
+
+def _curves(path: Path, lam: str) -> str:
+    from routing_gym.bench.curves import curves_comparison
+
+    return curves_comparison(json.loads(path.read_text(encoding="utf-8")), float(lam))
+
+
+TABLES: dict[str, Callable[..., str]] = {
+    "haps": _haps,
+    "multihop": _multihop,
+    "pool_quality": _pool_quality,
+    "curves": _curves,
+}
+
+
+def render_block(page: Path, spec: str) -> str:
+    """The table of one computed block (``spec`` = kind, data file, arguments)."""
+    kind, *rest = spec.split()
+    if kind not in TABLES:
+        raise ValueError(f"{page}: unknown computed block {kind!r} (known: {sorted(TABLES)}).")
+    if not rest:
+        raise ValueError(f"{page}: computed block {spec!r} names no data file.")
+    data = page.parent / rest[0]
+    if not data.is_file():
+        raise ValueError(f"{page}: computed block {spec!r}: {data} does not exist.")
+    return TABLES[kind](data, *rest[1:])
+
+
+def blocks(page: Path) -> list[tuple[str, str, str]]:
+    """Every computed block of a page: (spec, committed text, recomputed text)."""
+    text = page.read_text(encoding="utf-8")
+    return [
+        (m["spec"], m["body"].strip("\n"), render_block(page, m["spec"])) for m in BLOCK.finditer(text)
+    ]
+
+
+def rewrite(page: Path) -> bool:
+    """Recompute every block of ``page`` in place; returns whether anything changed."""
+    text = page.read_text(encoding="utf-8")
+    new = BLOCK.sub(
+        lambda m: f"<!-- computed: {m['spec']} -->\n{render_block(page, m['spec'])}\n<!-- end computed -->",
+        text,
+    )
+    if new != text:
+        page.write_text(new, encoding="utf-8")
+    return new != text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rewrite (or ``--check``) the computed blocks of the given pages."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("pages", nargs="+", type=Path)
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 on a difference")
+    args = parser.parse_args(argv)
+    stale = []
+    try:
+        for page in args.pages:
+            if args.check:
+                stale += [f"{page}: {spec}" for spec, old, new in blocks(page) if old != new]
+            elif rewrite(page):
+                print(f"rewrote {page}")
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for line in stale:
+        print(f"differs from its data: {line}")
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
