@@ -146,6 +146,8 @@ def haps_comparison(lam: float, table: Mapping[str, Mapping[str, Any]], metric: 
 
 MULTIHOP_REFERENCE = "best two-hop"
 MULTIHOP_BOUNDS = ("Oracle", "Oracle (quality)")
+#: Rows that are exact expectations over paths, not one path's 0/1 outcome per query.
+MULTIHOP_EXPECTATIONS = ("Random",)
 
 
 def multihop_comparison(result: Mapping[str, Any], lam: str) -> str:
@@ -211,3 +213,58 @@ def pool_quality_tables(
 
 def _mcnemar_text(result: stats.McNemar) -> str:
     return f"{result.pvalue:.3g} ({result.only_a} / {result.only_b})"
+
+
+def multihop_counts(result: Mapping[str, Any], lam: str, reference: str = MULTIHOP_REFERENCE) -> str:
+    """For a multi-hop result without per-query outcomes: what its counts still support.
+
+    Quality is 0/1 per query on the six tasks, so a method's overall quality q over n queries is
+    q·n correct answers, and the bootstrap interval of its mean depends on that count alone
+    (``mean_interval`` of q·n ones and the rest zeros). A paired difference needs the per-query
+    outcomes; without them the table gives the net difference in correct answers from
+    ``reference`` and the smallest exact McNemar p any pairing could give it (all discordant
+    queries one way: ``mcnemar_exact`` of that many ones against zeros). Where even that p is
+    above 0.05 the difference is not resolved, whatever the pairing. Methods whose quality is
+    not a count (Random's exact expectation) get no interval.
+    """
+    table = result["results"][lam]
+    n = int(result["heldout_queries"])
+    if reference not in table:
+        raise ValueError(f"reference {reference!r} is not a method of the λ = {lam} table.")
+
+    def count(method: str) -> int | None:
+        if method in MULTIHOP_EXPECTATIONS:
+            return None
+        correct = table[method]["overall"]["quality"] * n
+        return int(round(correct)) if abs(correct - round(correct)) < 1e-6 else None
+
+    ref_count = count(reference)
+    header = (
+        f"| method | n | quality ↑ [95% CI] | correct | net correct vs {reference} "
+        "| smallest McNemar p of that net | verdict | norm. cost (mean) | reward (mean) |"
+    )
+    lines = [header, "|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for method, cells in table.items():
+        k = count(method)
+        overall = cells["overall"]
+        means = f"{overall['cost']:.3f} | {overall['reward']:+.3f}"
+        if k is None:
+            lines.append(f"| {method} | {n} | {overall['quality']:.3f} (an expectation) | – | – | – | – | {means} |")
+            continue
+        interval = stats.mean_interval([1.0] * k + [0.0] * (n - k))
+        if method == reference:
+            lines.append(f"| {method} | {n} | {interval.format()} | {k} | reference | – | – | {means} |")
+            continue
+        net = k - ref_count
+        best_case = stats.mcnemar_exact([1.0] * abs(net), [0.0] * abs(net)).pvalue if net else 1.0
+        verdict = "not resolved" if best_case > 0.05 else "needs the per-query outcomes"
+        lines.append(
+            f"| {method} | {n} | {interval.format()} | {k} | {net:+d} | {best_case:.3g} | {verdict} | {means} |"
+        )
+    caption = (
+        f"λ = {lam}: {n} held-out queries; reference {reference} "
+        f"({result['best_two_hop'][lam]} on the train queries)"
+        if reference == MULTIHOP_REFERENCE
+        else f"λ = {lam}: {n} held-out queries; reference {reference}"
+    )
+    return caption + ".\n\n" + "\n".join(lines)

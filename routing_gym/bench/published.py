@@ -12,6 +12,8 @@ the rest are that table's arguments:
 * ``haps FILE LAM``: ``examples/compare_haps.py``'s summary JSON, its table at λ = LAM
   (``routing_gym.bench.comparison.haps_comparison``);
 * ``multihop FILE LAM``: ``examples/hierrouter_multihop.py``'s result JSON with ``per_query``;
+* ``multihop_counts FILE LAM [REFERENCE]``: such a result written without ``per_query``: what
+  its 0/1 quality counts support (``comparison.multihop_counts``);
 * ``pool_quality FILE REFERENCE``: ``benchmarks/pool_quality.py``'s ``scores.csv``, compared
   with the model REFERENCE;
 * ``curves FILE LAM``: ``routing_gym.bench.curves``'s per-query routes at one λ
@@ -54,6 +56,13 @@ def _multihop(path: Path, lam: str) -> str:
     return multihop_comparison(json.loads(path.read_text(encoding="utf-8")), lam)
 
 
+def _multihop_counts(path: Path, lam: str, *reference: str) -> str:
+    from routing_gym.bench.comparison import MULTIHOP_REFERENCE, multihop_counts
+
+    name = " ".join(reference) or MULTIHOP_REFERENCE
+    return multihop_counts(json.loads(path.read_text(encoding="utf-8")), lam, name)
+
+
 def _pool_quality(path: Path, reference: str) -> str:
     from routing_gym.bench.comparison import pool_quality_tables
 
@@ -73,6 +82,7 @@ def _curves(path: Path, lam: str) -> str:
 TABLES: dict[str, Callable[..., str]] = {
     "haps": _haps,
     "multihop": _multihop,
+    "multihop_counts": _multihop_counts,
     "pool_quality": _pool_quality,
     "curves": _curves,
 }
