@@ -24,12 +24,12 @@ def workloads(runs: int) -> dict[str, list[str]]:
     out = {"trivial": ["assert 1 + 1 == 2\n"] * runs}
     if os.environ.get("ROUTING_GYM_DATA"):
         from routing_gym.data import load_mbpp
-        from routing_gym.metrics import mbpp_program
+        from routing_gym.tasks.code_tasks import mbpp_program
 
         out["mbpp reference"] = [mbpp_program(e.code, e) for e in load_mbpp("test")[:runs]]
     try:
         from routing_gym.data import load_humaneval
-        from routing_gym.metrics import humaneval_program
+        from routing_gym.tasks.code_tasks import humaneval_program
 
         out["humaneval reference"] = [humaneval_program(p.canonical_solution, p) for p in load_humaneval()[:runs]]
     except ImportError:

@@ -101,6 +101,9 @@ def _parse(record: Record) -> MBPPExample:
     tests = tuple(_string_list(record, "test_list"))
     if not tests:
         raise record.error("needs at least one test", field="test_list")
+    blank = [position for position, test in enumerate(tests) if not test.strip()]
+    if blank:  # a blank test checks nothing: any answer would pass it
+        raise record.error(f"test {blank[0]} is blank", field="test_list")
     setup = record.require("test_setup_code", str, default="")
     imports = tuple(_string_list(record, "test_imports", required=False))
     return MBPPExample(

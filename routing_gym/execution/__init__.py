@@ -5,8 +5,9 @@ from routing_gym.execution.sandbox import (
     ExecutionResult,
     Sandbox,
     SandboxLimits,
+    TestProgram,
     default_sandbox,
     namespace_command,
 )
 
-__all__ = ["STATUSES", "ExecutionResult", "Sandbox", "SandboxLimits", "default_sandbox", "namespace_command"]
+__all__ = ["STATUSES", "ExecutionResult", "Sandbox", "SandboxLimits", "TestProgram", "default_sandbox", "namespace_command"]

@@ -8,16 +8,8 @@ import pytest
 
 from routing_gym.data import load_arc_challenge, load_humaneval, load_mbpp
 from routing_gym.execution import Sandbox
-from routing_gym.metrics import (
-    choice_score,
-    extract_code,
-    humaneval_program,
-    humaneval_score,
-    math_score,
-    mbpp_program,
-    mbpp_score,
-    pass_at_1,
-)
+from routing_gym.metrics import choice_score, extract_code, math_score, pass_at_1
+from routing_gym.tasks.code_tasks import humaneval_program, humaneval_score, mbpp_program, mbpp_score
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 
@@ -67,7 +59,7 @@ def test_mbpp_pass_at_1_runs_the_asserts(sandbox):
     assert mbpp_score(f"```python\n{task.code}\n```", task, sandbox) == 1.0
     assert mbpp_score("def add_two(a, b):\n    return a - b\n", task, sandbox) == 0.0
     assert mbpp_score("def add_two(a, b):\n    while True:\n        pass\n", task, sandbox) == 0.0
-    assert mbpp_program("X", task).endswith("assert add_two(-1, 1) == 0\n")
+    assert mbpp_program("X", task).tests.endswith("assert add_two(-1, 1) == 0\n")
 
 
 def test_humaneval_pass_at_1_accepts_a_body_or_a_whole_function(sandbox):
@@ -76,7 +68,7 @@ def test_humaneval_pass_at_1_accepts_a_body_or_a_whole_function(sandbox):
     whole = "```python\ndef add(a, b):\n    return b + a\n```"
     assert humaneval_score(whole, problem, sandbox) == 1.0
     assert humaneval_score("    return a * b\n", problem, sandbox) == 0.0
-    assert humaneval_program(whole, problem).endswith("check(add)\n")
+    assert humaneval_program(whole, problem).tests.endswith("check(add)\n")
 
 
 def test_pass_at_1_is_the_share_that_passed():
