@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
-from routing_gym.checkpoints import read_agent_file
+from routing_gym.checkpoints import from_plain_state, plain_state, read_agent_file
 from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
 from routing_gym.data.outcome_table import load_outcome_table
 from routing_gym.errors import CheckpointError
@@ -48,7 +48,9 @@ from routing_gym.routers import (
 #: Observation keys that hold the query embedding (table cascade, live envs).
 EMBEDDING_KEYS: tuple[str, ...] = ("embedding", "context")
 ACTION_MODES = ("single", "cascade", "assignment", "per-turn")
-SAVE_FORMAT = 1
+SAVE_FORMAT = 2  # tensors and plain data only (format 1 pickled fitted objects)
+#: Formats ``load`` reads; format 1 only with ``trust_pickle=True``.
+READ_FORMATS = (1, 2)
 
 
 def make_config(config_cls: type, config: Any | None, overrides: Mapping[str, Any]):
@@ -109,7 +111,7 @@ class Agent(ABC):
     name: ClassVar[str] = "agent"
     #: How the benchmark trains it: ``TRAIN_ONCE``, ``TRAIN_PER_REGIME`` or ``FIT_ON_EVAL``.
     training: ClassVar[str] = TRAIN_PER_REGIME
-    #: What ``save`` writes: ".pt" (one pickle), ".zip" (an SB3 zip) or "" (a folder).
+    #: What ``save`` writes: ".pt" (one file of tensors), ".zip" (an SB3 zip) or "" (a folder).
     checkpoint_suffix: ClassVar[str] = ".pt"
     #: The config dataclass; its fields are the constructor's keyword config keys.
     Config: ClassVar[type | None] = None
@@ -687,21 +689,21 @@ class OneShotRouter(Agent):
 
     # -- saving ----------------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:
-        """Everything learned, as picklable objects (tensors, arrays, sklearn estimators)."""
+        """Everything learned, as tensors, numpy arrays and plain data (no fitted objects)."""
         return {}
 
     def _set_state(self, state: dict[str, Any]) -> None:
         """Restore what ``_get_state`` returned."""
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write config, arms and learned state to one file (a pickle via ``torch.save``)."""
+        """Write config, arms and learned state to one file: tensors and plain data only, so
+        ``load`` reads it with ``torch.load(weights_only=True)`` and no code can run."""
         if not self.fitted:
             raise RuntimeError(
                 f"{type(self).__name__} is not fitted: nothing to save (call fit or fit_env first)."
             )
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(
+        payload = plain_state(
             {
                 "format": SAVE_FORMAT,
                 "agent": type(self).__name__,
@@ -714,22 +716,27 @@ class OneShotRouter(Agent):
                 "fitted": self.fitted,
                 "state": self._get_state(),
             },
-            path,
+            f"{type(self).__name__} checkpoint",
         )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(payload, path)
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "OneShotRouter":
-        """Read an agent written by ``save``. It is a pickle: load only files you trust."""
-        payload = read_agent_file(path, f"{cls.__name__}.load")
-        if not isinstance(payload, dict) or payload.get("format") != SAVE_FORMAT:
+    def load(cls, path: str | os.PathLike, trust_pickle: bool = False) -> "OneShotRouter":
+        """Read an agent written by ``save``. A file that needs unpickling (format 1, or a
+        crafted one) is refused unless ``trust_pickle``: then it can run code."""
+        payload = read_agent_file(path, f"{cls.__name__}.load", trust_pickle=trust_pickle)
+        if not isinstance(payload, dict) or payload.get("format") not in READ_FORMATS:
             raise CheckpointError(f"{path} is not an agent file of format {SAVE_FORMAT}.")
         if payload.get("agent") != cls.__name__:
             raise CheckpointError(
                 f"{path} holds a {payload.get('agent')!r}, not a {cls.__name__}; load it with "
                 f"{payload.get('agent')}.load (or routing_gym.bench.load_checkpoint)."
             )
-        agent = cls(config=cls.Config(**payload["config"]))
+        payload = from_plain_state(payload)
+        config = payload["config"]
+        agent = cls(config=cls.Config(**config))
         agent.models = tuple(payload["models"])
         agent.embedding_dim = payload.get("embedding_dim")
         agent.arms = [tuple(a) for a in payload["arms"]]

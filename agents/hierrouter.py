@@ -21,6 +21,7 @@ vector env), ``HierRouter.fit`` (build PPO, learn), ``predict`` (PPO's policy).
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import zipfile
 from collections import Counter
@@ -37,7 +38,13 @@ from stable_baselines3.common.env_util import make_vec_env
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from agents.base import Agent, env_models, make_config, match_models, single_threaded
-from routing_gym.checkpoints import is_sb3_zip
+from routing_gym.checkpoints import (
+    TRUST_HINT,
+    describe_space,
+    is_sb3_zip,
+    space_from_json,
+    space_to_json,
+)
 from routing_gym.envs.registration import is_live_env_id
 from routing_gym.errors import CheckpointError
 from routing_gym.evaluation import models_called
@@ -254,6 +261,13 @@ class HierRouter(Agent):
         """Match ``env``'s models to the ones PPO was trained on, by name (``evaluate_agent``
         calls this): an env with the same models in another order gets remapped actions (and
         per-model observations); one that lacks a model, or has an extra one, is refused."""
+        space = getattr(env, "observation_space", None)
+        if self.model is not None and space is not None:
+            trained, given = describe_space(self.model.observation_space), describe_space(space)
+            if trained != given:
+                raise ValueError(
+                    f"HierRouter was trained on observations {trained}; this env gives {given}."
+                )
         names = env_models(env)
         if names is None:
             self._to_env = None
@@ -270,6 +284,7 @@ class HierRouter(Agent):
         """PPO's action for one observation or a batch, in the bound env's model order."""
         if self.model is None:
             raise RuntimeError("HierRouter is not trained: call fit or load first.")
+        self._check_layout(observation)
         values = observation.values() if isinstance(observation, Mapping) else [observation]
         if not all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in values):
             raise ValueError("HierRouter: the observation holds NaN or infinite values.")
@@ -288,13 +303,40 @@ class HierRouter(Agent):
             actions = np.where(actions < m, to_env[np.minimum(actions, m - 1)], actions)
         return actions, state
 
+    def _check_layout(self, observation) -> None:
+        """Raise ValueError naming both layouts unless ``observation`` (or a batch) fits PPO's."""
+        space = self.model.observation_space
+        expected = describe_space(space)
+        if isinstance(space, gym.spaces.Dict):
+            fits = isinstance(observation, Mapping) and set(observation) == set(space.spaces)
+            parts = [(np.shape(observation[k]), s.shape) for k, s in space.spaces.items()] if fits else []
+        else:
+            fits = not isinstance(observation, Mapping)
+            parts = [(np.shape(observation), space.shape)] if fits else []
+        fits = fits and all(
+            len(got) in (len(want), len(want) + 1) and tuple(got[len(got) - len(want):]) == want
+            for got, want in parts
+        )
+        if not fits:
+            if isinstance(observation, Mapping):
+                given = "Dict(" + ", ".join(f"{k}: {np.shape(v)}" for k, v in observation.items()) + ")"
+            else:
+                given = f"an array of shape {np.shape(observation)}"
+            raise ValueError(f"HierRouter was trained on observations {expected}; got {given}.")
+
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the SB3 zip (policy, optimizer, this config)."""
+        """Write the SB3 zip (policy, optimizer, this config), readable without unpickling:
+        the spaces and the policy's name go in as plain JSON, the rollout state stays out."""
         if self.model is None:
             raise RuntimeError("HierRouter is not trained: nothing to save.")
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.model.save(path)
+        self.model.hierrouter_plain = {
+            "policy": _policy_alias(self.model),
+            "observation_space": space_to_json(self.model.observation_space),
+            "action_space": space_to_json(self.model.action_space),
+        }
+        self.model.save(path, exclude=list(ROLLOUT_STATE))
         return path if path.suffix == ".zip" else path.with_name(path.name + ".zip")
 
     @classmethod
@@ -303,11 +345,14 @@ class HierRouter(Agent):
         path: str | os.PathLike,
         env: gym.Env | VecEnv | None = None,
         models: Sequence[str] | None = None,
+        trust_pickle: bool = False,
     ) -> "HierRouter":
         """Read a zip written by ``save`` (optionally bound to ``env`` to train further).
 
         ``models`` names the training env's models in action order, for a zip saved without
-        them; errors name the path and say what kind of file it is.
+        them; errors name the path and say what kind of file it is. Nothing in the zip is
+        unpickled: a zip that needs it (saved by an older routing_gym, or crafted) is refused
+        unless ``trust_pickle``, which lets it run code.
         """
         given = Path(path)
         # save() appends ".zip" to a name without it, so "agent" finds "agent.zip"
@@ -332,8 +377,9 @@ class HierRouter(Agent):
                 f"{found} is not a HierRouter checkpoint (a stable-baselines3 PPO zip): "
                 f"it is {kind}."
             )
+        custom_objects = None if trust_pickle else _plain_objects(found)
         try:
-            model = PPO.load(found, device="cpu")
+            model = PPO.load(found, device="cpu", custom_objects=custom_objects)
         except Exception as exc:  # SB3 and torch raise many types for a damaged zip
             reason = (str(exc).strip().splitlines() or [""])[0][:200]
             raise CheckpointError(
@@ -359,3 +405,67 @@ class HierRouter(Agent):
                 )
             model.set_env(env)
         return agent
+
+
+#: SB3 attributes of a run in progress, left out of a saved zip (``learn`` rebuilds them).
+ROLLOUT_STATE = ("_last_obs", "_last_episode_starts", "ep_info_buffer", "ep_success_buffer")
+
+
+def _policy_alias(model: PPO) -> str:
+    """The name PPO knows the model's policy class by (``MlpPolicy``, ``MultiInputPolicy``...)."""
+    for alias, policy_class in model.policy_aliases.items():
+        if policy_class is type(model.policy):
+            return alias
+    raise ValueError(
+        f"HierRouter saves PPO with a built-in policy only, not {type(model.policy).__name__}."
+    )
+
+
+def _plain_objects(path: Path) -> dict[str, Any]:
+    """Every pickled entry of an SB3 zip's ``data``, rebuilt from the plain JSON ``save`` wrote.
+
+    Passed to ``PPO.load`` as ``custom_objects``, so nothing is unpickled; a zip with an entry
+    that cannot be rebuilt is refused with a CheckpointError naming the file and the entry.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            data = json.loads(archive.read("data"))
+    except (OSError, KeyError, zipfile.BadZipFile, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable HierRouter checkpoint: {type(exc).__name__}: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{path} is not a readable HierRouter checkpoint: 'data' is no object.")
+    pickled = sorted(
+        k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v
+    )
+    plain = data.get("hierrouter_plain")
+    if not isinstance(plain, dict):
+        raise CheckpointError(
+            f"{path} has no plain description of its spaces and policy (entries "
+            f"{', '.join(pickled[:4])}{', ...' if len(pickled) > 4 else ''} are pickled): "
+            f"{TRUST_HINT}."
+        )
+    config = data.get("hierrouter_config") or {}
+    policy = plain.get("policy")
+    if policy not in PPO.policy_aliases:
+        raise CheckpointError(
+            f"{path}: unknown policy {policy!r}; HierRouter saves one of {sorted(PPO.policy_aliases)}."
+        )
+    rebuilt: dict[str, Any] = {
+        "policy_class": PPO.policy_aliases[policy],
+        "observation_space": space_from_json(
+            plain.get("observation_space"), f"{path}: observation_space"
+        ),
+        "action_space": space_from_json(plain.get("action_space"), f"{path}: action_space"),
+        "rollout_buffer_class": None,  # PPO picks it from the observation space
+        "clip_range": float(config.get("clip_range", HierRouterConfig.clip_range)),
+        "lr_schedule": None,  # PPO rebuilds it from learning_rate
+        **{key: None for key in ROLLOUT_STATE},
+    }
+    unknown = [key for key in pickled if key not in rebuilt]
+    if unknown:
+        raise CheckpointError(
+            f"{path} holds pickled entries {unknown} that HierRouter does not save: {TRUST_HINT}."
+        )
+    return rebuilt

@@ -66,7 +66,33 @@ class MLPRouter(OneShotRouter):
         return out[:, :k], out[:, k:]
 
     def _get_state(self) -> dict[str, Any]:
-        return {"regressor": self.regressor}
+        # the fitted network as arrays: a pickled estimator could not be read without trust
+        net = self.regressor
+        return {
+            "coefs": list(net.coefs_),
+            "intercepts": list(net.intercepts_),
+            "activation": net.activation,
+            "out_activation": net.out_activation_,
+            "n_iter": int(net.n_iter_),
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self.regressor = state["regressor"]
+        if "regressor" in state:  # format 1, read with trust_pickle=True
+            self.regressor = state["regressor"]
+            return
+        from sklearn.neural_network import MLPRegressor
+
+        cfg = self.config
+        net = MLPRegressor(
+            hidden_layer_sizes=tuple(cfg.hidden), activation=state["activation"],
+            random_state=cfg.seed,
+        )
+        # the attributes scikit-learn's predict reads (its fitted state)
+        net.coefs_ = [np.asarray(c) for c in state["coefs"]]
+        net.intercepts_ = [np.asarray(b) for b in state["intercepts"]]
+        net.n_features_in_ = net.coefs_[0].shape[0]
+        net.n_outputs_ = net.coefs_[-1].shape[1]
+        net.n_layers_ = len(net.coefs_) + 1
+        net.out_activation_ = state["out_activation"]
+        net.n_iter_ = state["n_iter"]
+        self.regressor = net

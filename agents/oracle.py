@@ -55,7 +55,21 @@ class OracleRouter(OneShotRouter):
         return np.argmax(reward - 1e-9 * self._costs[rows], axis=1)
 
     def _get_state(self) -> dict[str, Any]:
-        return {"scores": self._scores, "costs": self._costs, "row_of": self._row_of}
+        # the lookup's keys are embedding bytes: saved as one array of rows (plain data)
+        keys = list(self._row_of)
+        width = len(keys[0]) if keys else 0
+        return {
+            "scores": self._scores,
+            "costs": self._costs,
+            "row_keys": np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), width),
+            "row_values": np.array(list(self._row_of.values()), dtype=np.int64),
+        }
 
     def _set_state(self, state: dict[str, Any]) -> None:
-        self._scores, self._costs, self._row_of = state["scores"], state["costs"], state["row_of"]
+        self._scores, self._costs = state["scores"], state["costs"]
+        if "row_of" in state:  # format 1, read with trust_pickle=True
+            self._row_of = state["row_of"]
+            return
+        self._row_of = {
+            bytes(key): int(row) for key, row in zip(state["row_keys"], state["row_values"])
+        }

@@ -215,7 +215,8 @@ class MFRouter(OneShotRouter):
             "embed_dim": self.net.text_proj.in_features,
             "strong": self.strong,
             "arm_costs": self.arm_costs,
-            "calibration": self._calibration,
+            # plain fields, not the RoutingData object: a checkpoint holds no Python objects
+            "calibration": None if self._calibration is None else vars(self._calibration),
         }
 
     def _set_state(self, state: dict[str, Any]) -> None:
@@ -223,4 +224,7 @@ class MFRouter(OneShotRouter):
         self.net.load_state_dict(state["net"])
         self.net.eval()
         self.strong, self.arm_costs = state["strong"], state["arm_costs"]
-        self._calibration, self._thresholds = state["calibration"], {}
+        calibration = state["calibration"]
+        if isinstance(calibration, dict):
+            calibration = RoutingData(**calibration)
+        self._calibration, self._thresholds = calibration, {}

@@ -314,6 +314,42 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Score a saved agent on one split of an outcome-table env at one λ."""
+    import gymnasium as gym
+
+    import routing_gym  # noqa: F401  (registers the IDs)
+    from routing_gym.bench import load_checkpoint
+    from routing_gym.bench.commands import parse_mapping, regime_value
+    from routing_gym.bench.runner import make_table_env
+    from routing_gym.cost import resolve_lambda
+    from routing_gym.evaluation import evaluate_agent
+
+    if args.env not in gym.registry:
+        raise UsageError(
+            f"--env {args.env!r} is not a registered env ID ('routing-gym list' shows them)."
+        )
+    try:
+        lam = resolve_lambda(regime_value(args.lam))
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"--lam {args.lam!r}: {exc}") from None
+    env_config = parse_mapping(args.env_config, "--env-config")
+    check_env_config([args.env], env_config)
+    agent = load_checkpoint(args.checkpoint, args.agent, trust_pickle=args.trust_checkpoint)
+    env = make_table_env(args.env, args.split, lam, env_config)
+    scores = evaluate_agent(agent, env, seed=args.seed)
+    env.close()
+    print(
+        f"{args.checkpoint} on {args.env} ({args.split}, λ={lam:g}): Perf {scores['perf']:.3f}, "
+        f"Cost {scores['cost']:.3f} (normalized), Reward {scores['reward']:.3f} over "
+        f"{scores['episodes']} episodes"
+    )
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(scores, indent=2, default=str) + "\n")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job (see routing_gym/demo.py)."""
     from routing_gym.demo import run_demo
@@ -441,8 +477,8 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train one agent on one env and save a checkpoint",
         description="Train one agent on the train split of an env at one λ, save it (SB3 zip for "
-        "HierRouter, a .pt pickle for the other agents; load it with routing_gym.bench.load_checkpoint) "
-        "and score it on the held-out split.",
+        "HierRouter, a .pt file of tensors for the other agents; load it with "
+        "routing_gym.bench.load_checkpoint or 'routing-gym evaluate') and score it on the held-out split.",
     )
     train.add_argument("--config", help="YAML or JSON file with any of these flags")
     train.add_argument(
@@ -483,6 +519,31 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--json", default=None, help="also write the scores as JSON here")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a saved agent on an outcome-table env",
+        description="Load a checkpoint written by 'routing-gym train' and score it on one split at "
+        "one λ. Checkpoints are read without unpickling; one that needs it (an older format, or a "
+        "file from elsewhere) is refused unless --trust-checkpoint.",
+    )
+    evaluate.add_argument("--config", help="YAML or JSON file with any of these flags")
+    evaluate.add_argument("--checkpoint", required=True, help="the saved agent (.pt, .zip)")
+    evaluate.add_argument("--agent", default=None, help="its agent name (default: from the file)")
+    evaluate.add_argument("--env", default="LLMRouting-Table-v0", help="an outcome-table env ID")
+    evaluate.add_argument("--split", default="test", help="the split it is scored on")
+    evaluate.add_argument(
+        "--lam", default="balanced", help="λ: performance-first, balanced, cost-first or a number"
+    )
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--env-config", default=None, help="extra env config as JSON")
+    evaluate.add_argument("--json", default=None, help="also write the scores as JSON here")
+    evaluate.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a checkpoint that must be unpickled (it can run code: only for files you trust)",
+    )
+    evaluate.set_defaults(func=cmd_evaluate)
 
     demo = commands.add_parser(
         "demo",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import inspect
 import json
 import multiprocessing
 import os
@@ -542,7 +543,7 @@ def default_checkpoint(
     name: str, env_id: str, regime: str, seed: int, out_dir: str = "results/train"
 ) -> Path:
     """``<out_dir>/<agent>_<env>_<regime>_s<seed><suffix>``, the suffix the agent's class saves
-    (``.zip`` for PPO, ``.pt`` for a pickle, none for a folder)."""
+    (``.zip`` for PPO, ``.pt`` for a file of tensors, none for a folder)."""
     suffix = load_router_class(entry(name).agent).checkpoint_suffix
     return Path(out_dir) / f"{name}_{env_id}_{regime.replace('=', '')}_s{seed}{suffix}"
 
@@ -574,6 +575,13 @@ def train_agent(
     live = is_live_env_id(env_id)
     train_config = {**env_config, "lam": lam_value, **({} if live else {"split": train_split})}
     path = Path(out) if out else default_checkpoint(name, env_id, label, seed)
+    suffix = load_router_class(spec.agent).checkpoint_suffix
+    if out and suffix and path.suffix and path.suffix != suffix:
+        # checked before training: the file's name says which loader reads it
+        raise ValueError(
+            f"out {str(out)!r}: {name} saves a '{suffix}' file, not '{path.suffix}'; "
+            f"use {str(path.with_suffix(suffix))!r}."
+        )
     start = time.perf_counter()
     train_env = gym.make(env_id, config=train_config)
     if spec.training == TRAIN_PER_REGIME:
@@ -617,29 +625,42 @@ def train_agent(
     }
 
 
-def load_checkpoint(path: str | os.PathLike, agent: str | None = None) -> Router:
+def load_checkpoint(
+    path: str | os.PathLike, agent: str | None = None, trust_pickle: bool = False
+) -> Router:
     """Read an agent saved by ``train_agent``; ``agent`` (a name or entry point) says which class.
 
-    Without ``agent`` the registered routers are asked in turn: the one class that saves
-    ``.zip`` files, or the class a ``.pt`` pickle names.
+    Without ``agent`` the file's contents decide, whatever its name: an SB3 zip goes to the one
+    class that saves ``.zip`` files, a folder to the one that saves folders, a ``torch.save``
+    file to the class it names. Nothing is unpickled unless ``trust_pickle`` (see
+    ``routing_gym.checkpoints``).
     """
+    from routing_gym.checkpoints import is_sb3_zip, read_agent_file
+
     path = Path(path)
     if agent is not None:
-        return load_router_class(agent).load(path)
+        return _load_router(load_router_class(agent), path, trust_pickle)
     classes = [load_router_class(name) for name in router_names()]
-    if path.suffix == ".zip":
-        zips = [cls for cls in classes if cls.checkpoint_suffix == ".zip"]
-        if len(zips) == 1:
-            return zips[0].load(path)
-    from routing_gym.checkpoints import read_agent_file
-
-    payload = read_agent_file(path, "load_checkpoint")  # errors name the path and the file's kind
+    kind = ".zip" if is_sb3_zip(path) else "" if path.is_dir() else None
+    if kind is not None:
+        owners = [cls for cls in classes if cls.checkpoint_suffix == kind]
+        if len(owners) == 1:
+            return _load_router(owners[0], path, trust_pickle)
+    # errors name the path and the file's kind
+    payload = read_agent_file(path, "load_checkpoint", trust_pickle=trust_pickle)
     by_class = {cls.__name__: cls for cls in classes if cls.checkpoint_suffix == ".pt"}
     cls = by_class.get(payload.get("agent") if isinstance(payload, dict) else None)
     if cls is None:
         raise ValueError(
             f"{path} is not an agent checkpoint of a known class ({sorted(by_class)})."
         )
+    return cls.load(path, trust_pickle=trust_pickle)
+
+
+def _load_router(cls: type, path: Path, trust_pickle: bool) -> Router:
+    """``cls.load(path)``, with ``trust_pickle`` where the class takes it (HAPS never unpickles)."""
+    if trust_pickle and "trust_pickle" in inspect.signature(cls.load).parameters:
+        return cls.load(path, trust_pickle=True)
     return cls.load(path)
 
 
