@@ -72,8 +72,11 @@ class PrefixStore:
         return max((len(k) for k in self._entries if len(k) < len(prompt) and prompt[: len(k)] == k), default=0)
 
     @torch.inference_mode()
-    def get(self, model, prefix: tuple[int, ...], device) -> KeyValues:
-        """The prefix's keys and values: stored, or the longest stored prefix of it extended."""
+    def get(self, model, prefix: tuple[int, ...], device, keep: bool = True) -> KeyValues:
+        """The prefix's keys and values: stored, or the longest stored prefix of it extended.
+
+        ``keep=False`` computes a prefix without storing it (one that no later call repeats).
+        """
         from transformers import DynamicCache
 
         if prefix in self._entries:
@@ -89,6 +92,8 @@ class PrefixStore:
         out = model(input_ids=torch.tensor([prefix[start:]], device=device), **kwargs)
         self.prefilled_tokens += len(prefix) - start
         entry = [(layer.keys, layer.values) for layer in out.cache.layers]
+        if not keep:
+            return entry
         self._entries[prefix] = entry
         self._bytes += sum(k.nbytes + v.nbytes for k, v in entry)
         while self._bytes > self.max_bytes and len(self._entries) > 1:
@@ -99,16 +104,17 @@ class PrefixStore:
 
 @torch.inference_mode()
 def prefilled_batch(model, prompts: Sequence[Sequence[int]], lengths: Sequence[int], pad_id: int, device,
-                    store: PrefixStore):
+                    store: PrefixStore, keep: bool = True):
     """``(input_ids, attention_mask, cache)`` for ``generate``, with each row's prefix of
-    ``lengths[i]`` tokens already in ``cache`` (a DynamicCache), taken from ``store``."""
+    ``lengths[i]`` tokens already in ``cache`` (a DynamicCache), taken from ``store``
+    (``keep=False``: prefixes it lacks are computed but not stored)."""
     from transformers import DynamicCache
 
     layers: dict[tuple[int, ...], KeyValues] = {}
     for prompt, length in zip(prompts, lengths):
         key = tuple(prompt[:length])
         if length and key not in layers:
-            layers[key] = store.get(model, key, device)
+            layers[key] = store.get(model, key, device, keep=keep)
     head = max(lengths)
     tail = max(len(p) - n for p, n in zip(prompts, lengths))
     rows = len(prompts)

@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import threading
+import time
 from typing import Any, Sequence
 
 import torch
@@ -72,6 +73,7 @@ def _random_model(spec: ModelSpec, vocab_size: int):
         return model_cls(config)
 
 
+DECODE_MODES = ("compact", "lockstep")
 COMPUTE_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
 _CPU_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
@@ -113,17 +115,21 @@ class _PerRowSampler:
             torch.Generator().manual_seed(int(r.seed)) if r.temperature > 0 else None for r in requests
         ]
 
+    def sample(self, row: int, logits: torch.Tensor) -> int:
+        """Row ``row``'s next token drawn from its own generator (``logits``: one vocabulary row)."""
+        request = self.requests[row]
+        probs = torch.softmax(logits.float().cpu() / request.temperature, dim=-1)
+        if request.top_p < 1.0:
+            sorted_probs, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < request.top_p
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
+        return int(torch.multinomial(probs, 1, generator=self.generators[row]).item())
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        for row, (request, generator) in enumerate(zip(self.requests, self.generators)):
+        for row, generator in enumerate(self.generators):
             if generator is None:
                 continue
-            logits = scores[row].float().cpu() / request.temperature
-            probs = torch.softmax(logits, dim=-1)
-            if request.top_p < 1.0:
-                sorted_probs, order = torch.sort(probs, descending=True)
-                keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < request.top_p
-                probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_probs[keep])
-            token = torch.multinomial(probs, 1, generator=generator).item()
+            token = self.sample(row, scores[row])
             scores[row] = float("-inf")
             scores[row, token] = 0.0
         return scores
@@ -138,17 +144,58 @@ class _PerRowStop:
         self.tokenizer = tokenizer
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        generated = input_ids.shape[1] - self.prompt_length
         done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         for row, request in enumerate(self.requests):
-            if generated >= request.max_new_tokens:
-                done[row] = True
-            elif request.stop:
-                # Only the tail can newly contain a stop string; decode a short window.
-                start = max(self.prompt_length, input_ids.shape[1] - max(len(s) for s in request.stop) - 8)
-                tail = self.tokenizer.decode(input_ids[row, start:], skip_special_tokens=True)
-                done[row] = any(s in tail for s in request.stop)
+            done[row] = _row_done(request, input_ids[row, self.prompt_length :].tolist(), self.tokenizer)
         return done
+
+
+def _row_done(request: GenerationRequest, generated: list[int], tokenizer) -> bool:
+    """Whether a row has reached its max_new_tokens or has one of its stop strings in its tail."""
+    if len(generated) >= request.max_new_tokens:
+        return True
+    if not request.stop:
+        return False
+    # Only the tail can newly contain a stop string; decode a short window.
+    tail = tokenizer.decode(generated[-(max(len(s) for s in request.stop) + 8) :], skip_special_tokens=True)
+    return any(s in tail for s in request.stop)
+
+
+@dataclasses.dataclass
+class ModelProfile:
+    """Where one model's time goes: counted by the backend, read by ``benchmarks/episode_throughput.py``."""
+
+    prefill_tokens: int = 0  # real (unpadded) prompt tokens run through the model
+    prefill_row_tokens: int = 0  # rows x positions computed, padding included
+    prefill_s: float = 0.0
+    decode_steps: int = 0  # forward passes that each produce one token per row
+    row_steps_computed: int = 0  # rows x steps computed (the prefill's first token included)
+    row_steps_useful: int = 0  # rows x steps up to each row's own stop
+    decode_s: float = 0.0
+    completions: int = 0
+    cap_hits: int = 0  # completions that ended at their max_new_tokens
+    scoring_passes: int = 0  # teacher-forced forward passes (letters, verdicts, REINFORCE)
+    scoring_tokens: int = 0
+    scoring_s: float = 0.0
+    backward_s: float = 0.0  # filled in by callers that time their backward
+
+    def add(self, other: "ModelProfile") -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+#: Per model name, what its backends computed in this process (a profile, not part of any result).
+PROFILES: dict[str, ModelProfile] = {}
+
+
+def profile(name: str) -> ModelProfile:
+    """The running profile of model ``name`` (created on first use)."""
+    return PROFILES.setdefault(name, ModelProfile())
+
+
+def reset_profiles() -> None:
+    """Forget every model's profile counters."""
+    PROFILES.clear()
 
 
 class TransformersBackend(Backend):
@@ -333,17 +380,32 @@ class TransformersBackend(Backend):
             self._prefix_store = PrefixStore(int(self.spec.options.get("prefix_store_mb", 512)) * 2**20)
         return self._prefix_store
 
+    def _keeps_base_cache(self, adapter: LoRAAdapter | None) -> bool:
+        """Whether a row with ``adapter`` has the unadapted model's keys and values in every layer.
+
+        An adapter on the ``o_proj`` of layer L changes what layer L outputs, so the keys and
+        values of layers 0..L are the base model's and those of every later layer are not. Only
+        an adapter on the last layer alone leaves the whole cache unchanged, so only then may a
+        row read prefixes computed without it. ``options["lora_prefix_sharing"]``: False never
+        shares a row with an adapter (the code before the profile).
+        """
+        if adapter is None:
+            return True
+        if not self.spec.options.get("lora_prefix_sharing", True):
+            return False
+        return min(adapter.layers) >= self.injector.num_layers - 1
+
     def _shared_prefixes(self, prompt_ids: Sequence[list[int]], adapters) -> list[int]:
         """Per row, the prompt prefix to prefill once for the batch (0: none).
 
         Off with ``options={"prefix_sharing": False}``, for models outside
-        ``SUPPORTED_MODEL_TYPES``, and when any row has a LoRA adapter (it changes the keys and
-        values of the prefix itself).
+        ``SUPPORTED_MODEL_TYPES``, and when a row's LoRA adapter would change the keys and values
+        of the prefix itself (see ``_keeps_base_cache``).
         """
         enabled = self.spec.options.get("prefix_sharing", True)
         if (
             not enabled
-            or any(a is not None for a in adapters)
+            or not all(self._keeps_base_cache(a) for a in adapters)
             or self.model.config.model_type not in SUPPORTED_MODEL_TYPES
         ):
             return [0] * len(prompt_ids)
@@ -374,31 +436,68 @@ class TransformersBackend(Backend):
             return request
         return dataclasses.replace(request, stop=(*request.stop, TRANSCRIPT_TURN_STOP))
 
+    @property
+    def decode_mode(self) -> str:
+        """``options["decode"]``: "compact" (default) drops each row from the batch once it has
+        stopped; "lockstep" is transformers' ``generate``, which decodes every row until the
+        longest ends (the code before the profile, kept to measure against)."""
+        mode = self.spec.options.get("decode", "compact")
+        if mode not in DECODE_MODES:
+            raise BackendError(f"Model {self.spec.name!r}: unknown decode {mode!r}; use one of {list(DECODE_MODES)}.")
+        return mode
+
     @torch.inference_mode()
     def generate(self, requests: Sequence[GenerationRequest], prompt_ids: Sequence[list[int]]) -> list[Completion]:
-        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
-
         requests = [self._with_turn_stop(r) for r in requests]
         model, tokenizer = self.model, self.tokenizer
         adapters = [getattr(r, "adapter", None) for r in requests]
         lengths = self._shared_prefixes(prompt_ids, adapters)
         extra = {}
+        stats = profile(self.spec.name)
         if any(lengths):
             input_ids, attention_mask, extra["cache"] = prefilled_batch(
                 model, prompt_ids, lengths, tokenizer.pad_token_id, self.device, self.prefix_store
             )
+            head = max(lengths)
         else:
             input_ids, attention_mask = self._pad_left(prompt_ids)
+            head = 0
+        stats.prefill_tokens += sum(len(p) - n for p, n in zip(prompt_ids, lengths))
+        stats.prefill_row_tokens += len(prompt_ids) * (input_ids.shape[1] - head)
         eos = {tokenizer.eos_token_id} | set(_as_list(model.generation_config.eos_token_id))
         eos.discard(None)
+        if self.decode_mode == "compact" and self.model.config.model_type in SUPPORTED_MODEL_TYPES:
+            generated = self._decode_compact(requests, input_ids, attention_mask, extra.get("cache"), head,
+                                             adapters, eos, stats)
+        else:
+            generated = self._decode_lockstep(requests, input_ids, attention_mask, extra, adapters, eos, stats)
+        stats.row_steps_useful += sum(self._steps_to_stop(r, row, eos) for r, row in zip(requests, generated))
+        completions = [self._finish(request, row, eos) for request, row in zip(requests, generated)]
+        stats.completions += len(completions)
+        stats.cap_hits += sum(c.finish_reason == "length" for c in completions)
+        return completions
+
+    def _steps_to_stop(self, request: GenerationRequest, tokens: list[int], eos: set[int]) -> int:
+        """The steps a row needed: up to its EOS, its stop string's detection or its length."""
+        for step, token in enumerate(tokens, start=1):
+            if token in eos or _row_done(request, tokens[:step], self.tokenizer):
+                return step
+        return len(tokens)
+
+    def _decode_lockstep(self, requests, input_ids, attention_mask, extra, adapters, eos, stats) -> list[list[int]]:
+        """transformers' ``generate``: one batch, every row decoded until the longest row ends."""
+        from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
+
+        tokenizer = self.tokenizer
         config = GenerationConfig(
             max_new_tokens=max(r.max_new_tokens for r in requests),
             do_sample=False,
             pad_token_id=tokenizer.pad_token_id,
             eos_token_id=sorted(eos),
         )
+        start = time.perf_counter()
         with self._injected(adapters):
-            output = model.generate(
+            output = self.model.generate(
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 generation_config=config,
@@ -406,8 +505,64 @@ class TransformersBackend(Backend):
                 logits_processor=LogitsProcessorList([_PerRowSampler(requests)]),
                 stopping_criteria=StoppingCriteriaList([_PerRowStop(requests, input_ids.shape[1], tokenizer)]),
             )
-        generated = output[:, input_ids.shape[1] :].tolist()
-        return [self._finish(request, row, eos) for request, row in zip(requests, generated)]
+        steps = output.shape[1] - input_ids.shape[1]
+        stats.decode_steps += steps
+        stats.row_steps_computed += steps * len(requests)
+        stats.decode_s += time.perf_counter() - start  # prefill and decode are one call here
+        return output[:, input_ids.shape[1] :].tolist()
+
+    def _decode_compact(self, requests, input_ids, attention_mask, cache, head, adapters, eos, stats) -> list[list[int]]:
+        """Greedy or per-row sampled decoding that drops each row from the batch as it stops.
+
+        It feeds the model what ``generate`` feeds it (positions from the attention mask, the
+        same cache), so a row's tokens are those of the lockstep batch; a finished row simply
+        costs nothing more. transformers' ``generate`` keeps the batch whole, hence this loop.
+        """
+        from transformers import DynamicCache
+
+        model = self.model
+        sampler = _PerRowSampler(requests)
+        cache = cache if cache is not None else DynamicCache(config=model.config)
+        positions = attention_mask.long().cumsum(-1) - 1
+        positions.masked_fill_(attention_mask == 0, 1)  # as generate does for padding
+        step_ids, step_positions = input_ids[:, head:], positions[:, head:]
+        active = list(range(len(requests)))  # original row of each batch row
+        tokens: list[list[int]] = [[] for _ in requests]
+        prefill = True
+        with contextlib.ExitStack() as injected:
+            injected.enter_context(self._injected(adapters))
+            while active:
+                start = time.perf_counter()
+                logits = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
+                               cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
+                picked = logits.argmax(-1).tolist()
+                elapsed = time.perf_counter() - start
+                if prefill:
+                    stats.prefill_s += elapsed
+                else:
+                    stats.decode_s += elapsed
+                prefill = False
+                stats.decode_steps += 1
+                stats.row_steps_computed += len(active)
+                keep = []
+                for batch_row, row in enumerate(active):
+                    token = picked[batch_row] if sampler.generators[row] is None else sampler.sample(row, logits[batch_row])
+                    tokens[row].append(token)
+                    if token not in eos and not _row_done(requests[row], tokens[row], self.tokenizer):
+                        keep.append(batch_row)
+                if not keep:
+                    break
+                next_ids = torch.tensor([[tokens[active[b]][-1]] for b in keep], dtype=torch.long, device=self.device)
+                if len(keep) < len(active):
+                    index = torch.tensor(keep, dtype=torch.long, device=self.device)
+                    cache.batch_select_indices(index)
+                    attention_mask, step_positions = attention_mask[index], step_positions[index]
+                    active = [active[b] for b in keep]
+                    injected.close()  # the hooks are sized to the batch: re-attach for the rows left
+                    injected.enter_context(self._injected([adapters[row] for row in active]))
+                attention_mask = torch.cat([attention_mask, attention_mask.new_ones((len(active), 1))], dim=-1)
+                step_ids, step_positions = next_ids, step_positions[:, -1:] + 1
+        return tokens
 
     def _finish(self, request: GenerationRequest, tokens: list[int], eos: set[int]) -> Completion:
         """Cut one row at its EOS, stop string or length, and decode it."""
@@ -447,19 +602,64 @@ class TransformersBackend(Backend):
                 raise ValueError(f"token_logprobs: completion {row} is empty.")
         sequences = [list(p) + list(c) for p, c in zip(prompt_ids, completion_ids)]
         adapters = self._adapters(adapters, len(sequences))
-        input_ids, attention_mask = self._pad_left(sequences)
         # Completions are right-aligned, so only the last (longest + 1) positions need logits:
         # with a 262k vocabulary, full-sequence logits would dominate time and memory.
         longest = max(len(c) for c in completion_ids)
-        with self._injected(adapters):
-            logits = self.model(
-                input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=longest + 1
-            ).logits
+        stats = profile(self.spec.name)
+        start = time.perf_counter()
+        if self._tail_only(prompt_ids, adapters):
+            input_ids, logits = self._tail_logits(prompt_ids, sequences, adapters, longest)
+        else:
+            input_ids, attention_mask = self._pad_left(sequences)
+            with self._injected(adapters):
+                logits = self.model(
+                    input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=longest + 1
+                ).logits
+        stats.scoring_passes += 1
+        stats.scoring_tokens += sum(len(q) for q in sequences)
+        stats.scoring_s += time.perf_counter() - start
         # Half precision is upcast for the softmax; float64 stays float64 (gradient checks).
         logprobs = torch.log_softmax(logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
         targets = input_ids[:, -longest:]
         picked = logprobs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
         return [picked[row, longest - len(c) :] for row, c in enumerate(completion_ids)]
+
+    def _tail_only(self, prompt_ids: Sequence[list[int]], adapters: Sequence[LoRAAdapter | None]) -> bool:
+        """Whether ``token_logprobs`` may take the prompts' keys and values from a pass without
+        gradient and run only the completions with it (``options["tail_logprobs"]``, default on).
+
+        Exact when no adapter changes a prompt's cache (see ``_keeps_base_cache``): the
+        gradient reaches the factors only through the completion positions. Used only with
+        autograd on: scoring keeps its one plain pass.
+        """
+        return (
+            torch.is_grad_enabled()
+            and bool(self.spec.options.get("tail_logprobs", True))
+            and self.model.config.model_type in SUPPORTED_MODEL_TYPES
+            and any(a is not None for a in adapters)
+            and all(self._keeps_base_cache(a) for a in adapters)
+            and all(len(p) > 1 for p in prompt_ids)
+        )
+
+    def _tail_logits(self, prompt_ids, sequences, adapters, longest: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(input_ids, logits)`` of the last ``longest + 1`` positions, with each prompt but its
+        last token prefilled without gradient (from the prefix store where it holds a prefix)."""
+        lengths = [len(p) - 1 for p in prompt_ids]
+        input_ids, attention_mask, cache = prefilled_batch(
+            self.model, sequences, lengths, self.tokenizer.pad_token_id, self.device, self.prefix_store, keep=False
+        )
+        head = max(lengths)
+        # The store works under inference mode; what autograd sees must be plain tensors.
+        with torch.no_grad():
+            input_ids, attention_mask = input_ids.clone(), attention_mask.clone()
+            for layer in cache.layers:
+                layer.keys, layer.values = layer.keys.clone(), layer.values.clone()
+        with self._injected(adapters):
+            logits = self.model(
+                input_ids=input_ids[:, head:], attention_mask=attention_mask, cache=cache,
+                position_ids=rest_positions(attention_mask, head), logits_to_keep=longest + 1,
+            ).logits
+        return input_ids, logits
 
     # -- the rest of the Backend interface ------------------------------------------------
     @property
@@ -534,8 +734,9 @@ class TransformersBackend(Backend):
                 self.model, prompt_ids, lengths, self.tokenizer.pad_token_id, self.device, self.prefix_store
             )
             head = max(lengths)
-            logits = self.model(input_ids=input_ids[:, head:], attention_mask=attention_mask, cache=cache,
-                                position_ids=rest_positions(attention_mask, head), logits_to_keep=1).logits
+            with self._injected(adapters):  # only adapters that leave the stored cache exact get here
+                logits = self.model(input_ids=input_ids[:, head:], attention_mask=attention_mask, cache=cache,
+                                    position_ids=rest_positions(attention_mask, head), logits_to_keep=1).logits
         else:
             input_ids, attention_mask = self._pad_left(prompt_ids)
             with self._injected(adapters):
