@@ -1,10 +1,10 @@
-"""The episode engine: runs batches of Teacher–Student episodes in lockstep, the one place
-protocol steps run.
+"""The episode engine: runs batches of episodes in lockstep, the one place protocol steps run.
 
-An ``EpisodeEngine`` is a protocol, a pool and the questions. Everything that plays episodes
-goes through it: the live env (one episode, a turn or a whole episode per step), the batched
-vector env (one turn of every env per step), the exhaustive builder (every assignment on
-every question) and HAPS training (the token log-probs of played episodes).
+An ``EpisodeEngine`` is a protocol (Teacher–Student or multi-hop), a pool and the questions.
+Everything that plays episodes goes through it: every live env (a turn or a whole episode per
+step, ``play_moves``), the vector env (the moves of all its envs in one batch), the exhaustive
+builder (every assignment on every question), the hop-tree builder (every hop sequence of
+every query) and HAPS training (the token log-probs of played episodes).
 
 A turn has two kinds of model call, and the engine batches both across the episodes it is
 given: first the generation of every episode's next turn (one ``LLMPool.generate`` call), then
@@ -18,12 +18,12 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, Union
 
 from routing_gym.llm.lora import LoRAAdapter
 from routing_gym.llm.pool import LLMPool
 from routing_gym.llm.requests import GenerationRequest, GenerationResult, ScoringResult
-from routing_gym.protocols.base import EpisodeState, TeacherStudentProtocol, Turn
+from routing_gym.protocols.base import EpisodeProtocol, EpisodeState, Turn
 
 
 @dataclass(frozen=True)
@@ -36,16 +36,6 @@ class TurnJob:
     adapter: LoRAAdapter | None = None
     #: How many turns the episode had when the job was made (a job is for that turn only).
     turn_index: int = 0
-
-    def same_turn(self, other: TurnJob) -> bool:
-        """Whether ``other`` asks for the very same turn (same episode, turn, model and seed)."""
-        return (
-            self.state is other.state
-            and self.turn_index == other.turn_index
-            and self.model == other.model
-            and self.seed == other.seed
-            and self.adapter is other.adapter
-        )
 
 
 @dataclass
@@ -63,7 +53,7 @@ class TurnCalls:
 
 
 class EpisodeEngine:
-    """Runs Teacher–Student episodes of one protocol through one pool, many at a time.
+    """Runs episodes of one protocol through one pool, many at a time.
 
     Args:
         protocol: the task logic (prompts, parsing, scoring, when an episode ends).
@@ -71,7 +61,7 @@ class EpisodeEngine:
         examples: the questions; ``start(i)`` begins an episode on ``examples[i]``.
     """
 
-    def __init__(self, protocol: TeacherStudentProtocol, pool: LLMPool, examples: Sequence[Any]):
+    def __init__(self, protocol: EpisodeProtocol, pool: LLMPool, examples: Sequence[Any]):
         self.protocol = protocol
         self.pool = pool
         self.examples = examples
@@ -200,15 +190,38 @@ class EpisodeEngine:
 
 @dataclass(frozen=True)
 class EpisodePlay:
-    """An episode to play to its end: its engine, state, model per role, seed and LoRA per model
-    (and the env action it came from, if any)."""
+    """An episode to play to its end: its engine, state, model per role, seed and LoRA per model."""
 
     engine: EpisodeEngine
     state: EpisodeState
     assignment: Mapping[str, str]
     seed: int
     adapters: Mapping[str, LoRAAdapter] = dataclasses.field(default_factory=dict)
-    action: Any = None
+
+
+#: What one env step asks the engine for: one turn, a whole episode, or no model call (None).
+Move = Union[TurnJob, EpisodePlay, None]
+#: What the engine gives back for a move: the played ``Turn``, the episode's cost, or None.
+Outcome = Union[Turn, float, None]
+
+
+def play_moves(moves: Sequence[tuple[EpisodeEngine, Move]]) -> list[Outcome]:
+    """Play the moves of any number of envs, each with its engine; every call batched.
+
+    The turns (``TurnJob``) run through ``run_turn_calls`` (one generation and one scoring
+    call per pool setup) and their episodes advance; the whole episodes (``EpisodePlay``)
+    play to their ends in lockstep rounds. A None move makes no call.
+    """
+    out: list[Outcome] = [None] * len(moves)
+    turns = [i for i, (_, move) in enumerate(moves) if isinstance(move, TurnJob)]
+    if turns:
+        for i, calls in zip(turns, run_turn_calls([moves[i] for i in turns])):
+            out[i] = moves[i][0].apply(calls)
+    episodes = [i for i, (_, move) in enumerate(moves) if isinstance(move, EpisodePlay)]
+    if episodes:
+        for i, cost in zip(episodes, play_episodes_together([moves[i][1] for i in episodes])):
+            out[i] = cost
+    return out
 
 
 def play_episodes_together(

@@ -5,8 +5,9 @@ second hops. Each node stores what the env would show and pay there: the context
 the accumulated cost and tokens, and the task score of its answer if the episode stopped
 there. ``MultiHopTableEnv`` replays it exactly.
 
-Nodes are built level by level across a chunk of queries, so each model sees large batches,
-by the live env's own ``begin_step``/``complete_step``, so the tree cannot drift from the env.
+Nodes are built level by level across a chunk of queries through the live env's own episode
+engine and protocol (every hop of a level in one batch, so each model sees large batches) and
+its own context encoder, so the tree cannot drift from the env.
 The builder is resumable twice over: queries already in the file are skipped, and every
 model call goes through the response cache.
 """
@@ -115,58 +116,45 @@ def _resume(path: Path, header: dict[str, Any], digests: dict[str, str]) -> set[
     return set(found.queries)
 
 
-def _snapshot(env) -> dict[str, Any]:
-    return copy.deepcopy(env._episode)
-
-
-def _node(env, path: tuple[int, ...], obs: dict, info: dict, stop_score: dict) -> dict[str, Any]:
+def _node(path: tuple[int, ...], context: np.ndarray, state, score: dict[str, Any]) -> dict[str, Any]:
+    """What the env shows and pays at ``state`` (reached by ``path``), and its stop score."""
     return {
         "path": list(path),
-        "context": encode_vector(obs["context"]),
-        "cost": info["cost"],
-        "prompt_tokens": info["prompt_tokens"],
-        "completion_tokens": info["completion_tokens"],
-        "score": stop_score["value"],
-        "answer": stop_score["answer"],
-        "details": stop_score["details"],
+        "context": encode_vector(context),
+        "cost": float(sum(turn.cost for turn in state.turns)),
+        "prompt_tokens": int(sum(turn.prompt_tokens for turn in state.turns)),
+        "completion_tokens": int(sum(turn.completion_tokens for turn in state.turns)),
+        "score": score["value"],
+        "answer": score["answer"],
+        "details": score["details"],
     }
 
 
-def _stop_score(env, state: dict[str, Any]) -> dict[str, Any]:
-    """The score the episode would get if it stopped in ``state``."""
-    env._episode = copy.deepcopy(state)
-    env._episode["done"] = True
-    return env._final_score()
+def _fork(state):
+    """An independent copy of an episode state that shares its (read-only) question."""
+    return copy.deepcopy(state, memo={id(state.example): state.example})
 
 
 def _build_chunk(env, indices: list[int], depth: int) -> list[dict[str, Any]]:
-    n_models = len(env.model_names)
-    frontier: list[tuple[int, tuple[int, ...], dict]] = []  # (query, path, state)
+    """The tree rows of the queries ``indices``, level by level: every level's hops of every
+    query run through the env's episode engine as one batch, and their contexts encode as one."""
+    engine, protocol = env.engine, env.protocol
+    roots = [engine.start(index) for index in indices]
     rows: dict[int, dict[str, Any]] = {}
-    for index in indices:
-        obs, info = env.reset(options={"index": index})
+    for index, state, context in zip(indices, roots, env.encode_contexts(roots)):
         task, example = env.examples[index]
         rows[index] = {"question_id": str(example.id), "question_digest": content_digest(example), "task": task,
-                       "index": index, "nodes": [
-            _node(env, (), obs, info, {"value": 0.0, "answer": None, "details": {}})]}
-        frontier.append((index, (), _snapshot(env)))
+                       "index": index, "nodes": [_node((), context, state, protocol.stop_score(state))]}
+    frontier = [(index, (), state) for index, state in zip(indices, roots)]
     for _level in range(depth):
-        jobs, requests = [], []
-        for index, path, state in frontier:
-            for action in range(n_models):
-                env._episode = copy.deepcopy(state)
-                requests.append(env.begin_step(action))
-                jobs.append((index, path + (action,), state))
-        results = env.pool.generate(requests)
-        next_frontier = []
-        for (index, path, state), request, result in zip(jobs, requests, results):
-            env._episode = copy.deepcopy(state)
-            obs, _, terminated, _, info = env.complete_step(request, result)
-            child = _snapshot(env)
-            score = child["score"] if terminated else _stop_score(env, child)
-            rows[index]["nodes"].append(_node(env, path, obs, info, score))
-            next_frontier.append((index, path, child))
-        frontier = next_frontier
+        children = [(index, path + (action,), _fork(state))
+                    for index, path, state in frontier for action in range(len(env.model_names))]
+        # greedy decoding (checked by build_hop_tree): the seed changes no reply
+        engine.play_turns([engine.job(child, env.model_names[path[-1]], seed=0) for _, path, child in children])
+        for (index, path, child), context in zip(children, env.encode_contexts([c for _, _, c in children])):
+            score = child.extra["score"] if child.done else protocol.stop_score(child)
+            rows[index]["nodes"].append(_node(path, context, child, score))
+        frontier = children
     return [rows[index] for index in indices]
 
 

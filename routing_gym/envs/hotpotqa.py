@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from routing_gym.data.hotpotqa import load_hotpotqa
 from routing_gym.envs.live_base import LiveRoutingEnv
-from routing_gym.envs.validation import require_render_mode
 
 
 class HotpotQAEnv(LiveRoutingEnv):
@@ -62,9 +61,5 @@ class HotpotQAEnv(LiveRoutingEnv):
 
     protocol_name = "hotpotqa"
 
-    def __init__(self, config: dict | None = None, render_mode: str | None = None, **overrides):
-        require_render_mode(type(self), render_mode)  # "human" fails here, not in render()
-        super().__init__(config, render_mode, **overrides)
-
-    def load_examples(self, split: str, data_dir) -> list:
+    def load_split(self, split: str, data_dir) -> list:
         return load_hotpotqa(split, data_dir=data_dir)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from routing_gym.data.mmlu import load_mmlu
 from routing_gym.data.splits import first_by_hash
 from routing_gym.envs.live_base import LiveRoutingEnv
-from routing_gym.envs.validation import require_render_mode
 
 
 class MMLUEnv(LiveRoutingEnv):
@@ -53,15 +52,11 @@ class MMLUEnv(LiveRoutingEnv):
 
     protocol_name = "mmlu"
 
-    def __init__(self, config: dict | None = None, render_mode: str | None = None, **overrides):
-        require_render_mode(type(self), render_mode)  # "human" fails here, not in render()
-        super().__init__(config, render_mode, **overrides)
-
     @classmethod
     def default_config(cls):
         return {**super().default_config(), "split": "val", "subjects": None}
 
-    def load_examples(self, split: str, data_dir) -> list:
+    def load_split(self, split: str, data_dir) -> list:
         return load_mmlu(split, subjects=self.config["subjects"], data_dir=data_dir)
 
     def limit_examples(self, examples: list, limit: int | None, skip: int = 0) -> list:

@@ -77,22 +77,20 @@ def _register_live_envs() -> None:
         ("HotpotQA", "routing_gym.envs.hotpotqa:HotpotQAEnv"),
         ("MMLU", "routing_gym.envs.mmlu:MMLUEnv"),
     ):
+        # gym.make_vec(..., vectorization_mode="vector_entry_point") batches every step's calls
         # Live models may answer differently across hardware; a warm cache still replays exactly.
-        _register(f"LLMRouting-{task}-v0", entry_point, nondeterministic=True)
-        _register(
-            f"LLMRouting-{task}-Assign-v0",
-            entry_point,
-            nondeterministic=True,
-            kwargs={"action_type": "assignment"},
-        )
+        live = {"nondeterministic": True, "vector_entry_point": f"routing_gym.vector:{task}VectorEnv"}
+        _register(f"LLMRouting-{task}-v0", entry_point, **live)
+        _register(f"LLMRouting-{task}-Assign-v0", entry_point, kwargs={"action_type": "assignment"}, **live)
         # HAPS: the assignment plus per-query LoRA factors for each open model, in one Dict action.
-        _register(f"LLMRouting-{task}-HAPS-v0", entry_point, nondeterministic=True, kwargs={"action_type": "hybrid"})
+        _register(f"LLMRouting-{task}-HAPS-v0", entry_point, kwargs={"action_type": "hybrid"}, **live)
 
 
 def _register_multihop_envs() -> None:
     """HierRouter's live multi-hop pipeline: one ID per task and one mixing all six."""
     multihop = "routing_gym.envs.multihop:MultiHopEnv"
-    _register("LLMRouting-MultiHop-v0", multihop, nondeterministic=True)
+    live = {"nondeterministic": True, "vector_entry_point": "routing_gym.vector:MultiHopVectorEnv"}
+    _register("LLMRouting-MultiHop-v0", multihop, **live)
     for task in HIERROUTER_TASKS:
         name = TABLE_TASK_VARIANTS[task]
-        _register(f"LLMRouting-MultiHop-{name}-v0", multihop, nondeterministic=True, kwargs={"tasks": [task]})
+        _register(f"LLMRouting-MultiHop-{name}-v0", multihop, kwargs={"tasks": [task]}, **live)

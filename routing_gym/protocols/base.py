@@ -69,11 +69,16 @@ class EpisodeState:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class TeacherStudentProtocol(abc.ABC):
-    """Base class of the two-agent protocols (appendix B of the HAPS paper, prompts our own)."""
+class EpisodeProtocol(abc.ABC):
+    """What the episode engine drives: who acts next, what is asked, how a reply is used.
+
+    The Teacher–Student protocols and the one-role multi-hop protocol both derive from it.
+    """
 
     #: Registered name, e.g. "hotpotqa".
     name: str = ""
+    #: The roles that take turns, in the order the observation's one-hot lists them.
+    roles: tuple[str, ...] = ()
 
     def __init__(self, config: Mapping[str, Any] | None = None):
         merged = self.default_config()
@@ -105,7 +110,7 @@ class TeacherStudentProtocol(abc.ABC):
 
     @abc.abstractmethod
     def next_role(self, state: EpisodeState) -> str:
-        """The role that acts next (STUDENT or TEACHER); undefined once ``state.done``."""
+        """The role that acts next (one of ``roles``); undefined once ``state.done``."""
 
     @abc.abstractmethod
     def request(self, state: EpisodeState, model: str, seed: int = 0) -> GenerationRequest:
@@ -159,3 +164,9 @@ class TeacherStudentProtocol(abc.ABC):
     def searches_left(self, state: EpisodeState) -> int:
         """Remaining search budget (0 for protocols without search)."""
         return state.searches_left
+
+
+class TeacherStudentProtocol(EpisodeProtocol):
+    """Base class of the two-agent protocols (appendix B of the HAPS paper, prompts our own)."""
+
+    roles = ROLES

@@ -145,13 +145,24 @@ def test_batched_vector_env_plays_whole_episodes_in_lockstep(env_id, tmp_path, m
         assert one["assignment"] == batched["assignment"] and one.get("adapters") == batched.get("adapters")
 
 
-def test_a_wrapper_that_changes_the_action_cannot_book_a_batched_episode(tmp_path):
-    env = make("LLMRouting-MMLU-Assign-v0", tmp_path).unwrapped
-    env.reset(seed=0)
-    play = env.episode_play(np.array([0, 1]))
-    from routing_gym.engine import play_episodes_together
+def test_the_vector_env_checks_each_action_once_and_calls_no_model_for_a_bad_one(tmp_path, monkeypatch):
+    import routing_gym.envs.live_base as live_base
 
-    cost = play_episodes_together([play])[0]
-    env.prefetch_episode(play, cost)
-    with pytest.raises(RuntimeError, match="another action"):
-        env.step(np.array([1, 1]))
+    env_id = "LLMRouting-MMLU-Assign-v0"
+    vec = gym.make_vec(env_id, num_envs=2, vectorization_mode="vector_entry_point", config=tiny_config(env_id, tmp_path))
+    vec.reset(seed=0)
+    checks, calls = [], []
+    check = live_base.require_action
+    monkeypatch.setattr(live_base, "require_action", lambda space, action: checks.append(1) or check(space, action))
+    pool = vec.envs[0].pool
+    generate = type(pool).generate
+    monkeypatch.setattr(type(pool), "generate", lambda self, reqs: calls.append(len(reqs)) or generate(self, reqs))
+    with pytest.raises(ValueError, match="outside the action space"):
+        vec.step(np.array([[0, 1], [0, 2]]))  # env 1 asks for model 2 of a pool of two
+    assert calls == []  # nothing was played: the bad action was caught before any batch ran
+    checks.clear()
+    _, _, terminated, _, infos = vec.step(np.array([[0, 1], [1, 0]]))
+    assert len(checks) == 2  # one check per env and step, none behind the step's back
+    assert terminated.all() and calls and calls[0] == 2
+    assert [infos["final_info"]["assignment"]["student"][i] for i in range(2)] == ["tiny-llama", "tiny-qwen2"]
+    vec.close()

@@ -295,16 +295,18 @@ def test_ppo_trains_on_the_discrete_live_env(tmp_path):
 
 def test_a_search_step_retrieves_through_the_env(tmp_path):
     """Tiny models never write a valid action, so hand the env a reply that searches."""
+    from routing_gym.engine import TurnCalls
     from routing_gym.llm.requests import GenerationResult
 
     env = gym.make("LLMRouting-HotpotQA-v0", config=tiny_config("HotpotQA", tmp_path, record_text=True),
                    render_mode="ansi").unwrapped
     _, info = env.reset(seed=0, options={"index": 0})
-    request = env.begin_step(0)
+    # the env's own step path (plan -> engine -> finish), with the model's reply written by hand
+    move = env.plan(0)
+    request = env.engine.request(move)
     reply = GenerationResult(model=request.model, text=" I should look it up.\nAction: Search[Freedonia]",
                              prompt_ids=[1, 2, 3], completion_ids=[4, 5], cost=1e-6)
-    env.prefetch(request, reply)
-    obs, _, terminated, truncated, info = env.step(0)
+    obs, _, terminated, truncated, info = env.finish(move, env.engine.apply(TurnCalls(move, request, reply, None)))
     assert not (terminated or truncated)
     assert info["index"] == 0
     assert obs["searches_left"][0] == 0.0  # the budget of one search is spent
@@ -332,7 +334,7 @@ def test_subprocess_workers_share_one_cache(tmp_path):
 
 def test_a_limited_mmlu_env_spreads_over_the_subjects(data_root, tmp_path):
     if not (data_root / "mmlu").is_dir():
-        pytest.skip("no mmlu/ in the data directory")
+        pytest.skip("data missing: no mmlu/ in the data directory")
     env = gym.make("LLMRouting-MMLU-v0", config={"data_dir": str(data_root), "split": "test", "limit": 60,
                                                   "cache_path": str(tmp_path / "c.sqlite")}).unwrapped
     subjects = [e.subject for e in env.examples]

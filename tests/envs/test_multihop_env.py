@@ -18,6 +18,7 @@ import routing_gym  # noqa: F401
 from routing_gym.envs.registration import env_ids_of
 from routing_gym.errors import UnknownModelError
 from routing_gym.llm import TINY_POOL
+from routing_gym.engine import TurnCalls
 from routing_gym.llm.requests import GenerationResult
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
@@ -38,6 +39,15 @@ def tiny_config(tmp_path: Path, **extra) -> dict:
     }
     config.update(extra)
     return config
+
+
+def reply_step(env, move, reply: GenerationResult):
+    """Finish a planned hop with ``reply`` as its model output: the env's own step path
+    (plan -> engine -> finish) with the model call replaced by a hand-written reply."""
+    if move is None:  # STOP makes no call
+        return env.finish(None, None)
+    request = env.engine.request(move)
+    return env.finish(move, env.engine.apply(TurnCalls(move, request, reply, [])))
 
 
 def rollout(env, seed: int, episodes: int = 3):
@@ -120,22 +130,23 @@ def test_stop_is_masked_at_depth_0_and_the_horizon_ends_the_episode(tmp_path):
 def test_a_right_final_answer_scores_and_the_reward_subtracts_the_cost(tmp_path):
     env = gym.make("LLMRouting-MultiHop-MBPP-v0", config=tiny_config(tmp_path, lam=2.0, shuffle=False)).unwrapped
     env.reset(seed=0, options={"index": 0})  # add_two
-    request = env.begin_step(0)
+    move = env.plan(0)
+    request = env.engine.request(move)
     assert "assert add_two(1, 2) == 3" in request.messages[0]["content"]
     reply = GenerationResult(model=request.model, text="```python\ndef add_two(a, b):\n    return a + b\n```",
                              prompt_ids=[1] * 50, completion_ids=[2] * 20, cost=1e-6)
-    env.complete_step(request, reply)
-    request = env.begin_step(1)
+    reply_step(env, move, reply)
+    request = env.engine.request(env.plan(1))
     assert "--- Answer 1 ---\n```python\ndef add_two" in request.messages[0]["content"]  # the next hop sees it
-    _, reward, terminated, _, info = env.complete_step(env.begin_step(env.stop_action), None)
+    _, reward, terminated, _, info = reply_step(env, env.plan(env.stop_action), None)
     assert terminated and info["perf"] == 1.0 and info["execution"] == "passed"
     assert reward == pytest.approx(1.0 - 2.0 * info["normalized_cost"]) and info["normalized_cost"] > 0
     assert info["reward_parts"]["score"] == 1.0
     env.reset(seed=0, options={"index": 0})
     wrong = GenerationResult(model="tiny-llama", text="def add_two(a, b):\n    while True:\n        pass\n",
                              prompt_ids=[1], completion_ids=[2], cost=0.0)
-    env.complete_step(env.begin_step(0), wrong)
-    _, reward, _, _, info = env.complete_step(None, None)
+    reply_step(env, env.plan(0), wrong)
+    _, reward, _, _, info = reply_step(env, None, None)
     assert info["perf"] == 0.0 and info["execution"] == "timeout"
 
 
@@ -148,10 +159,9 @@ def test_a_right_final_answer_scores_and_the_reward_subtracts_the_cost(tmp_path)
 def test_each_task_scores_its_final_answer(task, text, gold_score, tmp_path):
     env = gym.make(f"LLMRouting-MultiHop-{task}-v0", config=tiny_config(tmp_path, shuffle=False)).unwrapped
     env.reset(seed=0, options={"index": 0})
-    request = env.begin_step(0)
-    env.complete_step(request, GenerationResult(model="tiny-llama", text=text, prompt_ids=[1], completion_ids=[2],
-                                                cost=0.0))
-    _, _, _, _, info = env.complete_step(None, None)
+    reply_step(env, env.plan(0), GenerationResult(model="tiny-llama", text=text, prompt_ids=[1], completion_ids=[2],
+                                                  cost=0.0))
+    _, _, _, _, info = reply_step(env, None, None)
     assert info["perf"] == gold_score
 
 
