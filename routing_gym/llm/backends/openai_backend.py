@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import re
 import threading
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
@@ -42,6 +43,14 @@ from routing_gym.llm.spec import ModelSpec
 TOP_LOGPROBS = 20
 #: Tokens generated to read a choice from the text when the server gives no log-probs.
 TEXT_FALLBACK_TOKENS = 8
+
+#: The most tokens one request may report in ``usage``; more is a broken or hostile server
+#: (the longest context windows hold a few million tokens).
+MAX_USAGE_TOKENS = 10_000_000
+#: Log-probs above this are not log-probabilities (a little above 0 is rounding).
+MAX_LOGPROB = 1e-4
+# A dated snapshot of the model asked for ("gpt-4o" answered as "gpt-4o-2024-08-06").
+_SNAPSHOT = re.compile(r"-(\d{4}-\d{2}-\d{2}|\d{4})")
 
 #: The longest ``Retry-After`` (seconds) waited for; a longer one falls back to the backoff.
 MAX_RETRY_AFTER = 120.0
@@ -215,7 +224,36 @@ class OpenAIBackend(Backend):
                     f"The server of model {self.where} is not reachable "
                     f"({what}: {type(cause).__name__}: {cause}; after {retries} retries)."
                 ) from exc
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # the client could not parse the answer (e.g. invalid JSON with status 200)
+                raise self._malformed(what, f"{type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def _malformed(self, what: str, problem: str) -> BackendError:
+        """The error for an answer that is not a valid response; nothing of it is cached."""
+        problem = " ".join(str(problem).split())[:300]
+        return BackendError(f"{what} for model {self.where}: not a valid response: {problem}")
+
+    def _valid(self, response, what: str):
+        """``response`` if it is a completion of the model asked for with one choice or more;
+        else a BackendError naming the URL and the model."""
+        if isinstance(response, (str, bytes)):
+            text = response if isinstance(response, str) else response.decode("utf-8", "replace")
+            raise self._malformed(what, f"the body is not JSON but {text[:80]!r}")
+        error = getattr(response, "error", None)
+        if error:
+            message = error.get("message", error) if isinstance(error, dict) else error
+            raise self._malformed(what, f"the server answered with an error: {message}")
+        choices = getattr(response, "choices", None)
+        if not isinstance(choices, list) or not choices or choices[0] is None:
+            raise self._malformed(what, f"'choices' is {choices!r}, not a list of one choice or more")
+        echoed, asked = getattr(response, "model", None), self.config.model
+        if not isinstance(echoed, str) or (
+            echoed != asked
+            and not (echoed.startswith(asked) and _SNAPSHOT.fullmatch(echoed[len(asked) :]))
+        ):
+            raise self._malformed(what, f"it answers as model {echoed!r}, not {asked!r}")
+        return response
 
     def check_served(self) -> None:
         """Ask the server which models it serves (once per process); raise naming URL and model if not ours."""
@@ -223,7 +261,10 @@ class OpenAIBackend(Backend):
         if self._checked:
             return
         listing = self._call("GET /models", client.models.list)
-        served = [m.id for m in listing.data]
+        try:
+            served = [m.id for m in listing.data]
+        except (AttributeError, TypeError) as exc:
+            raise self._malformed("GET /models", f"no list of models ({exc})") from exc
         if self.config.model not in served:
             raise BackendError(f"The server does not serve model {self.where}; it serves {served}.")
         self._checked = True
@@ -297,20 +338,42 @@ class OpenAIBackend(Backend):
             else self.client.completions.create
         )
         return self._call(
-            f"POST /{'chat/' if endpoint == 'chat' else ''}completions",
+            _endpoint_name(endpoint),
             create,
             **known,
             extra_body=extra or None,
         )
 
-    @staticmethod
-    def _usage(response, where: str) -> tuple[int, int]:
+    def _usage(self, response, what: str) -> tuple[int, int]:
+        """(prompt, completion) tokens of ``usage``: both present, integers in [0, MAX_USAGE_TOKENS]."""
         usage = getattr(response, "usage", None)
-        if usage is None or usage.prompt_tokens is None:
+        if usage is None:
             raise BackendError(
-                f"Model {where}: the response has no 'usage', so the call cannot be priced."
+                f"{what} for model {self.where}: the response has no 'usage', so the call cannot "
+                "be priced."
             )
-        return int(usage.prompt_tokens), int(usage.completion_tokens or 0)
+        counts = []
+        for field in ("prompt_tokens", "completion_tokens"):
+            value = getattr(usage, field, None)
+            if (
+                not isinstance(value, int)
+                or isinstance(value, bool)
+                or not 0 <= value <= MAX_USAGE_TOKENS
+            ):
+                raise self._malformed(
+                    what,
+                    f"usage.{field} is {value!r}, not a token count in [0, {MAX_USAGE_TOKENS}]",
+                )
+            counts.append(value)
+        return counts[0], counts[1]
+
+    def _logprob(self, value, what: str) -> float:
+        """A log-prob the server sent, checked: finite and at most 0 (up to rounding)."""
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self._malformed(what, f"a log-prob is {value!r}, not a number")
+        if not math.isfinite(value) or value > MAX_LOGPROB:
+            raise self._malformed(what, f"a log-prob is {value!r}, not a finite number <= 0")
+        return float(value)
 
     # -- generation -----------------------------------------------------------------------------
     def prompt_ids(self, request: GenerationRequest) -> None:
@@ -322,10 +385,11 @@ class OpenAIBackend(Backend):
 
     def _complete(self, request: GenerationRequest) -> Completion:
         endpoint, body = self._body(request)
-        response = self._send(endpoint, body)
+        what = _endpoint_name(endpoint)
+        response = self._valid(self._send(endpoint, body), what)
         choice = response.choices[0]
-        text = choice.message.content if endpoint == "chat" else choice.text
-        prompt_tokens, completion_tokens = self._usage(response, self.where)
+        text = self._text(choice, endpoint, what)
+        prompt_tokens, completion_tokens = self._usage(response, what)
         return Completion(
             text=text or "",
             completion_ids=[],
@@ -333,6 +397,16 @@ class OpenAIBackend(Backend):
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
         )
+
+    def _text(self, choice, endpoint: str, what: str) -> str:
+        """The generated text of a choice ("" for none); anything but a string is malformed."""
+        try:
+            text = choice.message.content if endpoint == "chat" else choice.text
+        except AttributeError as exc:
+            raise self._malformed(what, f"the choice has no text ({exc})") from exc
+        if text is not None and not isinstance(text, str):
+            raise self._malformed(what, f"the generated text is {text!r}, not a string")
+        return text or ""
 
     def _concurrently(self, function, items: Sequence) -> list:
         """``function`` over ``items`` on at most ``concurrency`` threads, in order; the first error raises."""
@@ -368,17 +442,23 @@ class OpenAIBackend(Backend):
         else:
             body.update(logprobs=TOP_LOGPROBS)
         body = {k: v for k, v in body.items() if v is not None}
-        response = self._send(endpoint, body)
-        usage = self._usage(response, self.where)
-        logprobs = response.choices[0].logprobs
-        if endpoint == "chat":
-            content = getattr(logprobs, "content", None) if logprobs is not None else None
-            if not content:
-                return None, *usage
-            return {alt.token: float(alt.logprob) for alt in content[0].top_logprobs or []}, *usage
-        if logprobs is None or not logprobs.top_logprobs or logprobs.top_logprobs[0] is None:
-            return None, *usage
-        return {token: float(lp) for token, lp in logprobs.top_logprobs[0].items()}, *usage
+        what = _endpoint_name(endpoint)
+        response = self._valid(self._send(endpoint, body), what)
+        usage = self._usage(response, what)
+        logprobs = getattr(response.choices[0], "logprobs", None)
+        try:
+            if endpoint == "chat":
+                content = getattr(logprobs, "content", None) if logprobs is not None else None
+                if not content:
+                    return None, *usage
+                top = {alt.token: alt.logprob for alt in content[0].top_logprobs or []}
+            else:
+                if logprobs is None or not logprobs.top_logprobs or logprobs.top_logprobs[0] is None:
+                    return None, *usage
+                top = dict(logprobs.top_logprobs[0].items())
+        except (AttributeError, TypeError, IndexError) as exc:
+            raise self._malformed(what, f"malformed log-probs ({type(exc).__name__}: {exc})") from exc
+        return {str(token): self._logprob(lp, what) for token, lp in top.items()}, *usage
 
     def score_choices(
         self, request: GenerationRequest, prompt_ids: list[int] | None, choices: Sequence[str]
@@ -453,10 +533,10 @@ class OpenAIBackend(Backend):
             request, max_tokens=TEXT_FALLBACK_TOKENS, temperature=0.0, top_p=1.0, seed=0, stop=None
         )
         body = {k: v for k, v in body.items() if v is not None}
-        response = self._send(endpoint, body)
-        p, c = self._usage(response, self.where)
-        choice = response.choices[0]
-        text = (choice.message.content if endpoint == "chat" else choice.text) or ""
+        what = _endpoint_name(endpoint)
+        response = self._valid(self._send(endpoint, body), what)
+        p, c = self._usage(response, what)
+        text = self._text(response.choices[0], endpoint, what)
         said = text.strip().lower()
         matches = [
             i
@@ -474,3 +554,8 @@ _CLIENT_ARGS = {
     "completions": _COMMON_ARGS | {"prompt", "echo"},
     "chat": _COMMON_ARGS | {"messages", "top_logprobs"},
 }
+
+
+def _endpoint_name(endpoint: str) -> str:
+    """How errors name a request: ``POST /completions`` or ``POST /chat/completions``."""
+    return f"POST /{'chat/' if endpoint == 'chat' else ''}completions"
