@@ -56,16 +56,20 @@ def test_shared_prefix_generation_equals_the_plain_batch(model, monkeypatch):
     pool.close()
 
 
-def test_rows_with_a_lora_adapter_are_never_prefix_shared():
+def test_rows_with_a_lora_adapter_before_the_last_layer_are_never_prefix_shared():
     pool = LLMPool(["tiny-llama"], cache_mode="off")
     backend = pool.backend("tiny-llama")
     prompts = [[5] * 60 + [6], [5] * 60 + [7]]
     assert backend._shared_prefixes(prompts, [None, None]) == [60, 60]
     shapes = o_proj_shapes(backend.model)
     rank = 2
-    layer, (d_out, d_in) = max(shapes.items())
-    factors = {layer: (torch.zeros(d_out, rank), torch.zeros(rank, d_in))}
+    first, (d_out, d_in) = min(shapes.items())
+    factors = {first: (torch.zeros(d_out, rank), torch.zeros(rank, d_in))}
+    # Layer 0's o_proj changes what layer 1 reads, hence layer 1's keys and values.
     assert backend._shared_prefixes(prompts, [LoRAAdapter(factors, model="tiny-llama"), None]) == [0, 0]
+    last = max(shapes)
+    factors = {last: (torch.zeros(d_out, rank), torch.zeros(rank, d_in))}
+    assert backend._shared_prefixes(prompts, [LoRAAdapter(factors, model="tiny-llama"), None]) == [60, 60]
     pool.close()
 
 
