@@ -16,7 +16,6 @@ any other code comes from the harness.
 """
 
 import ctypes
-import ctypes.util
 import json
 import os
 import resource
@@ -152,7 +151,9 @@ def _libseccomp():
     try:  # the usual soname first: find_library spawns ldconfig, which costs a tenth of a second
         return ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
-        name = ctypes.util.find_library("seccomp")
+        from ctypes import util  # costly (it imports subprocess), so only when the usual soname is missing
+
+        name = util.find_library("seccomp")
         return None if name is None else ctypes.CDLL(name, use_errno=True)
 
 

@@ -21,7 +21,6 @@ Why a pass cannot be faked by ordinary means (docs/sandbox.md has the whole argu
 - Files opened for writing and folders made are counted against the run's disk budget.
 """
 
-import ast
 import builtins
 import json
 import os
@@ -76,29 +75,14 @@ def make_audit_hook(max_write_opens: int, max_dirs: int):
     return hook
 
 
-def imported_modules(*sources: str) -> list:
-    """The modules that ``import`` statements in ``sources`` name (parents included)."""
-    names = []
-    for source in sources:
-        for node in ast.walk(ast.parse(source)):
-            if isinstance(node, ast.Import):
-                dotted = [alias.name for alias in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                dotted = [node.module]
-            else:
-                continue
-            for name in dotted:
-                parts = name.split(".")
-                names += [".".join(parts[: i + 1]) for i in range(len(parts))]
-    return list(dict.fromkeys(names))
-
-
 def module_copies(names: list, real_import) -> dict:
     """Copies of the modules ``names`` (those that import), made before any model code runs:
     the tests see these, so patching ``math.fabs`` in the solution does not reach them."""
     copies = {}
     module_type = type(sys)
     for name in names:
+        if name.partition(".")[0] in _DENIED_MODULES:
+            continue
         try:
             real_import(name)
         except Exception:  # noqa: BLE001 - a test that needs it fails later with the real error
@@ -194,7 +178,7 @@ def main() -> None:
         saved = dict(builtins.__dict__)
         copies = {}
         if payload["tests"] is not None:
-            copies = module_copies(imported_modules(payload["setup"], payload["tests"]), real_import)
+            copies = module_copies(payload["imports"], real_import)
             saved["__import__"] = guarded_import(real_import, copies)
         tools = {"exit": exit_, "write": os.write, "exec": exec, "compile": compile, "is_str": str.__instancecheck__,
                  "builtins": saved, "stdout": sys.stdout, "stderr": sys.stderr,

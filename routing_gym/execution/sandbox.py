@@ -15,6 +15,7 @@ ends as a failed ``ExecutionResult``; ``Sandbox.run`` never raises for what the 
 
 from __future__ import annotations
 
+import ast
 import functools
 import json
 import os
@@ -109,6 +110,24 @@ class ExecutionResult:
         return self.status == "passed"
 
 
+def imported_modules(*sources: str) -> list[str]:
+    """The modules that ``import`` statements in ``sources`` name, parents first (the harness
+    copies them before the solution runs)."""
+    names = []
+    for source in sources:
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Import):
+                dotted = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                dotted = [node.module]
+            else:
+                continue
+            for name in dotted:
+                parts = name.split(".")
+                names += [".".join(parts[: i + 1]) for i in range(len(parts))]
+    return list(dict.fromkeys(names))
+
+
 @functools.lru_cache(maxsize=None)
 def namespace_command() -> tuple[str, ...] | None:
     """The ``unshare`` prefix that gives a run new user, network, PID and mount namespaces, or
@@ -192,9 +211,9 @@ class Sandbox:
         started = time.monotonic()
         if isinstance(program, TestProgram):
             payload = {"solution": program.solution, "tests": program.tests, "setup": program.setup,
-                       "keep": list(program.keep)}
+                       "keep": list(program.keep), "imports": imported_modules(program.setup, program.tests)}
         elif isinstance(program, str):
-            payload = {"solution": program, "tests": None, "setup": "", "keep": []}
+            payload = {"solution": program, "tests": None, "setup": "", "keep": [], "imports": []}
         else:
             raise ValueError(f"Sandbox.run takes source or a TestProgram, got {type(program).__name__}.")
         nonce = secrets.token_hex(16)
