@@ -155,6 +155,11 @@ class Agent(ABC):
     def adapt_to(self, env: gym.Env) -> None:
         """Prepare to act in ``env`` (action format, λ); called by ``agents.evaluation``."""
 
+    def reseed(self, seed: int) -> None:
+        """Restart the agent's own random stream at ``seed`` (the benchmark calls it before each
+        row, so a row's choices never depend on the rows played before it); a no-op for agents
+        that choose without randomness."""
+
     @abstractmethod
     def save(self, path: str | os.PathLike) -> Path:
         """Write the trained agent to ``path``."""

@@ -32,6 +32,10 @@ class RandomRouter(OneShotRouter):
     def _fit(self, data: RoutingData | None) -> None:
         self.rng = np.random.default_rng(self.config.seed)
 
+    def reseed(self, seed: int) -> None:
+        """Draw from a fresh generator seeded with ``seed`` from now on."""
+        self.rng = np.random.default_rng(seed)
+
     def _select(self, x: np.ndarray, deterministic: bool = True) -> np.ndarray:
         return self.rng.integers(len(self.arms), size=len(x))
 

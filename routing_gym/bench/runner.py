@@ -536,6 +536,13 @@ def env_seed_records(
     train_env.close()
 
 
+def row_seed(env_id: str, agent: str, regime: str, seed: int) -> int:
+    """The seed of one row's random choices, from the row's own key alone: a resumed run, which
+    skips the rows already done, plays every other row exactly as an uninterrupted run."""
+    key = json.dumps([env_id, agent, regime, seed]).encode()
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big")
+
+
 # ---------------------------------------------------------------------------- one agent
 
 
