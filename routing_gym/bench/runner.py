@@ -511,6 +511,8 @@ def env_seed_records(
                     progress,
                 )
                 fit_s = time.perf_counter() - start
+            if hasattr(agent, "reseed"):  # a one-shot router is shared by the regimes' rows
+                agent.reseed(row_seed(env_id, name, label, seed))
             log_env = EpisodeLog(test_env)
             start = time.perf_counter()
             scores = evaluate_agent(agent, log_env, seed=seed)
