@@ -10,42 +10,45 @@ is an edge to ``a.b.c`` when that is a module, else to ``a.b``.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("routing_gym", "agents")
 
-#: What the envs build on (data flows env -> engine -> protocol -> pool -> cache -> backend).
-BELOW_ENVS = (
-    "routing_gym.errors",
-    "routing_gym.paths",
-    "routing_gym.cost",
-    "routing_gym.metrics",
-    "routing_gym.data",
-    "routing_gym.retrieval",
-    "routing_gym.llm",
-    "routing_gym.protocols",
-    "routing_gym.engine",
-    "routing_gym.tasks",
-    "routing_gym.execution",
-    "routing_gym.checkpoints",
-)
+#: The layer table of the architecture page: the one list of layers, which the docs draw and
+#: this test checks (between its markers; one row per layer, modules in backticks).
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+LAYER_TABLE = re.compile(r"<!-- layers: [^\n]*-->\n(?P<table>.*?)<!-- end layers -->", re.S)
+
+
+def read_layers(path: Path = ARCHITECTURE) -> dict[str, tuple[str, ...]]:
+    """Layer name -> its module prefixes, from the layer table of ``path``."""
+    found = LAYER_TABLE.search(path.read_text(encoding="utf-8"))
+    if found is None:
+        raise ValueError(
+            f"{path} has no layer table between '<!-- layers: ... -->' and '<!-- end layers -->'."
+        )
+    layers = {}
+    for line in found["table"].splitlines()[2:]:  # after the header and its separator
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        layers[cells[0]] = tuple(re.findall(r"`([\w.]+)`", cells[1]))
+    return layers
+
+
+LAYERS = read_layers()
+AGENTS = LAYERS["agents"]
+#: Built on the envs: runners, vector envs, wrappers, the benchmark and the command line.
+ABOVE_ENVS = LAYERS["above the envs"]
+ENVS = LAYERS["envs"]
 #: The exhaustive builders and the table formats they write: they reach the envs only through
 #: the registry (``gym.make(env_id)``), never by import, so envs that replay a table may import
 #: them. They obey the rule of the layers below.
-BUILDERS = ("routing_gym.action_table", "routing_gym.hop_tree")
-ENVS = ("routing_gym.envs",)
-#: Built on the envs: runners, vector envs, wrappers, the benchmark and the command line.
-ABOVE_ENVS = (
-    "routing_gym.vector",
-    "routing_gym.wrappers",
-    "routing_gym.evaluation",
-    "routing_gym.routers",
-    "routing_gym.bench",
-    "routing_gym.cli",
-    "routing_gym.demo",
-    "routing_gym.__main__",
-)
+BUILDERS = LAYERS["builders"]
+#: What the envs build on (data flows env -> engine -> protocol -> pool -> cache -> backend).
+BELOW_ENVS = LAYERS["below the envs"]
 
 
 def module_files() -> dict[str, Path]:
@@ -155,6 +158,22 @@ def test_the_graph_sees_the_known_edges():
     assert "routing_gym.routers" in graph["agents.base"]  # agents depend on routing_gym
 
 
+def test_the_layer_table_is_read_from_the_architecture_page():
+    assert set(LAYERS) == {"agents", "above the envs", "envs", "builders", "below the envs"}
+    assert ENVS == ("routing_gym.envs",) and AGENTS == ("agents",)
+    assert {"routing_gym.engine", "routing_gym.llm", "routing_gym.protocols"} <= set(BELOW_ENVS)
+    assert {"routing_gym.bench", "routing_gym.cli"} <= set(ABOVE_ENVS)
+    listed = [m for layer in LAYERS.values() for m in layer]
+    assert len(listed) == len(set(listed)), "a module is listed in two layers"
+
+
+def test_a_page_without_a_layer_table_is_refused(tmp_path):
+    page = tmp_path / "architecture.md"
+    page.write_text("# Architecture\n\nno table here\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="no layer table"):
+        read_layers(page)
+
+
 def test_a_cycle_would_be_found():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
 
@@ -169,7 +188,7 @@ def test_routing_gym_never_imports_agents():
         for module, targets in import_graph().items()
         if module.startswith("routing_gym")
         for target in targets
-        if target.split(".")[0] == "agents"
+        if within(target, AGENTS)
     }
     assert offenders == set()
 
