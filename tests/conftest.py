@@ -1,9 +1,17 @@
-"""Shared fixtures: the default outcome table, and the data directory."""
+"""Shared fixtures: the default outcome table, and the data directory; loud data skips.
+
+A test that needs the real data skips with a reason that starts with ``DATA_MISSING``, so
+``pytest -ra`` lists it. When ``ROUTING_GYM_DATA`` is set, such a skip is a failure instead:
+the data were promised, so a missing folder is a broken setup, not a reason to test less.
+"""
 
 import os
 from pathlib import Path
 
 import pytest
+
+#: The start of every skip reason that means "the real data are not here".
+DATA_MISSING = "data missing"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -25,5 +33,34 @@ def data_root() -> Path:
     """The real data directory ($ROUTING_GYM_DATA); tests that need it skip without it."""
     root = os.environ.get("ROUTING_GYM_DATA")
     if not root or not Path(root).is_dir():
-        pytest.skip("ROUTING_GYM_DATA is not set to the real data directory")
+        pytest.skip(f"{DATA_MISSING}: ROUTING_GYM_DATA={root!r} is not the real data directory")
     return Path(root)
+
+
+def _data_skip_reason(report) -> str | None:
+    """The reason of a skip for missing data, or None for any other report."""
+    if not report.skipped or not isinstance(report.longrepr, tuple):
+        return None
+    reason = str(report.longrepr[2]).removeprefix("Skipped: ")
+    return reason if reason.startswith(DATA_MISSING) else None
+
+
+def _fail_data_skip(report) -> None:
+    # ROUTING_GYM_DATA promised the data: a test that cannot find them must not pass quietly
+    root = os.environ.get("ROUTING_GYM_DATA")
+    reason = _data_skip_reason(report)
+    if root and reason is not None:
+        report.outcome = "failed"
+        report.longrepr = f"skipped for missing data although ROUTING_GYM_DATA={root} is set: {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _fail_data_skip(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _fail_data_skip(outcome.get_result())

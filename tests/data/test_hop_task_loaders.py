@@ -100,7 +100,7 @@ def test_math_errors_name_file_line_and_field(tmp_path):
 
 def test_real_files_load_with_their_documented_sizes(data_root):
     if not (data_root / "mbpp").is_dir():
-        pytest.skip("no mbpp/ in the data directory")
+        pytest.skip("data missing: no mbpp/ in the data directory")
     assert len(load_mbpp("test", data_dir=data_root)) == 500
     assert len(load_mbpp("all", data_dir=data_root, variant="sanitized")) == 427
     arc = load_arc_challenge("all", data_dir=data_root)
@@ -115,7 +115,7 @@ def test_a_limited_mmlu_task_spreads_over_the_subjects(data_root):
     from routing_gym.tasks.base import LoadOptions
 
     if not (data_root / "mmlu").is_dir():
-        pytest.skip("no mmlu/ in the data directory")
+        pytest.skip("data missing: no mmlu/ in the data directory")
     task = get_task("mmlu")
     limited = task.load(LoadOptions(split="test", data_dir=data_root, limit=60))
     assert len(limited) == 60

@@ -31,9 +31,9 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def real_data() -> Path:
     root = os.environ.get("ROUTING_GYM_DATA")
     if not root:
-        pytest.skip("ROUTING_GYM_DATA is not set; real-data checks need the shared data folder")
+        pytest.skip("data missing: ROUTING_GYM_DATA is not set; real-data checks need the shared data folder")
     if not Path(root, "hotpotqa").is_dir():
-        pytest.skip(f"ROUTING_GYM_DATA={root} has no hotpotqa/ folder")
+        pytest.skip(f"data missing: ROUTING_GYM_DATA={root} has no hotpotqa/ folder")
     return Path(root)
 
 

@@ -399,7 +399,7 @@ def _real_examples(n):
     try:
         return load_hotpotqa("valid", limit=n)
     except FileNotFoundError as exc:
-        pytest.skip(f"HotpotQA data not available (set ROUTING_GYM_DATA): {exc}")
+        pytest.skip(f"data missing: HotpotQA (set ROUTING_GYM_DATA): {exc}")
 
 
 def test_dense_search_finds_the_named_paragraph(encoder_cache):

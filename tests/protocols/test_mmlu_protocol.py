@@ -228,7 +228,7 @@ def _real_example():
     try:
         return load_mmlu("val", ["astronomy"])[0]
     except FileNotFoundError as exc:
-        pytest.skip(f"MMLU data not available (set ROUTING_GYM_DATA): {exc}")
+        pytest.skip(f"data missing: MMLU (set ROUTING_GYM_DATA): {exc}")
 
 
 def test_a_tiny_model_letter_is_the_argmax_of_its_choice_logprobs(tiny_pool):

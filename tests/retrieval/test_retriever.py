@@ -37,9 +37,9 @@ def _hotpotqa_valid(n: int) -> list[dict]:
     try:
         path = data_dir() / "hotpotqa" / "valid.jsonl"
     except FileNotFoundError as exc:
-        pytest.skip(f"HotpotQA data not available: {exc}")
+        pytest.skip(f"data missing: HotpotQA: {exc}")
     if not path.is_file():
-        pytest.skip(f"HotpotQA data not available: {path} is missing (set ROUTING_GYM_DATA)")
+        pytest.skip(f"data missing: {path} (set ROUTING_GYM_DATA)")
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line, _ in zip(f, range(n))]
 
