@@ -152,13 +152,21 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
     def score(choice: dict[str, tuple[str, ...]]) -> dict[str, float]:
         picked = [outcome[(q, choice[q])] for q in questions]
         shares = Counter("/".join(choice[q]) for q in questions)
+        return {**means(per_question(questions, picked)), "assignments": dict(shares),
+                "per_question": per_question(questions, picked)}
+
+    def per_question(ids: list[str], played: list[dict]) -> dict[str, list]:
+        """Each question's F1, USD, normalized cost and reward (the tables' intervals need them)."""
         return {
-            "perf": float(np.mean([r["perf"] for r in picked])),
-            "usd": float(np.mean([r["cost"] for r in picked])),
-            "normalized_cost": float(np.mean([normalizer(r["cost"]) for r in picked])),
-            "reward": float(np.mean([reward(r["perf"], r["cost"]) for r in picked])),
-            "assignments": dict(shares),
+            "question_id": list(ids),
+            "perf": [float(r["perf"]) for r in played],
+            "usd": [float(r["cost"]) for r in played],
+            "normalized_cost": [float(normalizer(r["cost"])) for r in played],
+            "reward": [float(reward(r["perf"], r["cost"])) for r in played],
         }
+
+    def means(values: dict[str, list]) -> dict[str, float]:
+        return {k: float(np.mean(values[k])) for k in ("perf", "usd", "normalized_cost", "reward")}
 
     train_reward = {
         arm: np.mean(
@@ -172,10 +180,15 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
     }
     best_fixed = max(arms, key=lambda a: (train_reward[a], a))
     per_arm = {arm: score({q: arm for q in questions}) for arm in arms}
+    # Random's exact expectation per question: the mean over the assignments
+    random_values = {
+        k: np.mean([per_arm[a]["per_question"][k] for a in arms], axis=0).tolist()
+        for k in ("perf", "usd", "normalized_cost", "reward")
+    }
+    random_values["question_id"] = list(questions)
     table = {
         "Random (expectation over the assignments)": {
-            k: float(np.mean([per_arm[a][k] for a in arms]))
-            for k in ("perf", "usd", "normalized_cost", "reward")
+            **means(random_values), "per_question": random_values,
         },
         f"Best fixed on train: {'/'.join(best_fixed)}": per_arm[best_fixed],
     }
@@ -186,7 +199,12 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
     for label, run in runs.items():
         if abs(run_lambda(run) - lam) > 1e-12:
             continue
-        episodes = [e for e in run["per_episode"] if e["question_id"] in set(questions)]
+        by_id = {e["question_id"]: e for e in run["per_episode"]}
+        missed = [q for q in questions if q not in by_id]
+        if missed:
+            raise SystemExit(f"--run {label}: no episode for {len(missed)} of the compared questions "
+                             f"(first {missed[0]}); a paired comparison needs every one.")
+        episodes = [by_id[q] for q in questions]
         shares = Counter("/".join(assignment_key(e["assignment"])) for e in episodes)
         # the table's episode of the same question and assignment: the one played without LoRA
         plain = [outcome[(e["question_id"], assignment_key(e["assignment"]))] for e in episodes]
@@ -194,12 +212,11 @@ def comparison(lam, train, normalizer, outcome, questions, arms, runs, one_shot)
             abs(e["perf"] - t["perf"]) < 1e-9 and abs(e["cost"] - t["cost"]) < 1e-12
             for e, t in zip(episodes, plain)
         )
+        values = per_question(questions, episodes)
         table[label] = {
-            "perf": float(np.mean([e["perf"] for e in episodes])),
-            "usd": float(np.mean([e["cost"] for e in episodes])),
-            "normalized_cost": float(np.mean([normalizer(e["cost"]) for e in episodes])),
-            "reward": float(np.mean([reward(e["perf"], e["cost"]) for e in episodes])),
+            **means(values),
             "assignments": dict(shares),
+            "per_question": values,
             "table_matches": f"{matches}/{len(episodes)}",
             "vs_table": perf_changes(episodes, plain),
         }
@@ -223,18 +240,10 @@ def perf_changes(episodes: list[dict], plain: list[dict]) -> dict[str, int]:
 
 
 def print_table(lam: float, questions: int, table: dict[str, dict], metric: str = "F1") -> None:
-    print(f"\nValid questions: {questions}, λ = {lam:g} (student/teacher; cost normalized on train)\n")
-    print(f"| router | valid {metric} | mean cost (USD) | normalized cost | reward | assignments played | table matches "
-          f"| {metric} vs the table's episode: better / worse / same |")
-    print("|---|---:|---:|---:|---:|---|---|---|")
-    for label, row in table.items():
-        shares = ", ".join(f"{k} {v}" for k, v in sorted(row.get("assignments", {}).items()))
-        changes = row.get("vs_table")
-        versus = f"{changes['better']} / {changes['worse']} / {changes['same']}" if changes else ""
-        print(
-            f"| {label} | {row['perf']:.3f} | {row['usd']:.2e} | {row['normalized_cost']:.3f} | "
-            f"{row['reward']:.3f} | {shares} | {row.get('table_matches', '')} | {versus} |"
-        )
+    """The λ's table with n, 95% intervals and Δ from the best fixed assignment on train."""
+    from routing_gym.bench.comparison import haps_comparison
+
+    print("\n" + haps_comparison(lam, table, metric))
 
 
 if __name__ == "__main__":

@@ -40,13 +40,15 @@ def comparison_table(
     text_columns: Mapping[str, Mapping[str, str]] | None = None,
     bounds: Iterable[str] = (),
     label: str = "method",
+    reference_name: str | None = None,
 ) -> str:
     """A Markdown table: method, n, each metric's mean [95% interval], then for every compared
     metric the paired difference from ``reference`` [95% interval] and its verdict.
 
     ``methods`` maps a label to {metric key: per-question values}, every method over the same
     questions in the same order. ``bounds`` (the Oracle: upper bounds, not routers) get their
-    difference without a mark. ``text_columns`` maps a column header to {label: text}.
+    difference without a mark. ``text_columns`` maps a column header to {label: text};
+    ``reference_name`` names the reference in the headers (default: its label).
     """
     if not methods:
         raise ValueError("comparison_table needs at least one method.")
@@ -70,7 +72,7 @@ def comparison_table(
     compared = [m for m in metrics if m.compare and reference is not None]
     header = [label, "n"]
     header += [f"{m.name} {'↑' if m.higher_is_better else '↓'} [95% CI]" for m in metrics]
-    header += [f"Δ {m.name} vs {reference} [95% CI]" for m in compared]
+    header += [f"Δ {m.name} vs {reference_name or reference} [95% CI]" for m in compared]
     header += list(text_columns)
     lines = [
         "| " + " | ".join(header) + " |",
@@ -138,7 +140,8 @@ def haps_comparison(lam: float, table: Mapping[str, Mapping[str, Any]], metric: 
         "questions against the best fixed assignment chosen on the train table."
     )
     return caption + "\n\n" + comparison_table(
-        methods, metrics, reference, text, bounds=HAPS_BOUNDS, label="router"
+        methods, metrics, reference, text, bounds=HAPS_BOUNDS, label="router",
+        reference_name="best fixed on train",
     )
 
 
