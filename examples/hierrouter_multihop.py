@@ -174,6 +174,15 @@ def summarize(tree, questions: list[str], outcomes: list[tuple[float, float, flo
             for key, values in rows.items()}
 
 
+def per_query_outcomes(tree, questions: list[str], outcomes_of: dict[str, list]) -> dict[str, Any]:
+    """The held-out queries, their tasks and each method's quality, cost and reward on each one
+    (the tables' intervals are computed from these)."""
+    keys = ("quality", "cost", "reward")
+    return {"question_ids": list(questions), "tasks": [tree.queries[q]["task"] for q in questions],
+            "methods": {method: {key: [float(o[i]) for o in outcomes] for i, key in enumerate(keys)}
+                        for method, outcomes in outcomes_of.items()}}
+
+
 def fixed_policy_outcomes(scorer: TreeScorer, questions, path) -> list:
     return [scorer.outcome(q, path) for q in questions]
 
@@ -299,10 +308,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     models = tree.models
     lams = [resolve_lambda(name) for name in args.lams.split(",")]
     results: dict[str, dict[str, dict]] = {}
+    per_query: dict[str, dict[str, Any]] = {}  # per λ: each method's outcome on each held-out query
     ppo_models, replay, labels, first_hops = {}, {}, {}, {}
     for lam in lams:
         train_scorer, scorer = TreeScorer(train_tree, lam), TreeScorer(tree, lam)
-        table: dict[str, dict] = {}
+        outcomes_of: dict[str, list] = {}  # method -> its (quality, cost, reward) on each held-out query
         model = train_ppo(str(train_tree.path), train_ids, lam, args)
         outcomes, replay[lam] = ppo_on_tree(str(tree.path), model, heldout_ids, lam)
         ppo_models[lam] = model
@@ -310,40 +320,49 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         _, trained_on = ppo_on_tree(str(train_tree.path), model, train_ids, lam)
         first_hops[str(lam)] = {"train": first_hop_shares(trained_on, models),
                                 "heldout": first_hop_shares(replay[lam], models)}
-        table["HierRouter (MaskablePPO)"] = summarize(tree, heldout_ids, outcomes)
+        outcomes_of["HierRouter (MaskablePPO)"] = outcomes
         for i, name in enumerate(models):
-            table[f"single {name}"] = summarize(tree, heldout_ids, fixed_policy_outcomes(scorer, heldout_ids, (i,)))
+            outcomes_of[f"single {name}"] = fixed_policy_outcomes(scorer, heldout_ids, (i,))
         pairs = list(itertools.product(range(len(models)), repeat=2))
         best = max(pairs, key=lambda p: np.mean([train_scorer.outcome(q, p)[2] for q in train_ids]))
         labels[lam] = f"{models[best[0]]} -> {models[best[1]]}"
-        table["best two-hop"] = summarize(tree, heldout_ids, fixed_policy_outcomes(scorer, heldout_ids, best))
-        table["Random"] = summarize(tree, heldout_ids, [scorer.random_expectation(q) for q in heldout_ids])
+        outcomes_of["best two-hop"] = fixed_policy_outcomes(scorer, heldout_ids, best)
+        outcomes_of["Random"] = [scorer.random_expectation(q) for q in heldout_ids]
         x_train, s_train, c_train = first_hop_data(train_scorer, train_ids)
         x_test, _, _ = first_hop_data(scorer, heldout_ids)
         for name in ONE_SHOT_ROUTERS:
             router = one_shot_router(name, lam, len(train_ids), args.seed)
             router.fit(x_train, s_train, c_train, models=models)
             arms = router.select_arms(x_test)
-            table[f"{name} (first hop)"] = summarize(
-                tree, heldout_ids, [scorer.outcome(q, (int(a),)) for q, a in zip(heldout_ids, arms)])
-        table["Oracle"] = summarize(tree, heldout_ids, [scorer.oracle(q) for q in heldout_ids])
-        table["Oracle (quality)"] = summarize(tree, heldout_ids, [scorer.quality_oracle(q) for q in heldout_ids])
-        results[str(lam)] = table
+            outcomes_of[f"{name} (first hop)"] = [scorer.outcome(q, (int(a),)) for q, a in zip(heldout_ids, arms)]
+        outcomes_of["Oracle"] = [scorer.oracle(q) for q in heldout_ids]
+        outcomes_of["Oracle (quality)"] = [scorer.quality_oracle(q) for q in heldout_ids]
+        results[str(lam)] = {method: summarize(tree, heldout_ids, o) for method, o in outcomes_of.items()}
+        per_query[str(lam)] = per_query_outcomes(tree, heldout_ids, outcomes_of)
     split = args.heldout_split
     live = live_check(config, split, ppo_models, replay)
     return {"models": models, "train_queries": len(train_ids), "heldout_queries": len(heldout_ids),
             "tasks": sorted({tree.queries[q]["task"] for q in heldout_ids}), "timesteps": args.timesteps,
             "best_two_hop": {str(k): v for k, v in labels.items()}, "results": results,
+            "per_query": per_query,
             "ppo_first_hop": first_hops,
             "live_equals_replay": live["equal"], "live": live}
 
 
 def print_tables(result: dict[str, Any]) -> None:
-    """One Markdown table per λ: rows are methods, cells quality / normalized cost / reward."""
+    """Per λ: the interval table (n, 95% CIs, Δ from the best two-hop on train) over the held-out
+    queries, then the per-task table (cells quality / normalized cost / reward, means only)."""
+    from routing_gym.bench.comparison import multihop_comparison
+
     columns = result["tasks"] + ["overall"]
     for lam, table in result["results"].items():
+        if "per_query" in result:
+            print("\n" + multihop_comparison(result, lam))
+        else:
+            print(f"\nλ = {lam}: this result keeps no per-query outcomes, so it has no intervals.")
         print(f"\nλ = {lam}  (held-out {result['heldout_queries']} queries; best two-hop = "
-              f"{result['best_two_hop'][lam]}; cells: quality / normalized cost / reward)\n")
+              f"{result['best_two_hop'][lam]}; cells: quality / normalized cost / reward, per-task "
+              "means without intervals: a task has 13–25 of them)\n")
         print("| method | " + " | ".join(columns) + " |")
         print("|---|" + "---:|" * len(columns))
         for method, cells in table.items():

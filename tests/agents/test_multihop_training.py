@@ -51,6 +51,16 @@ def test_multihop_pipeline_scores_every_method_and_live_equals_replay(tmp_path, 
         overall = table["HierRouter (MaskablePPO)"]["overall"]
         assert (f"| HierRouter (MaskablePPO) |" in out and f"{overall['quality']:.3f} / {overall['cost']:.3f} / "
                 f"{overall['reward']:+.3f} |" in out)
+        # the per-query outcomes behind every row: their means are the overall cells
+        per_query = result["per_query"][lam]
+        assert len(per_query["question_ids"]) == len(per_query["tasks"]) == result["heldout_queries"]
+        assert sorted(per_query["methods"]) == sorted(expected)
+        for method, outcomes in per_query["methods"].items():
+            for key in ("quality", "cost", "reward"):
+                assert sum(outcomes[key]) / len(outcomes[key]) == pytest.approx(table[method]["overall"][key])
+    # the interval table: n and the paired Δ from the best two-hop pipeline on train
+    assert f"| method | n | quality ↑ [95% CI] |" in out and "Δ reward vs best two-hop [95% CI]" in out
+    assert f"| best two-hop | {result['heldout_queries']} | " in out
     for lam, shares in result["ppo_first_hop"].items():
         for part in ("train", "heldout"):
             assert sorted(shares[part]) == ["tiny-llama", "tiny-qwen2"]
