@@ -37,6 +37,8 @@ _DENIED_EVENTS = frozenset({
 # ctypes and the CPython test modules give raw memory; sub-interpreters start without this hook
 _DENIED_MODULES = ("ctypes", "_ctypes", "_testcapi", "_testinternalcapi", "_testbuffer", "_testmultiphase",
                    "_xxsubinterpreters", "_xxinterpchannels", "_xxtestfuzz", "_ctypes_test")
+# modules that print or act when imported: the solution imports them itself, in its own order
+_LOUD_MODULES = ("this", "antigravity", "__hello__", "__phello__")
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -176,6 +178,12 @@ def main() -> None:
         os.close(null)
         real_import = builtins.__import__
         saved = dict(builtins.__dict__)
+        for name in payload["preload"]:  # standard-library modules only: nothing else is readable
+            if name.partition(".")[0] not in _DENIED_MODULES + _LOUD_MODULES:
+                try:
+                    real_import(name)
+                except BaseException:  # noqa: BLE001 - the solution meets the same error itself
+                    pass
         copies = {}
         if payload["tests"] is not None:
             copies = module_copies(payload["imports"], real_import)

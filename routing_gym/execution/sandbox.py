@@ -128,6 +128,15 @@ def imported_modules(*sources: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def _preload(solution: str) -> list[str]:
+    """The modules the solution imports, which the harness loads from the standard library's
+    bytecode before any model code runs (after that, imports compile from source)."""
+    try:
+        return imported_modules(solution)
+    except Exception:  # noqa: BLE001 - a solution that does not parse fails in the sandbox, not here
+        return []
+
+
 @functools.lru_cache(maxsize=None)
 def namespace_command() -> tuple[str, ...] | None:
     """The ``unshare`` prefix that gives a run new user, network, PID and mount namespaces, or
@@ -211,9 +220,11 @@ class Sandbox:
         started = time.monotonic()
         if isinstance(program, TestProgram):
             payload = {"solution": program.solution, "tests": program.tests, "setup": program.setup,
-                       "keep": list(program.keep), "imports": imported_modules(program.setup, program.tests)}
+                       "keep": list(program.keep), "imports": imported_modules(program.setup, program.tests),
+                       "preload": _preload(program.solution)}
         elif isinstance(program, str):
-            payload = {"solution": program, "tests": None, "setup": "", "keep": [], "imports": []}
+            payload = {"solution": program, "tests": None, "setup": "", "keep": [], "imports": [],
+                       "preload": _preload(program)}
         else:
             raise ValueError(f"Sandbox.run takes source or a TestProgram, got {type(program).__name__}.")
         nonce = secrets.token_hex(16)
