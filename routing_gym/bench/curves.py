@@ -10,8 +10,8 @@ share of the calls. The knob is
 * the threshold α for RouteLLM's MF router, swept as RouteLLM sweeps it: the quantiles of its
   predicted win probabilities on the evaluated queries, then just above the largest;
 * λ in the observation for HierRouter trained across λ (the table envs' ``lam_in_obs`` and
-  ``lam_range``): one policy, evaluated at every λ of the grid; a HierRouter trained at one λ
-  is one point per training run;
+  ``lam_range``, λ/(1+λ) drawn uniformly): one policy, evaluated at every λ of the grid; a
+  HierRouter trained at one λ is one point per training run;
 * λ for the Oracle (per query ``argmax true score − λ·cost``): an upper bound, not a router.
 
 On a two-model pool the λ grid also runs below 0 (estimate routers and the Oracle): there
@@ -45,8 +45,12 @@ from routing_gym.cost import REGIMES, resolve_lambda
 #: λ values at which the gap captured is reported: performance only, and balanced.
 GAP_LAMS: tuple[float, ...] = (0.0, REGIMES["balanced"])
 #: Bumped when the curves of the same settings would change (resumed curves are keyed by it).
-CURVES_VERSION = 1
+CURVES_VERSION = 2  # 2: the points at the λ of the gap captured keep per-query perf and cost
 CURVES_FILE = "curves.jsonl"
+#: How the PPO trained across λ draws each episode's λ: λ/(1+λ) uniform (``lam_sampling``).
+#: Uniform λ on [0, 2] left two-model pools, whose break-even λ is often 0.1–0.3, with a PPO
+#: that called the cheap model at every λ (docs/results/two_model_lambda.md).
+ANY_LAM_SAMPLING = "uniform-obs"
 
 
 # ---------------------------------------------------------------------------- outcomes and grids
@@ -64,6 +68,7 @@ class TableOutcomes:
     scores: np.ndarray  # (n, m)
     costs: np.ndarray  # (n, m) normalized
     models: tuple[str, ...]
+    ids: tuple[str, ...] = ()  # the queries' ids, in row order (pairs bench rows with these rows)
 
     @classmethod
     def from_table_env(cls, env) -> "TableOutcomes":
@@ -76,6 +81,7 @@ class TableOutcomes:
             scores=np.asarray(base.scores, dtype=np.float64),
             costs=np.asarray(base.cost_normalizer(np.asarray(base.costs)), dtype=np.float64),
             models=tuple(base.model_names),
+            ids=tuple(str(q) for q in base.query_ids),
         )
 
     def __len__(self) -> int:
@@ -117,18 +123,27 @@ def threshold_grid(values: np.ndarray, bins: int = 100) -> np.ndarray:
 # ---------------------------------------------------------------------------- points and sweeps
 
 
-def curve_point(data: TableOutcomes, arms: np.ndarray, knob: float) -> dict[str, Any]:
+def curve_point(
+    data: TableOutcomes, arms: np.ndarray, knob: float, per_query: bool = False
+) -> dict[str, Any]:
     """The point of one knob setting: mean normalized cost and perf of the chosen models, and
-    each model's share of the calls."""
+    each model's share of the calls; ``per_query`` adds each query's perf and cost (row order),
+    which the paired comparisons at the λ of the gap captured need."""
     arms = np.asarray(arms, dtype=np.int64).reshape(len(data))
     rows = np.arange(len(data))
     counts = np.bincount(arms, minlength=len(data.models)) / max(1, len(data))
-    return {
+    point = {
         "knob": float(knob),
         "cost": float(data.costs[rows, arms].mean()),
         "perf": float(data.scores[rows, arms].mean()),
         "share": {model: float(counts[i]) for i, model in enumerate(data.models)},
     }
+    if per_query:
+        point["per_query"] = {
+            "perf": data.scores[rows, arms].tolist(),
+            "cost": data.costs[rows, arms].tolist(),
+        }
+    return point
 
 
 def _check_models(router: Any, data: TableOutcomes) -> None:
@@ -197,7 +212,7 @@ def router_at_lams(
         out = {}
         for lam in lams:
             router.lam = float(lam)
-            out[float(lam)] = curve_point(data, router.select_arms(data.embeddings), lam)
+            out[float(lam)] = curve_point(data, router.select_arms(data.embeddings), lam, True)
         return out
     finally:
         router.lam = previous
@@ -271,16 +286,22 @@ def sweep_policy(
 
 
 def point_from_scores(
-    lam: float, scores: Mapping[str, Any], models: Sequence[str]
+    lam: float, scores: Mapping[str, Any], models: Sequence[str], ids: Sequence[str] = ()
 ) -> dict[str, Any]:
-    """A curve point from ``evaluate_agent``'s scores (or a bench row) at one λ."""
+    """A curve point from ``evaluate_agent``'s scores (or a bench row) at one λ; a bench row's
+    per-question values are kept in the order of ``ids`` (the evaluation data's rows)."""
     share = scores.get("share", {})
-    return {
+    point = {
         "knob": float(lam),
         "cost": float(scores["cost"]),
         "perf": float(scores["perf"]),
         "share": {m: float(share.get(m, 0.0)) for m in models},
     }
+    played = scores.get("per_query")
+    if played and ids and sorted(map(str, played["query_ids"])) == sorted(ids):
+        where = {str(q): i for i, q in enumerate(played["query_ids"])}
+        point["per_query"] = {k: [played[k][where[q]] for q in ids] for k in ("perf", "cost")}
+    return point
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -426,7 +447,7 @@ def env_seed_curves(
     for name in config.agents:
         spec = entry(name)
         if spec.training == FIT_ON_EVAL:
-            at = {lam: curve_point(data, oracle_arms(data, lam), lam) for lam in GAP_LAMS}
+            at = {lam: curve_point(data, oracle_arms(data, lam), lam, True) for lam in GAP_LAMS}
             lams = lambda_grid(two_model=len(data.models) == 2)
             yield None, Curve(name, spec.label, "λ", oracle_curve(data, lams), at)
             continue
@@ -453,7 +474,7 @@ def env_seed_curves(
         # trained per regime: the bench rows are its per-λ points ...
         rows = _per_lam_rows(config, env_id, seed, name)
         if rows:
-            points = [point_from_scores(r["lam"], r, data.models) for r in rows]
+            points = [point_from_scores(r["lam"], r, data.models, data.ids) for r in rows]
             at = {float(r["lam"]): p for r, p in zip(rows, points) if float(r["lam"]) in GAP_LAMS}
             label = f"{spec.label}, one PPO per λ"
             yield None, Curve(f"{name}-per-lam", label, "λ (trained at each)", points, at)
@@ -462,6 +483,7 @@ def env_seed_curves(
         # ... and one PPO trained across λ is swept over λ, with the steps of all regimes together
         steps = config.timesteps * len(config.regimes)
         extra = {"seed": seed, "lam_max": lam_max, "steps": steps}
+        extra["lam_sampling"] = ANY_LAM_SAMPLING
         fingerprint = _fingerprint(config, name, env_id, extra)
         curve_name = f"{name}-any-lam"
         if (curve_name, fingerprint) in done:
@@ -477,6 +499,7 @@ def env_seed_curves(
             "split": config.train_split,
             "lam_in_obs": True,
             "lam_range": [0.0, lam_max],
+            "lam_sampling": ANY_LAM_SAMPLING,
         }
         agent.learn(TrainingRun(env_id, train_config, timesteps=steps))
         fit_s = time.perf_counter() - start
@@ -552,9 +575,10 @@ def write_curves(
                     }
                     append_record(path, record)
                 by_seed[seed].append(curve)
+        train_data = TableOutcomes.from_table_env(train_env)
         train_env.close()
         eval_env.close()
-        summary["envs"][env_id] = env_summary(data, by_seed)
+        summary["envs"][env_id] = env_summary(data, by_seed, train_data)
     paths: dict[str, Any] = {"json": out / "curves.json", "csv": out / "curves.csv"}
     out.mkdir(parents=True, exist_ok=True)
     paths["json"].write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
@@ -572,8 +596,25 @@ def write_curves(
     return summary, paths
 
 
-def env_summary(data: TableOutcomes, by_seed: Mapping[int, list[Curve]]) -> dict[str, Any]:
-    """One env's references, curves (points per seed) and metrics (mean and std over seeds)."""
+def best_fixed_on_train(train: TableOutcomes, data: TableOutcomes, lam: float) -> dict[str, Any]:
+    """The single model with the best mean reward at ``lam`` on the train split, and its
+    per-query perf and cost on the evaluation split (the reference of the paired comparisons)."""
+    rewards = (train.scores - lam * train.costs).mean(axis=0)
+    model = train.models[int(np.argmax(rewards))]
+    if model not in data.models:
+        raise ValueError(f"the best fixed model on train, {model!r}, is not in the evaluation data.")
+    column = data.models.index(model)
+    return {
+        "model": model,
+        "per_query": {"perf": data.scores[:, column].tolist(), "cost": data.costs[:, column].tolist()},
+    }
+
+
+def env_summary(
+    data: TableOutcomes, by_seed: Mapping[int, list[Curve]], train: TableOutcomes | None = None
+) -> dict[str, Any]:
+    """One env's references, curves (points per seed) and metrics (mean and std over seeds);
+    with the ``train`` split also the best fixed model on train at each λ of GAP_LAMS."""
     refs = env_references(data, [c for curves in by_seed.values() for c in curves])
     names = list(dict.fromkeys(c.name for curves in by_seed.values() for c in curves))
     curves = []
@@ -616,6 +657,11 @@ def env_summary(data: TableOutcomes, by_seed: Mapping[int, list[Curve]]) -> dict
         "cost_range": list(refs.cost_range),
         "best_single_reward": {repr(k): v for k, v in refs.best_single_reward.items()},
         "oracle_reward": {repr(k): v for k, v in refs.oracle_reward.items()},
+        "best_fixed_on_train": (
+            None
+            if train is None
+            else {repr(float(lam)): best_fixed_on_train(train, data, lam) for lam in GAP_LAMS}
+        ),
         "curves": curves,
     }
 
@@ -688,6 +734,53 @@ def curves_table(env: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def curves_comparison(env: Mapping[str, Any], lam: float) -> str:
+    """Markdown: at one λ of GAP_LAMS, each router playing its own rule at that λ: n, perf,
+    cost and reward with 95% intervals over the evaluation queries (each query's values
+    averaged over seeds), and the paired Δ from the best single model chosen on the train split."""
+    from routing_gym.bench.comparison import Metric, comparison_table
+    from routing_gym.bench.roster import ROSTER
+
+    key = repr(float(lam))
+    reference = (env.get("best_fixed_on_train") or {}).get(key)
+    if reference is None:
+        return f"λ = {lam:g}: no best fixed model on train in this summary, so no paired comparison."
+    ref_label = f"Best fixed on train: {reference['model']}"
+
+    def values(per_query: Mapping[str, list]) -> dict[str, list[float]]:
+        perf, cost = np.asarray(per_query["perf"]), np.asarray(per_query["cost"])
+        return {"perf": perf.tolist(), "cost": cost.tolist(), "reward": (perf - lam * cost).tolist()}
+
+    methods = {ref_label: values(reference["per_query"])}
+    bounds, skipped = [], []
+    for curve in env["curves"]:
+        points = [at.get(key) for at in curve["at_lam"].values()]
+        if not points or any(p is None or "per_query" not in p for p in points):
+            skipped.append(curve["label"])
+            continue
+        mean = {
+            k: np.mean([p["per_query"][k] for p in points], axis=0).tolist() for k in ("perf", "cost")
+        }
+        methods[curve["label"]] = values(mean)
+        if curve["name"] in ROSTER and ROSTER[curve["name"]].upper_bound:
+            bounds.append(curve["label"])
+    metrics = [
+        Metric("perf", "perf", compare=True),
+        Metric("cost", "cost", higher_is_better=False),
+        Metric("reward", "reward", compare=True),
+    ]
+    caption = (
+        f"λ = {lam:g}: {len(methods[ref_label]['perf'])} evaluation queries; reference = the best "
+        f"single model at λ = {lam:g} on the train split ({reference['model']})"
+    )
+    if skipped:
+        caption += f"; without per-query values (not compared): {', '.join(skipped)}"
+    table = comparison_table(
+        methods, metrics, ref_label, bounds=bounds, label="Router", reference_name="best fixed on train"
+    )
+    return caption + ".\n\n" + table
+
+
 def curves_markdown(summary: Mapping[str, Any]) -> str:
     """Every env's curve table, with what it was measured against."""
     parts = []
@@ -707,5 +800,17 @@ def curves_markdown(summary: Mapping[str, Any]) -> str:
                 f"{env['weak']} (CPT = share of calls to the strong model; †: the curve never "
                 "reaches that perf, and RouteLLM's interpolation reads its last share)"
             )
-        parts.append(text + ".\n\n" + curves_table(env))
+        parts.append(
+            text
+            + ". ± is the std over seeds (the spread of training runs), not an interval over "
+            "queries.\n\n"
+            + curves_table(env)
+        )
+        if env.get("best_fixed_on_train"):
+            parts.append(
+                "### Each router at its own rule, against the best fixed model on train\n\n"
+                "95% bootstrap intervals over the evaluation queries; Δ is paired over the same "
+                "queries, and `**beats**` or `below` is written only where its interval excludes 0.\n\n"
+                + "\n\n".join(curves_comparison(env, lam) for lam in GAP_LAMS)
+            )
     return "\n\n".join(parts) + "\n"

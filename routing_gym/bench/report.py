@@ -19,7 +19,14 @@
   regime and is counted in each of its results), ``pgr`` (per-point PGR), ``pareto`` (in the
   env's Pareto set), ``upper_bound`` (reads the evaluation outcomes: the Oracle),
   ``training`` (``"once"``, ``"per-regime"`` or ``"on-eval"``, see
-  ``routing_gym.bench.roster``), ``detail`` (e.g. the model "Fixed: best at λ" picked).
+  ``routing_gym.bench.roster``), ``detail`` (e.g. the model "Fixed: best at λ" picked);
+  ``per_query`` ({query_ids, tasks, perf, cost, reward}: each evaluation question's values,
+  averaged over seeds, ids sorted), ``n`` (its questions), ``perf_ci`` / ``cost_ci`` /
+  ``reward_ci`` ([low, high], 95% bootstrap intervals over the questions, see
+  ``routing_gym.stats``) and ``vs_reference`` ({agent, perf, reward}: the paired difference
+  from ``REFERENCE_AGENT`` at the same regime, each {estimate, low, high, verdict}); these
+  are null for rows written without per-question values, and ``vs_reference`` is null
+  where the run has no ``REFERENCE_AGENT``.
 * ``agents``: one object per (env, agent) with ``AGENT_KEYS``: ``mean_pgr`` (mean PGR over its
   regimes; not RouteLLM's APGR, which ``routing_gym.bench.curves`` computes from a sweep),
   ``aiq`` (area under its non-decreasing hull over the env's ``cost_range``), ``points`` (how many regimes it was scored at) and ``wall_s`` (seconds per seed to train
@@ -45,10 +52,14 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from routing_gym import __version__
+from routing_gym import __version__, stats
 from routing_gym.bench import metrics
 
-SCHEMA_VERSION = 2  # 2: the agents' "apgr" (a mean over regimes) renamed "mean_pgr"
+# 2: the agents' "apgr" (a mean over regimes) renamed "mean_pgr"; 3: per-question values and
+# 95% intervals (n, perf_ci, cost_ci, reward_ci, vs_reference, per_query)
+SCHEMA_VERSION = 3
+#: The reference of the paired differences: the best fixed model at λ, chosen on the train split.
+REFERENCE_AGENT = "fixed-best"
 TOP_KEYS = (
     "schema_version",
     "generator",
@@ -97,6 +108,12 @@ RESULT_KEYS = (
     "pareto",
     "upper_bound",
     "training",
+    "n",
+    "perf_ci",
+    "cost_ci",
+    "reward_ci",
+    "vs_reference",
+    "per_query",
 )
 AGENT_KEYS = (
     "env",
@@ -150,6 +167,15 @@ def build_report(
         env, agent, regime = key
         items = sorted(groups[key], key=lambda r: r["seed"])
         results.append(_aggregate(items, envs.get(env)))
+    references = {
+        (r["env"], r["regime"]): r
+        for r in results
+        if r["agent"] == REFERENCE_AGENT and r["per_query"] is not None
+    }
+    for r in results:
+        reference = references.get((r["env"], r["regime"]))
+        if r["per_query"] is not None and reference is not None:
+            r["vs_reference"] = _versus(r, reference)
 
     frontier = {}
     for env in dict.fromkeys(r["env"] for r in results):
@@ -244,6 +270,7 @@ def _aggregate(items: list[Mapping[str, Any]], env: Mapping[str, Any] | None) ->
         strong = env["single_models"][env["strongest_model"]]["perf"]
         if strong > weak:
             pgr = metrics.pgr(stats["perf_mean"], weak, strong)
+    per_query = _per_query_over_seeds(items)
     fit_s = float(np.mean([r.get("fit_s", 0.0) for r in items]))
     eval_s = float(np.mean([r.get("eval_s", 0.0) for r in items]))
     details = list(dict.fromkeys(r.get("detail", "") for r in items if r.get("detail")))
@@ -268,7 +295,53 @@ def _aggregate(items: list[Mapping[str, Any]], env: Mapping[str, Any] | None) ->
         "pareto": False,
         "upper_bound": bool(first.get("upper_bound", False)),
         "training": first.get("training", ""),
+        "n": None if per_query is None else len(per_query["query_ids"]),
+        **{f"{k}_ci": _ci(per_query, k) for k in ("perf", "cost", "reward")},
+        "vs_reference": None,
+        "per_query": per_query,
     }
+
+
+def _per_query_over_seeds(items: list[Mapping[str, Any]]) -> dict[str, list] | None:
+    """Each question's perf, cost and reward averaged over the seeds, ids sorted; None unless
+    every seed kept per-question values for the same questions."""
+    if not all(r.get("per_query") for r in items):
+        return None
+    values: dict[str, dict[str, list[float]]] = {}
+    tasks: dict[str, Any] = {}
+    for r in items:
+        q = r["per_query"]
+        for i, qid in enumerate(q["query_ids"]):
+            mine = values.setdefault(str(qid), {"perf": [], "cost": [], "reward": []})
+            for key in mine:
+                mine[key].append(float(q[key][i]))
+            tasks[str(qid)] = q["tasks"][i]
+    if any(len(v["perf"]) != len(items) for v in values.values()):
+        return None  # the seeds played different questions: no per-question pairing
+    ids = sorted(values)
+    out: dict[str, list] = {"query_ids": ids, "tasks": [tasks[q] for q in ids]}
+    for key in ("perf", "cost", "reward"):
+        out[key] = [float(np.mean(values[q][key])) for q in ids]
+    return out
+
+
+def _ci(per_query: Mapping[str, list] | None, key: str) -> list[float] | None:
+    if per_query is None:
+        return None
+    interval = stats.mean_interval(per_query[key])
+    return [interval.low, interval.high]
+
+
+def _versus(result: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Paired differences of perf and reward from the reference, over the same questions."""
+    mine, theirs = result["per_query"], reference["per_query"]
+    if mine["query_ids"] != theirs["query_ids"]:
+        return None
+    out: dict[str, Any] = {"agent": reference["agent"]}
+    for key in ("perf", "reward"):
+        d = stats.paired_difference_interval(mine[key], theirs[key])
+        out[key] = {"estimate": d.estimate, "low": d.low, "high": d.high, "verdict": stats.verdict(d)}
+    return out
 
 
 def write_json(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
@@ -291,15 +364,22 @@ def csv_text(report: Mapping[str, Any]) -> str:
     """The CSV of ``write_csv`` as a string."""
     per_agent = {(a["env"], a["agent"]): a for a in report["agents"]}
     models = sorted({m for r in report["results"] for m in r["share"]})
-    scalar = [k for k in RESULT_KEYS if k not in ("share", "by_task", "seeds")]
-    header = scalar + ["mean_pgr", "aiq"] + [f"share_{m}" for m in models]
+    nested = ("share", "by_task", "seeds", "perf_ci", "cost_ci", "reward_ci", "vs_reference", "per_query")
+    scalar = [k for k in RESULT_KEYS if k not in nested]
+    intervals = ["perf_ci_low", "perf_ci_high", "reward_ci_low", "reward_ci_high"]
+    versus = ["reward_vs_reference", "reward_vs_reference_low", "reward_vs_reference_high"]
+    header = scalar + intervals + versus + ["mean_pgr", "aiq"] + [f"share_{m}" for m in models]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for r in report["results"]:
         agent = per_agent.get((r["env"], r["agent"]), {})
+        ci = [(r[k] or [None, None])[i] for k in ("perf_ci", "reward_ci") for i in (0, 1)]
+        d = (r["vs_reference"] or {}).get("reward") or {}
         writer.writerow(
             [r[k] for k in scalar]
+            + ci
+            + [d.get("estimate"), d.get("low"), d.get("high")]
             + [agent.get("mean_pgr"), agent.get("aiq")]
             + [r["share"].get(m, 0.0) for m in models]
         )
@@ -366,8 +446,10 @@ def regime_table(report: Mapping[str, Any], env: str) -> str:
 
 def overall_table(report: Mapping[str, Any], regime: str | None = None) -> str:
     """HAPS's overall comparison at one regime (default balanced): rows agents; columns the Perf
-    on each env or, for one env, on each of its tasks, then over all queries, then the Cost.
-    The best router of each column is in bold (the Oracle, an upper bound, never is)."""
+    on each env or, for one env, on each of its tasks, then over all queries, then the Cost,
+    each a mean with its 95% interval over the questions (n in the header). A router is in bold
+    only where its paired interval against every other router of the column excludes 0
+    (``routing_gym.stats.resolved_best``); the Oracle, an upper bound, never is."""
     from routing_gym.envs.registration import TABLE_TASK_VARIANTS
 
     regimes = list(report["regimes"])
@@ -377,50 +459,112 @@ def overall_table(report: Mapping[str, Any], regime: str | None = None) -> str:
     rows: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for r in results:
         rows[r["agent"]].append(r)
-    # (header, value of a result or None, which way is better)
-    columns: list[tuple[str, Any, str]] = []
+
+    def values(r: Mapping[str, Any], key: str, task: str | None = None) -> list[float] | None:
+        q = r.get("per_query")
+        if q is None:
+            return None
+        return [v for v, t in zip(q[key], q["tasks"]) if task is None or t == task]
+
+    # (header, mean of a result or None, its per-question values or None, which way is better)
+    columns: list[tuple[str, Any, Any, str]] = []
     if len(envs) == 1:
         tasks = list(report["envs"].get(envs[0], {}).get("tasks", {}))
         if len(tasks) > 1:
             columns += [
-                (TABLE_TASK_VARIANTS.get(t, t), lambda r, t=t: r["by_task"].get(t), "max")
+                (
+                    TABLE_TASK_VARIANTS.get(t, t),
+                    lambda r, t=t: r["by_task"].get(t),
+                    lambda r, t=t: values(r, "perf", t),
+                    "max",
+                )
                 for t in tasks
             ]
-        columns.append(("All", lambda r: r["perf_mean"], "max"))
-        columns.append(("Cost ↓", lambda r: r["cost_mean"], "min"))
+        columns.append(("All", lambda r: r["perf_mean"], lambda r: values(r, "perf"), "max"))
+        columns.append(("Cost ↓", lambda r: r["cost_mean"], lambda r: values(r, "cost"), "min"))
     else:
         columns += [
             (
                 e.replace("LLMRouting-", ""),
                 lambda r, e=e: r["perf_mean"] if r["env"] == e else None,
+                lambda r, e=e: values(r, "perf") if r["env"] == e else None,
                 "max",
             )
             for e in envs
         ]
-    header = ["Agent"] + [name for name, _, _ in columns]
+    best, sizes = {}, {}
+    for name, get, per_question, better in columns:
+        routers = [r for group in rows.values() for r in group if not r["upper_bound"] and get(r) is not None]
+        samples = {r["agent"]: per_question(r) for r in routers}
+        known = {a: v for a, v in samples.items() if v}
+        sizes[name] = {len(v) for v in known.values()}
+        # a best mark needs every router's questions, the same ones
+        if known and len(known) == len(samples) and len(sizes[name]) == 1:
+            best[name] = stats.resolved_best(known, higher_is_better=better == "max")
+    header = ["Agent"] + [
+        f"{name} (n={next(iter(sizes[name]))})" if len(sizes[name]) == 1 else name
+        for name, _, _, _ in columns
+    ]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "|".join(["---"] + ["---:"] * len(columns)) + "|",
     ]
-    best = {}
-    for name, get, better in columns:
-        values = [
-            get(r)
-            for group in rows.values()
-            for r in group
-            if not r["upper_bound"] and get(r) is not None
-        ]
-        best[name] = (max if better == "max" else min)(values) if values else None
-    for group in rows.values():
+    for agent, group in rows.items():
         cells = [group[0]["label"]]
-        for name, get, _ in columns:
-            value = next((get(r) for r in group if get(r) is not None), None)
-            text = _num(value)
-            if value is not None and not group[0]["upper_bound"] and value == best[name]:
+        for name, get, per_question, _ in columns:
+            r = next((r for r in group if get(r) is not None), None)
+            if r is None:
+                cells.append("–")
+                continue
+            sample = per_question(r)
+            text = stats.mean_interval(sample).format() if sample else _num(get(r))
+            if best.get(name) == agent and not r["upper_bound"]:
                 text = f"**{text}**"
             cells.append(text)
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def paired_table(report: Mapping[str, Any], env: str) -> str:
+    """Per regime: every agent's n, Perf, Cost and Reward with 95% intervals over the questions
+    (per-question values averaged over seeds), and its paired Δ Perf and Δ Reward from "Fixed:
+    best at λ" (the best single model chosen on the train split) with the verdict."""
+    from routing_gym.bench.comparison import Metric, comparison_table
+
+    results = [r for r in report["results"] if r["env"] == env]
+    parts = []
+    for regime in (g for g in report["regimes"] if any(r["regime"] == g for r in results)):
+        mine = [r for r in results if r["regime"] == regime]
+        kept = [r for r in mine if r.get("per_query")]
+        lam = report["regimes"][regime]
+        if not kept:
+            parts.append(f"{regime} (λ={lam:g}): no per-question values in these rows, so no intervals.")
+            continue
+        reference = next((r for r in kept if r["agent"] == REFERENCE_AGENT), None)
+        methods = {r["label"]: {k: r["per_query"][k] for k in ("perf", "cost", "reward")} for r in kept}
+        metrics = [
+            Metric("perf", "Perf", compare=True),
+            Metric("cost", "Cost", higher_is_better=False),
+            Metric("reward", "Reward", compare=True),
+        ]
+        note = (
+            f"reference {reference['label']}"
+            + (f" ({reference['detail']})" if reference["detail"] else "")
+            + ", chosen on the train split"
+            if reference is not None
+            else f"no {REFERENCE_AGENT!r} in this run, so no paired differences"
+        )
+        skipped = [r["label"] for r in mine if not r.get("per_query")]
+        if skipped:
+            note += f"; without per-question values: {', '.join(skipped)}"
+        bounds = [r["label"] for r in kept if r["upper_bound"]]
+        parts.append(
+            f"{regime} (λ={lam:g}); {note}.\n\n"
+            + comparison_table(
+                methods, metrics, reference["label"] if reference else None, bounds=bounds, label="Agent"
+            )
+        )
+    return "\n\n".join(parts)
 
 
 def detail_table(report: Mapping[str, Any], env: str) -> str:
@@ -520,16 +664,26 @@ def markdown_report(report: Mapping[str, Any]) -> str:
     overall_regime = "balanced" if "balanced" in regimes else regimes[0]
     parts.append(
         f"## Overall comparison ({overall_regime} regime): Perf per task and overall, then Cost\n\n"
-        f"{overall_table(report, overall_regime)}"
+        f"{overall_table(report, overall_regime)}\n\n"
+        "Means with 95% bootstrap intervals over the questions (n in the header); a router is in "
+        "bold only where its paired interval against every other router excludes 0."
     )
     for env in dict.fromkeys(r["env"] for r in report["results"]):
         parts.append(
             f"## Performance and cost at each regime: {env}\n\n{env_caption(report, env)}\n\n"
             f"{regime_table(report, env)}\n\n"
+            "± is the std over seeds (the spread of training runs), not an interval over "
+            "questions: those are in the paired comparison below. "
             "`*`: on the Pareto front (no router has both lower cost and higher perf) at some regime. "
             "Cost is the normalized cost in [0, 1]; mean PGR (the mean over the regimes, not "
             "RouteLLM's APGR) and AIQ are defined in "
             "`routing_gym/bench/metrics.py`."
+        )
+        parts.append(
+            f"### Paired comparison over the questions: {env}\n\n{paired_table(report, env)}\n\n"
+            "Intervals are 95% bootstrap intervals over the evaluation questions (each question's "
+            "value averaged over the seeds); Δ is paired over the same questions, and `**beats**` "
+            "or `below` is written only where its interval excludes 0 (`routing_gym/stats.py`)."
         )
         parts.append(f"### Reward (Perf − λ·Cost): {env}\n\n{reward_table(report, env)}")
         parts.append(f"### Every result: {env}\n\n{detail_table(report, env)}")

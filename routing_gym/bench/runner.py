@@ -90,6 +90,26 @@ def regime_label(regime: str | float) -> str:
     return f"λ={resolve_lambda(float(regime)):g}"
 
 
+#: Env config keys the benchmark sets itself for each row, and what sets them instead.
+BENCH_OWNED = {
+    "split": "train_split and eval_split (--train-split, --eval-split)",
+    "lam": "regimes (--regimes)",
+}
+#: The same for ``train_agent`` on an outcome-table env.
+TRAIN_OWNED = {"split": "train_split and eval_split (--train-split, --eval-split)", "lam": "lam (--lam)"}
+
+
+def owned_by_rows(env_config: dict[str, Any], owned: dict[str, str], where: str) -> None:
+    """Raise ValueError if ``env_config`` sets a key that each row sets itself (it would be
+    silently replaced), naming the key and what sets it."""
+    for key, setter in owned.items():
+        if key in env_config:
+            raise ValueError(
+                f"{where} sets {key!r} = {env_config[key]!r}, which every row sets itself; "
+                f"use {setter}."
+            )
+
+
 @dataclass
 class BenchConfig:
     """What a benchmark runs: agents × envs × regimes × seeds, and where results go."""
@@ -120,6 +140,7 @@ class BenchConfig:
             raise ValueError(
                 f"BenchConfig key 'agent_config' names {unknown}, which are not in agents {self.agents}."
             )
+        owned_by_rows(self.env_config, BENCH_OWNED, "BenchConfig key 'env_config'")
         for env_id in self.envs:
             if env_id not in gym.registry:
                 raise ValueError(f"BenchConfig key 'envs': {env_id!r} is not a registered env ID.")
@@ -189,23 +210,43 @@ class BenchConfig:
 
 
 class EpisodeLog(gym.Wrapper):
-    """Keeps the task, perf and normalized cost of every finished episode (for per-task tables)."""
+    """Keeps the query, task, perf, normalized cost and return of every finished episode (for
+    per-task tables and the per-question intervals of the report)."""
 
     def __init__(self, env: gym.Env):
         super().__init__(env)
         self.episodes: list[dict[str, Any]] = []
+        self._return = 0.0
+
+    def reset(self, **kwargs):
+        self._return = 0.0
+        return self.env.reset(**kwargs)
 
     def step(self, action):
         obs, reward, terminated, truncated, info = self.env.step(action)
+        self._return += float(reward)
         if terminated or truncated:
             self.episodes.append(
                 {
+                    "query_id": info.get("query_id"),
                     "task": info.get("task"),
                     "perf": float(info.get("perf", np.nan)),
                     "cost": float(info.get("normalized_cost", np.nan)),
+                    "reward": self._return,
                 }
             )
+            self._return = 0.0
         return obs, reward, terminated, truncated, info
+
+    def per_query(self) -> dict[str, list]:
+        """Each episode's query id, task, perf, normalized cost and return, in play order."""
+        return {
+            "query_ids": [e["query_id"] for e in self.episodes],
+            "tasks": [e["task"] for e in self.episodes],
+            "perf": [e["perf"] for e in self.episodes],
+            "cost": [e["cost"] for e in self.episodes],
+            "reward": [e["reward"] for e in self.episodes],
+        }
 
     def by_task(self) -> dict[str, dict[str, float]]:
         """Mean perf and cost and the episode count of each task."""
@@ -531,6 +572,7 @@ def env_seed_records(
                 "training": spec.training,
                 **scores,
                 "by_task": log_env.by_task(),
+                "per_query": log_env.per_query(),
                 "fit_s": fit_s,
                 "eval_s": eval_s,
             }
@@ -582,6 +624,7 @@ def train_agent(
     label, lam_value = regime_label(lam), resolve_lambda(lam)
     env_config = dict(env_config or {})
     live = is_live_env_id(env_id)
+    owned_by_rows(env_config, {"lam": TRAIN_OWNED["lam"]} if live else TRAIN_OWNED, "env_config")
     train_config = {**env_config, "lam": lam_value, **({} if live else {"split": train_split})}
     path = Path(out) if out else default_checkpoint(name, env_id, label, seed)
     suffix = load_router_class(spec.agent).checkpoint_suffix

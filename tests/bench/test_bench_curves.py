@@ -88,6 +88,8 @@ def test_curve_point_means_and_call_shares():
     point = curve_point(data, np.array([1, 0, 0, 1]), knob=0.3)
     # chosen scores 1, 1, 0, 0 -> 0.5; costs 0.9, 0.1, 0.1, 0.9 -> 0.5; half the calls to each
     assert point == {"knob": 0.3, "cost": 0.5, "perf": 0.5, "share": {"a": 0.5, "b": 0.5}}
+    kept = curve_point(data, np.array([1, 0, 0, 1]), knob=0.3, per_query=True)["per_query"]
+    assert kept == {"perf": [1.0, 1.0, 0.0, 0.0], "cost": [0.9, 0.1, 0.1, 0.9]}
     # the Oracle at λ = 0 takes the better model, ties to the cheaper one: a, a, a, a
     assert oracle_arms(data, 0.0).tolist() == [1, 0, 0, 0]
 
@@ -99,7 +101,11 @@ def test_an_estimate_router_sweep_is_the_router_at_each_lambda(two_model_csv):
     knob, points = sweep_router(knn, data, lams)
     assert knob == "λ"
     for point, at in zip(points, router_at_lams(knn, data, lams).values()):
+        per_query = at.pop("per_query")  # the points at a λ keep each query's outcome
         assert point == at  # one estimate, one argmax per λ == select_arms at that λ
+        assert len(per_query["perf"]) == len(data)
+        assert np.mean(per_query["perf"]) == pytest.approx(at["perf"])
+        assert np.mean(per_query["cost"]) == pytest.approx(at["cost"])
     assert knn.config.lam is None  # the router's own λ setting is restored
 
 
@@ -244,6 +250,13 @@ def test_bring_your_own_two_model_table_end_to_end(two_model_csv, tmp_path, caps
     assert {r["curve"] for r in rows} >= {"single", "knn", "oracle", "hierrouter-any-lam"}
     for r in rows:
         assert float(r[f"share_{WEAK}"]) + float(r[f"share_{STRONG}"]) == pytest.approx(1.0)
+    # the paired comparison at each λ of the gap captured, against the best single model on train
+    assert set(env["best_fixed_on_train"]) == {repr(0.0), repr(0.5)}
+    markdown = (out / "curves.md").read_text()
+    assert "against the best fixed model on train" in markdown
+    assert "| kNN (RouterBench) | " in markdown and "Δ reward vs best fixed on train [95% CI]" in markdown
+    # the per-λ PPO at balanced comes from its bench row's per-question values
+    assert "| HierRouter (PPO), one PPO per λ | " in markdown.split("λ = 0.5: ")[1]
     with Image.open(out / "curves.png") as image:
         assert image.size[0] > 1000  # two panels: cost, and the share of strong calls
 
@@ -252,3 +265,38 @@ def test_bring_your_own_two_model_table_end_to_end(two_model_csv, tmp_path, caps
     again = capsys.readouterr().out
     assert "fitting" not in again and "one PPO across λ" not in again
     assert json.loads((out / "curves.json").read_text())["envs"] == summary["envs"]
+
+
+def test_curves_comparison_is_paired_against_the_best_fixed_model_on_train():
+    from routing_gym.bench.curves import best_fixed_on_train, curves_comparison
+
+    # train: model a has reward 0.5 at λ = 0, b 0.4; the evaluation data: a 0.5, b 0.5
+    train = TableOutcomes(
+        embeddings=np.zeros((2, 1), np.float32),
+        scores=np.array([[0.5, 0.4], [0.5, 0.4]]),
+        costs=np.zeros((2, 2)),
+        models=("a", "b"),
+    )
+    data = TableOutcomes(
+        embeddings=np.zeros((4, 1), np.float32),
+        scores=np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]),
+        costs=np.zeros((4, 2)),
+        models=("a", "b"),
+    )
+    reference = best_fixed_on_train(train, data, 0.0)
+    assert reference == {"model": "a", "per_query": {"perf": [0.0, 1.0, 0.0, 1.0], "cost": [0.0] * 4}}
+    # a router that picks the better model on every query, seen with two seeds
+    point = curve_point(data, np.array([1, 0, 1, 0]), 0.0, per_query=True)
+    env = {
+        "best_fixed_on_train": {repr(0.0): reference},
+        "curves": [
+            {"name": "knn", "label": "kNN", "at_lam": {"0": {repr(0.0): point}, "1": {repr(0.0): point}}},
+            {"name": "hierrouter-any-lam", "label": "PPO", "at_lam": {"0": {repr(0.0): {"perf": 1.0}}}},
+        ],
+    }
+    text = curves_comparison(env, 0.0)
+    assert "4 evaluation queries; reference = the best single model at λ = 0 on the train split (a)" in text
+    assert "without per-query values (not compared): PPO" in text
+    knn = next(line for line in text.splitlines() if line.startswith("| kNN |"))
+    # +1 on two queries, 0 on two: Δ perf 0.5, its interval reaches 0
+    assert "| +0.500 [" in knn and knn.endswith("not resolved |")

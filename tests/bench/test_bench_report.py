@@ -17,6 +17,7 @@ from routing_gym.bench.report import (
     csv_text,
     markdown_report,
     overall_table,
+    paired_table,
     regime_table,
     reward_table,
 )
@@ -108,7 +109,7 @@ def report() -> dict:
 
 
 def test_schema_has_exactly_the_documented_keys(report):
-    assert report["schema_version"] == SCHEMA_VERSION == 2
+    assert report["schema_version"] == SCHEMA_VERSION == 3
     assert tuple(report) == TOP_KEYS
     assert set(report["envs"][ENV]) == set(ENV_KEYS)
     for result in report["results"]:
@@ -162,6 +163,12 @@ def test_the_key_lists_are_pinned():
         "pareto",
         "upper_bound",
         "training",
+        "n",
+        "perf_ci",
+        "cost_ci",
+        "reward_ci",
+        "vs_reference",
+        "per_query",
     )
     assert AGENT_KEYS == (
         "env",
@@ -238,9 +245,112 @@ def test_markdown_tables_mirror_the_haps_layouts(report):
     assert (
         overall.splitlines()[0] == "| Agent | a | b | All | Cost ↓ |"
     )  # per task, all queries, cost
-    assert "| R | **0.720** | **0.470** | **0.620** | 0.320 |" in overall  # best router in bold
-    assert "| CHEAP | 0.600 | 0.350 | 0.500 | **0.100** |" in overall  # lowest cost in bold
-    assert "| ORACLE | 0.900 | 0.650 | 0.800 | 0.050 |" in overall  # an upper bound is never bold
+    # rows without per-question values: means only, and nothing can be marked best
+    assert "| R | 0.720 | 0.470 | 0.620 | 0.320 |" in overall
+    assert "| CHEAP | 0.600 | 0.350 | 0.500 | 0.100 |" in overall
+    assert "| ORACLE | 0.900 | 0.650 | 0.800 | 0.050 |" in overall
+    assert "**" not in overall
     assert "Wall s / seed" in reward_table(report, ENV)
     text = markdown_report(report)
     assert "Partial results: 2 planned rows are missing" in text
+
+
+# ---------------------------------------------------------------- per-question values and intervals
+
+
+def per_query_row(agent, seed, perf, cost, lam=0.5, ids=("q1", "q2", "q3", "q4"), **kwargs) -> dict:
+    """A row whose four questions (tasks a, a, b, b) have the given perf and cost."""
+    record = row(agent, "balanced", lam, seed, float(sum(perf) / 4), float(sum(cost) / 4), **kwargs)
+    tasks = {"q1": "a", "q2": "a", "q3": "b", "q4": "b"}
+    record["per_query"] = {
+        "query_ids": list(ids),
+        "tasks": [tasks[q] for q in ids],
+        "perf": list(perf),
+        "cost": list(cost),
+        "reward": [p - lam * c for p, c in zip(perf, cost)],
+    }
+    return record
+
+
+@pytest.fixture()
+def paired() -> dict:
+    records = [
+        env_record(),
+        # the reference: the best fixed model on train, perf 0.2 0.4 0.6 0.8, cost 0.1
+        per_query_row("fixed-best", 0, [0.2, 0.4, 0.6, 0.8], [0.1] * 4),
+        per_query_row("fixed-best", 1, [0.2, 0.4, 0.6, 0.8], [0.1] * 4),
+        # "r": 0.25 better on every question; seed 1 lists the questions in another order and
+        # its seeds differ (0.35 / 0.55 on q1: mean 0.45 = 0.2 + 0.25)
+        per_query_row("r", 0, [0.35, 0.65, 0.85, 1.05], [0.1] * 4),
+        per_query_row("r", 1, [1.05, 0.85, 0.65, 0.55], [0.1] * 4, ids=("q4", "q3", "q2", "q1")),
+        # "same" plays exactly what the reference plays
+        per_query_row("same", 0, [0.2, 0.4, 0.6, 0.8], [0.1] * 4),
+        per_query_row("same", 1, [0.2, 0.4, 0.6, 0.8], [0.1] * 4),
+        per_query_row("oracle", 0, [1.0] * 4, [0.0] * 4, upper_bound=True, training="on-eval"),
+        per_query_row("oracle", 1, [1.0] * 4, [0.0] * 4, upper_bound=True, training="on-eval"),
+    ]
+    return build_report(records, settings={"seeds": [0, 1]}, regimes={"balanced": 0.5})
+
+
+def test_per_question_values_are_averaged_over_seeds_by_question_id(paired):
+    r = next(x for x in paired["results"] if x["agent"] == "r")
+    assert r["per_query"]["query_ids"] == ["q1", "q2", "q3", "q4"]
+    assert r["per_query"]["perf"] == pytest.approx([0.45, 0.65, 0.85, 1.05])
+    assert r["n"] == 4
+    # reward = perf − 0.5 · 0.1 on every question
+    assert r["per_query"]["reward"] == pytest.approx([0.40, 0.60, 0.80, 1.00])
+    # a constant cost has a zero-width interval
+    assert r["cost_ci"] == pytest.approx([0.1, 0.1])
+    low, high = r["perf_ci"]
+    assert 0.45 <= low < 0.75 < high <= 1.05  # the mean 0.75 inside, within the range of the data
+
+
+def test_every_result_is_compared_with_the_best_fixed_model_on_the_same_questions(paired):
+    by_agent = {x["agent"]: x for x in paired["results"]}
+    versus = by_agent["r"]["vs_reference"]
+    assert versus["agent"] == "fixed-best"
+    # +0.25 on each of the four questions: the paired interval is exactly [0.25, 0.25]
+    assert versus["perf"]["estimate"] == pytest.approx(0.25)
+    assert (versus["perf"]["low"], versus["perf"]["high"]) == pytest.approx((0.25, 0.25))
+    assert versus["reward"]["verdict"] == "resolved"
+    same = by_agent["same"]["vs_reference"]["reward"]
+    assert (same["estimate"], same["low"], same["high"], same["verdict"]) == (0.0, 0.0, 0.0, "not resolved")
+    text = json.dumps(paired, allow_nan=False)
+    assert json.loads(text) == paired
+
+
+def test_rows_without_per_question_values_have_no_intervals(report):
+    r = next(x for x in report["results"] if x["agent"] == "r")
+    assert (r["n"], r["perf_ci"], r["vs_reference"], r["per_query"]) == (None, None, None, None)
+
+
+def test_paired_table_marks_only_resolved_differences(paired):
+    table = paired_table(paired, ENV)
+    assert "reference FIXED-BEST, chosen on the train split" in table
+    lines = {line.split(" | ")[0]: line for line in table.splitlines() if line.startswith("| ")}
+    assert "| Agent | n | Perf ↑ [95% CI] | Cost ↓ [95% CI] | Reward ↑ [95% CI] | Δ Perf vs FIXED-BEST" in table
+    assert lines["| R"].startswith("| R | 4 | ")
+    assert "| 0.100 [0.100, 0.100] |" in lines["| R"]
+    assert lines["| R"].endswith("| +0.250 [+0.250, +0.250] **beats** | +0.250 [+0.250, +0.250] **beats** |")
+    assert lines["| SAME"].endswith("| 0.000 [0.000, 0.000] not resolved | 0.000 [0.000, 0.000] not resolved |")
+    assert lines["| FIXED-BEST"].endswith("| reference | reference |")
+    assert lines["| ORACLE"].endswith("(bound) |")  # an upper bound is never marked
+    assert "**" not in lines["| ORACLE"]
+
+
+def test_overall_table_bolds_only_a_resolved_best(paired):
+    overall = overall_table(paired, "balanced")
+    assert overall.splitlines()[0] == "| Agent | a (n=2) | b (n=2) | All (n=4) | Cost ↓ (n=4) |"
+    r = next(line for line in overall.splitlines() if line.startswith("| R |"))
+    # R beats both other routers on every question: best on All, resolved
+    assert "| **0.750 [" in r
+    # the cost column: every router costs 0.1 on every question: no best
+    assert "**0.100" not in overall
+    oracle = next(line for line in overall.splitlines() if line.startswith("| ORACLE |"))
+    assert "**" not in oracle
+
+
+def test_markdown_report_has_the_paired_comparison(paired):
+    text = markdown_report(paired)
+    assert "### Paired comparison over the questions: " + ENV in text
+    assert "± is the std over seeds" in text
