@@ -150,7 +150,9 @@ def cmd_precompute(args: argparse.Namespace) -> int:
         config["split"] = args.split
     if args.models:
         config["models"] = args.models
-    if args.limit:
+    if args.limit is not None:  # 0 is a value here, not "no limit"
+        if args.limit < 1:
+            raise UsageError(f"--limit must be a positive number of questions, got {args.limit}.")
         config["limit"] = args.limit
     if args.data_dir:
         config["data_dir"] = args.data_dir
@@ -334,6 +336,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (TypeError, ValueError) as exc:
         raise UsageError(f"--lam {args.lam!r}: {exc}") from None
     env_config = parse_mapping(args.env_config, "--env-config")
+    for key in ("split", "lam"):
+        if key in env_config:
+            raise UsageError(f"--env-config sets {key!r}, which --{key} sets; use --{key}.")
     check_env_config([args.env], env_config)
     agent = load_checkpoint(args.checkpoint, args.agent, trust_pickle=args.trust_checkpoint)
     env = make_table_env(args.env, args.split, lam, env_config)

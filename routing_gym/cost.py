@@ -20,6 +20,11 @@ REGIMES: dict[str, float] = {
 }
 
 
+#: The most tokens one call may count (prompt or completion). The longest context windows hold a
+#: few million; a larger count is a broken input and would swamp every normalized cost.
+MAX_CALL_TOKENS = 10_000_000
+
+
 def resolve_lambda(value: float | str) -> float:
     """Turn a regime name or a number into λ, rejecting anything else."""
     if isinstance(value, str):
@@ -27,7 +32,14 @@ def resolve_lambda(value: float | str) -> float:
         if key not in REGIMES:
             raise ValueError(f"Unknown cost regime {value!r}; choose one of {sorted(REGIMES)} or a number.")
         return REGIMES[key]
-    lam = float(value)
+    if isinstance(value, (bool, np.bool_)):  # True is the int 1 to Python, never a λ
+        raise ValueError(f"λ must be a number or a regime name, got the boolean {value!r}.")
+    try:
+        lam = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"λ must be a number or one of {sorted(REGIMES)}, got {value!r}."
+        ) from None
     if not np.isfinite(lam) or lam < 0:
         raise ValueError(f"λ must be a finite number >= 0, got {value!r}.")
     return lam

@@ -96,7 +96,7 @@ def join_rows(root: Path) -> tuple[list[dict], list[str], dict]:
     models: list[str] | None = None
     for record in iter_json_records(root / "scores_train.json"):
         report["score rows read"] += 1
-        question = record.require("question", str)
+        question = record.require_text("question")
         scores = record.require("scores", dict)
         if models is None:
             # price-file order, restricted to the scored models

@@ -47,7 +47,7 @@ def load_gsm8k(
     for record in iter_json_records(path):
         if limit is not None and len(examples) >= limit:
             break
-        question = record.require("question", str)
+        question = record.require_text("question")
         answer_text = record.require("answer", str)
         if ANSWER_MARKER not in answer_text:
             raise record.error(

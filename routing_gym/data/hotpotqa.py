@@ -76,7 +76,7 @@ def load_hotpotqa(
 def _parse_example(record: Record) -> HotpotQAExample:
     return HotpotQAExample(
         id=record.require("_id", str),
-        question=record.require("question", str),
+        question=record.require_text("question"),
         answer=record.require("answer", str),
         type=record.require("type", str, default=""),
         level=record.require("level", str, default=""),

@@ -91,7 +91,7 @@ def _level(record: Record, value) -> int:
 
 
 def _parse_test(record: Record) -> MATHExample:
-    problem = record.require("problem", str)
+    problem = record.require_text("problem")
     solution = record.require("solution", str)
     answer = last_boxed(solution)
     if answer is None:
@@ -113,7 +113,7 @@ def _parse_math500(record: Record) -> MATHExample:
         raise record.error("empty answer", field="answer")
     return MATHExample(
         id=f"math500/{record.require('unique_id', str)}",
-        problem=record.require("problem", str),
+        problem=record.require_text("problem"),
         solution=record.require("solution", str),
         answer=answer.strip(),
         subject=record.require("subject", str),

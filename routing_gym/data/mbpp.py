@@ -96,7 +96,7 @@ def _parse(record: Record) -> MBPPExample:
     task_id = record.require("task_id", int)
     # the original file calls the description "text", the sanitized one "prompt"
     text_field = "text" if "text" in record.data else "prompt"
-    text = record.require(text_field, str)
+    text = record.require_text(text_field)
     code = record.require("code", str)
     tests = tuple(_string_list(record, "test_list"))
     if not tests:

@@ -46,7 +46,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from routing_gym.cost import Price
+from routing_gym.cost import MAX_CALL_TOKENS, Price
 from routing_gym.data.outcome_schema import (  # noqa: F401  (the format's names, re-exported)
     DEFAULT_TABLE_NAME,
     PROXY_TOKENIZER_GGUF,
@@ -93,6 +93,7 @@ DEFAULT_SPLIT_SALT = DEFAULT_SALT
 
 _RESERVED = ("id", "question", "task", "split", "embedding", "prompt_tokens", "completion_tokens")
 _PER_MODEL = ("cost", "prompt_tokens", "completion_tokens")
+TOKEN_COUNT = f"a token count in [0, {MAX_CALL_TOKENS}]"
 
 
 def hash_split(
@@ -131,9 +132,12 @@ def resolve_completion_tokens(
             isinstance(value, bool)
             or not isinstance(value, (int, float))
             or not math.isfinite(value)
-            or value < 0
+            or not 0 <= value <= MAX_CALL_TOKENS
         ):
-            raise ValueError(f"completion_tokens[{task!r}] must be a number >= 0, got {value!r}.")
+            raise ValueError(
+                f"completion_tokens[{task!r}] must be a number in [0, {MAX_CALL_TOKENS}], "
+                f"got {value!r}."
+            )
         out[task] = float(value)
     return out
 
@@ -497,6 +501,12 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
                     path, "expected non-empty question text", line=line, field="question"
                 )
             questions.append(question)
+        if "id" in columns and (
+            isinstance(row["id"], bool) or not isinstance(row["id"], (str, int))
+        ):  # str(None) would be the id "None"
+            raise DataFormatError(
+                path, f"expected an id (text or an integer), got {row['id']!r}", line=line, field="id"
+            )
         item_id = str(row["id"]).strip() if "id" in columns else query_id(question)
         if not item_id:
             raise DataFormatError(path, "empty id", line=line, field="id")
@@ -520,13 +530,14 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
         if "embedding" in columns:
             vectors.append(_embedding(path, line, row["embedding"]))
         shared_prompt = (
-            _number(path, line, "prompt_tokens", row["prompt_tokens"], what="a token count >= 0")
+            _number(path, line, "prompt_tokens", row["prompt_tokens"], 0.0, MAX_CALL_TOKENS, TOKEN_COUNT)
             if "prompt_tokens" in columns
             else np.nan
         )
         shared_completion = (
             _number(
-                path, line, "completion_tokens", row["completion_tokens"], what="a token count >= 0"
+                path, line, "completion_tokens", row["completion_tokens"], 0.0, MAX_CALL_TOKENS,
+                TOKEN_COUNT,
             )
             if "completion_tokens" in columns
             else np.nan
@@ -542,7 +553,10 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
             ):
                 column = per_model.get((model, kind))
                 if column is not None:
-                    target[r, j] = _number(path, line, column, row[column], what=f"a {kind} >= 0")
+                    high, what = (
+                        (math.inf, "a cost >= 0") if kind == "cost" else (MAX_CALL_TOKENS, TOKEN_COUNT)
+                    )
+                    target[r, j] = _number(path, line, column, row[column], 0.0, high, what)
 
     if vectors:
         dims = {len(v) for v in vectors}

@@ -48,6 +48,15 @@ class Record:
         return value
 
 
+    def require_text(self, field: str) -> str:
+        """The value of ``field``: a string with more than white space (a blank question would
+        be asked and scored as if it were one)."""
+        value = self.require(field, str)
+        if not value.strip():
+            raise self.error(f"expected non-empty text, got {value!r}", field=field)
+        return value
+
+
 def _as_tuple(kind: type | tuple[type, ...]) -> tuple[type, ...]:
     return kind if isinstance(kind, tuple) else (kind,)
 

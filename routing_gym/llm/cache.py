@@ -17,6 +17,7 @@ import math
 import operator
 import os
 import sqlite3
+import sys
 import threading
 import time
 import weakref
@@ -291,7 +292,7 @@ class ResponseCache:
                 self._count(model, 0, 1)
                 return None
             self._count(model if model is not None else row[0], 1, 0)
-            return json.loads(row[1])
+            return self._parse(key, row[1])
 
     def get_many(self, keys: Sequence[str], model: str | None = None) -> dict[str, dict]:
         """The stored records among ``keys`` as ``{key: record}``; absent keys are left out."""
@@ -307,7 +308,7 @@ class ResponseCache:
                     marks = ",".join("?" * len(chunk))
                     sql = f"SELECT key, model, record FROM responses WHERE key IN ({marks})"
                     for key, stored_model, record in conn.execute(sql, chunk):
-                        found[key] = json.loads(record)
+                        found[key] = self._parse(key, record)
                         hit_models.append(stored_model)
             if model is not None:
                 self._count(model, len(found), len(unique) - len(found))
@@ -412,6 +413,23 @@ class ResponseCache:
         return f"ResponseCache(path={str(self.path)!r}, mode={self.mode!r})"
 
     # -------------------------------------------------------------- internals
+    def _parse(self, key: str, text: Any) -> dict:
+        """A stored record; one that is not a JSON object (a damaged or foreign row) raises
+        CacheError naming the file and the key."""
+        try:
+            record = json.loads(text)
+        except (TypeError, ValueError) as exc:
+            raise CacheError(
+                f"Response cache {self.path}: the record of key {key} is not JSON ({exc}); "
+                "the file is damaged: delete that row or move the file away."
+            ) from None
+        if not isinstance(record, dict):
+            raise CacheError(
+                f"Response cache {self.path}: the record of key {key} is a "
+                f"{type(record).__name__}, not a JSON object; the file is damaged."
+            )
+        return record
+
     def _attach_state(self) -> None:
         self._state = _ProcessState()
         # Best effort for callers that never close(): flush counts at garbage collection or exit.
@@ -513,6 +531,12 @@ class ResponseCache:
         except sqlite3.OperationalError as exc:
             if "unable to open" not in str(exc) and "readonly" not in str(exc):
                 raise CacheError(f"Response cache {path}: {exc}") from exc
+            if self.mode == "ro":  # already read-only: the hint must be another one
+                raise CacheError(
+                    f"Response cache {path} cannot be read ({exc}): even read-only, SQLite needs "
+                    f"to create its -shm file beside a WAL cache, and the folder {path.parent} is "
+                    "not writable; copy the file to a writable folder and read it there."
+                ) from exc
             raise CacheError(
                 f"Response cache {path} cannot be opened for writing ({exc}): its folder "
                 f"{path.parent} must be writable (SQLite adds -wal and -shm files beside it); "
@@ -616,10 +640,12 @@ def format_stats(stats: Mapping[str, Mapping[str, int]]) -> str:
     return "\n".join(out)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Print the per-model statistics of a response cache file."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the per-model statistics of a response cache file; a bad file prints one line
+    naming it and exits nonzero (``--debug`` shows the traceback)."""
     parser = argparse.ArgumentParser(
-        description="Show per-model entries, hits and misses of a response cache."
+        prog="python -m routing_gym.llm.cache",
+        description="Show per-model entries, hits and misses of a response cache.",
     )
     parser.add_argument(
         "path",
@@ -627,11 +653,25 @@ def main(argv: Sequence[str] | None = None) -> None:
         default=None,
         help=f"cache file (default: <cache dir>/{DEFAULT_FILENAME})",
     )
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     args = parser.parse_args(argv)
-    with ResponseCache(args.path, mode="ro") as cache:
-        print(cache.path)
-        print(format_stats(cache.stats()))
+    path = Path(args.path).expanduser() if args.path is not None else default_cache_path()
+    try:
+        if not path.is_file():
+            # a read-only cache reads a missing file as empty: here that is a typo, not 0 entries
+            problem = "is a folder" if path.is_dir() else "does not exist"
+            raise CacheError(f"{path} {problem}; give the path of a response cache file.")
+        with ResponseCache(path, mode="ro") as cache:
+            stats = cache.stats()
+    except CacheError as exc:
+        if args.debug:
+            raise
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    print(format_stats(stats))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -33,6 +33,7 @@ import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from typing import Any, Sequence
 
+from routing_gym.cost import MAX_CALL_TOKENS
 from routing_gym.errors import BackendError
 from routing_gym.llm.backends.base import Backend, Capabilities, ChoiceScores, Completion
 from routing_gym.llm.requests import GenerationRequest
@@ -44,9 +45,8 @@ TOP_LOGPROBS = 20
 #: Tokens generated to read a choice from the text when the server gives no log-probs.
 TEXT_FALLBACK_TOKENS = 8
 
-#: The most tokens one request may report in ``usage``; more is a broken or hostile server
-#: (the longest context windows hold a few million tokens).
-MAX_USAGE_TOKENS = 10_000_000
+#: The most tokens one request may report in ``usage``; more is a broken or hostile server.
+MAX_USAGE_TOKENS = MAX_CALL_TOKENS
 #: Log-probs above this are not log-probabilities (a little above 0 is rounding).
 MAX_LOGPROB = 1e-4
 # A dated snapshot of the model asked for ("gpt-4o" answered as "gpt-4o-2024-08-06").
