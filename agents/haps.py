@@ -71,6 +71,7 @@ from tqdm.auto import tqdm
 from agents.base import Agent, all_assignments, check_lam, make_config, match_models
 from routing_gym.action_table import content_digest
 from routing_gym.cost import REGIMES, routing_reward
+from routing_gym.errors import CheckpointError
 from routing_gym.llm.lora import LoRAAdapter
 from routing_gym.protocols.base import ROLES
 from routing_gym.routers import TRAIN_PER_REGIME, TrainingRun
@@ -1393,6 +1394,13 @@ class HAPSAgent(Agent):
         agent = cls(HAPSConfig(**meta["config"]), **overrides)
         agent._build(HybridLayout.from_dict(meta["layout"]))
         agent.baseline = float(meta["baseline"])
-        state = torch.load(path / "weights.pt", map_location=agent.device, weights_only=True)
+        weights = path / "weights.pt"
+        try:  # weights_only: a file that needs unpickling (it could run code) is refused
+            state = torch.load(weights, map_location=agent.device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - torch raises many types for a bad file
+            reason = (str(exc).strip().splitlines() or [""])[0][:160]
+            raise CheckpointError(
+                f"{weights} is not a HAPS weights file of tensors ({type(exc).__name__}: {reason})."
+            ) from None
         agent._load_state_dicts(state)
         return agent

@@ -205,3 +205,27 @@ def test_load_checkpoint_goes_by_content_not_by_name(tmp_path):
     agent = KNNRouter(k=3).fit(x, scores, costs)
     misnamed = agent.save(tmp_path / "knn.zip")  # a torch file named like an SB3 zip
     assert np.array_equal(load_checkpoint(misnamed).select_arms(x), agent.select_arms(x))
+
+
+def test_a_crafted_haps_weights_file_runs_nothing(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_haps import make_env, quick
+
+    from agents.haps import HAPSAgent
+
+    env = make_env(tmp_path / "env", quick())
+    try:
+        agent = HAPSAgent(quick())
+        agent.adapt_to(env)
+        folder = agent.save(tmp_path / "haps")
+    finally:
+        env.close()
+    assert isinstance(load_checkpoint(folder), HAPSAgent)  # found as a folder, by content
+    marker = tmp_path / "marker"
+    torch.save({"policy": WritesMarker(marker)}, folder / "weights.pt")
+    for load in (HAPSAgent.load, load_checkpoint):
+        with pytest.raises(CheckpointError, match=f"{folder / 'weights.pt'} is not a HAPS weights file"):
+            load(folder)
+    assert not marker.exists()
