@@ -6,7 +6,7 @@ directory (namespace mode only), a Landlock ruleset (reads only of what the inte
 needs, writes only beneath the working directory, no TCP, no signals or abstract sockets
 outside), a seccomp filter (no sockets, no new processes or programs, no mounts, no
 tracing) and resource limits. Then it ``execveat``s the interpreter on ``harness.py``, the
-only program the filter lets it start, through a descriptor the harness closes at once.
+only program the filter lets it start, through a close-on-exec descriptor that the exec closes.
 
 The harness never loads ctypes, and Landlock keeps ``_ctypes`` and the CPython test
 modules unreadable, so model code cannot reach the memory of the process by ordinary means.
@@ -190,8 +190,8 @@ def apply_seccomp(lib, exec_fd: int) -> list:
             deny(syscall, _EPERM)
         for syscall in _DENIED_SYSCALLS:
             deny(syscall, _EACCES if syscall in ("socket", "socketpair") else _EPERM)
-        # the one program this process may start is the harness, through ``exec_fd``; the
-        # harness closes it first, and RLIMIT_NOFILE keeps any new descriptor below its number
+        # the one program this process may start is the harness, through ``exec_fd``; it is
+        # closed by that exec, and RLIMIT_NOFILE keeps any new descriptor below its number
         deny("execveat", _EPERM, _ArgCmp(0, _SCMP_CMP_NE, exec_fd, 0))
         # signals only to itself (raise(), pthread_kill); Landlock's scope covers this too from ABI 6
         deny("kill", _EPERM, _ArgCmp(0, _SCMP_CMP_NE, me, 0))
@@ -255,9 +255,9 @@ def main() -> int:
         import fcntl
 
         python_fd = os.open(config["python"], os.O_PATH)
+        # close-on-exec: execveat runs the harness through it and the harness never holds it
         exec_fd = fcntl.fcntl(python_fd, fcntl.F_DUPFD_CLOEXEC, EXEC_FD_MIN)
         os.close(python_fd)
-        os.set_inheritable(exec_fd, True)
         lib = _libseccomp() if config["use_seccomp"] else None  # loaded before Landlock hides it
         if config["use_landlock"]:
             layers += apply_landlock(workdir, config)
@@ -273,7 +273,6 @@ def main() -> int:
     sys.stderr.write(LAYERS_TAG + ",".join(layers) + "\n")
     sys.stderr.flush()
     harness = {key: config[key] for key in ("verdict_fd", "max_write_opens", "max_dirs")}
-    harness["exec_fd"] = exec_fd
     # -P -s rather than -I, which would also drop PYTHONHASHSEED from the (already scrubbed) environment
     argv = [config["python"], "-P", "-s", "-S", "-B", config["harness"], json.dumps(harness)]
     try:
