@@ -60,12 +60,14 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     (``train``/``valid``/``test``/``all``), ``split_salt``, ``tasks`` (list or None), ``lam``
     (number or ``"performance-first"``/``"balanced"``/``"cost-first"``), ``cost_bounds``
     (None = fit, or ``[low, high]`` USD), ``cost_quantile``, ``shuffle``, ``lam_in_obs`` (λ in
-    the observation; construction only) and ``lam_range`` (None, or ``[low, high]``: every
-    ``reset`` draws λ uniformly from it with ``np_random``, for training across λ). An unknown key or
+    the observation; construction only), ``lam_range`` (None, or ``[low, high]``: every
+    ``reset`` draws λ from it with ``np_random``, for training across λ) and ``lam_sampling``
+    (``"uniform"``: λ uniform in ``lam_range``; ``"uniform-obs"``: λ/(1+λ), the observation's
+    entry, uniform, which draws small λ more often). An unknown key or
     bad value raises ValueError naming the key. ``render_mode="ansi"`` makes ``render()`` return a line of text.
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; ``lam_sampling`` added later (its default draws λ as before).
     """
 
     _DERIVED = (

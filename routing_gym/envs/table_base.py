@@ -29,6 +29,8 @@ from routing_gym.envs.question_order import checked_index, checked_reset_options
 from routing_gym.envs.validation import require_render_mode
 
 _SPLIT_CHOICES = (*SPLITS, "all")
+#: How ``lam_range`` draws λ: uniformly, or with λ/(1+λ) (the observation's entry) uniform.
+LAM_SAMPLINGS = ("uniform", "uniform-obs")
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,8 @@ class OutcomeTableEnvBase(gym.Env):
             "cost_quantile": 0.99,  # fitted high bound = this quantile of train costs (1.0 = max)
             "shuffle": True,  # visit the split's questions in a seeded random order
             "lam_in_obs": False,  # observation gets a "lam" entry, λ/(1+λ): one policy for every λ
-            "lam_range": None,  # None = the fixed `lam`; or [low, high]: λ ~ U(low, high) per episode
+            "lam_range": None,  # None = the fixed `lam`; or [low, high]: a new λ in it per episode
+            "lam_sampling": "uniform",  # with lam_range: "uniform" λ, or "uniform-obs" λ/(1+λ)
         }
 
     def __init__(
@@ -184,6 +187,11 @@ class OutcomeTableEnvBase(gym.Env):
                     f"got {lam_range!r}."
                 )
             config["lam_range"] = [float(b) for b in lam_range]
+        if config["lam_sampling"] not in LAM_SAMPLINGS:
+            raise ValueError(
+                f"config key 'lam_sampling' must be one of {LAM_SAMPLINGS}, got "
+                f"{config['lam_sampling']!r}."
+            )
         return config
 
     def configure(self, config: Mapping[str, Any]) -> None:
@@ -314,7 +322,7 @@ class OutcomeTableEnvBase(gym.Env):
         if options.get("config"):
             self.configure(options["config"])
         if self.config["lam_range"] is not None:  # a new trade-off every episode
-            self.lam = float(self.np_random.uniform(*self.config["lam_range"]))
+            self.lam = self._draw_lam(*self.config["lam_range"])
         if seed is not None:
             self._order = None
         n = self.num_queries
@@ -328,6 +336,19 @@ class OutcomeTableEnvBase(gym.Env):
         if self._cursor == n:  # next epoch over the split, in a fresh order
             self._order, self._cursor = self._new_order(), 0
         return row
+
+    def _draw_lam(self, low: float, high: float) -> float:
+        """One λ from ``[low, high]`` as ``lam_sampling`` says.
+
+        ``"uniform-obs"`` draws the observed λ/(1+λ) uniformly: a policy trained across λ then
+        sees every part of its input range equally often. Uniform λ leaves little weight where
+        the models' break-even λ of a two-model pool usually lies (0.1–0.3 on [0, 2]), and a
+        policy can settle on the cheap model for every λ before it learns to read λ.
+        """
+        if self.config["lam_sampling"] == "uniform":
+            return float(self.np_random.uniform(low, high))
+        w = float(self.np_random.uniform(low / (1.0 + low), high / (1.0 + high)))
+        return min(max(w / (1.0 - w), low), high)  # the round trip may leave the range by an ulp
 
     def _new_order(self) -> np.ndarray:
         n = self.num_queries

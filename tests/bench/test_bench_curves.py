@@ -300,3 +300,38 @@ def test_curves_comparison_is_paired_against_the_best_fixed_model_on_train():
     knn = next(line for line in text.splitlines() if line.startswith("| kNN |"))
     # +1 on two queries, 0 on two: Δ perf 0.5, its interval reaches 0
     assert "| +0.500 [" in knn and knn.endswith("not resolved |")
+
+
+def test_one_ppo_for_every_lam_trains_on_lams_drawn_uniformly_in_the_observation(
+    two_model_csv, tmp_path, monkeypatch
+):
+    # uniform λ on [0, 2] left two-model pools with a PPO that called the cheap model at every λ
+    from agents.hierrouter import HierRouter
+    from routing_gym.bench.curves import write_curves
+    from routing_gym.bench.runner import BenchConfig
+
+    class Trained(Exception):
+        pass
+
+    seen = []
+
+    def learn(self, run):
+        seen.append((dict(run.env_config), run.timesteps))
+        raise Trained
+
+    monkeypatch.setattr(HierRouter, "learn", learn)
+    config = BenchConfig(
+        agents=["hierrouter"],
+        env_config={"table": str(two_model_csv)},
+        regimes=["performance-first", "cost-first"],
+        seeds=[0],
+        timesteps=300,
+        out=str(tmp_path),
+    )
+    with pytest.raises(Trained):
+        write_curves(config, plot=False, log=lambda _: None)
+    env_config, steps = seen[0]
+    assert env_config["lam_in_obs"] is True and env_config["split"] == "train"
+    assert env_config["lam_range"] == [0.0, 2.0]  # twice the largest regime (1.0), at least 2
+    assert env_config["lam_sampling"] == "uniform-obs"
+    assert steps == 600  # the steps of both regimes together

@@ -6,6 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
+from scipy import stats
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
 import routing_gym
@@ -71,3 +72,76 @@ def test_bad_lam_options_name_the_key():
     env = gym.make("LLMRouting-Table-v0", lam_in_obs=True)
     with pytest.raises(ValueError, match="'lam_in_obs' fixes the spaces"):
         env.reset(options={"config": {"lam_in_obs": False}})
+
+
+# ---------------------------------------------------------------- how lam_range draws λ
+
+
+def write_break_even_table(path) -> str:
+    """Two clusters of queries on a two-model table where the right share at each λ is known.
+
+    The strong model scores 1 everywhere and costs 1 (normalized), the weak one costs 0 and
+    scores 0.7 on cluster A, 0.9 on cluster B: the strong model is the better call on A for
+    λ < 0.3 and on B for λ < 0.1, so the right strong share is 100% below λ = 0.1, 50%
+    between 0.1 and 0.3, and 0% above.
+    """
+    rows = ["id,split,embedding,weak,strong,weak|cost,strong|cost"]
+    for i in range(40):
+        vector = "[1.0, 0.0]" if i % 2 == 0 else "[0.0, 1.0]"
+        rows.append(f'q{i},train,"{vector}",{0.7 if i % 2 == 0 else 0.9},1.0,1e-06,1e-05')
+    path.write_text("\n".join(rows) + "\n")
+    return str(path)
+
+
+def drawn_lams(table: str, sampling: str, episodes: int = 4000) -> np.ndarray:
+    env = gym.make(
+        "LLMRouting-Table-v0",
+        table=table,
+        lam_in_obs=True,
+        lam_range=[0.0, 2.0],
+        lam_sampling=sampling,
+    )
+    lams, obs = [], []
+    env.reset(seed=3)
+    for _ in range(episodes):
+        observation, _ = env.reset()
+        lams.append(env.unwrapped.lam)
+        obs.append(float(observation["lam"][0]))
+    assert np.allclose(obs, np.asarray(lams) / (1 + np.asarray(lams)), atol=1e-6)
+    return np.asarray(lams)
+
+
+def test_break_even_table_rewards_match_the_known_right_choice(tmp_path):
+    table = write_break_even_table(tmp_path / "pair.csv")
+    env = gym.make("LLMRouting-Table-v0", table=table, lam_in_obs=True, shuffle=False)
+    assert np.allclose(env.unwrapped.normalized_costs, [[0.0, 1.0]] * 40)
+    for lam, right in ((0.05, (1, 1)), (0.2, (1, 0)), (0.5, (0, 0))):  # (cluster A, cluster B)
+        for row, strong_is_right in enumerate(right):
+            rewards = []
+            for action in (0, 1):
+                env.reset(options={"index": row, "config": {"lam": lam}})
+                rewards.append(env.step(action)[1])
+            assert (rewards[1] > rewards[0]) == bool(strong_is_right), (lam, row, rewards)
+
+
+def test_uniform_obs_draws_small_lams_as_often_as_the_observation_range_says(tmp_path):
+    table = write_break_even_table(tmp_path / "pair.csv")
+    new, old = drawn_lams(table, "uniform-obs"), drawn_lams(table, "uniform")
+    assert new.min() >= 0.0 and new.max() <= 2.0
+    # λ/(1+λ) uniform on [0, 2/3]: P(λ < x) = (x / (1 + x)) / (2/3)
+    regimes = [(0.0, 0.1), (0.1, 0.3), (0.3, 2.0)]  # right share 100%, 50%, 0%
+    expected_new = [0.1364, 0.2098, 0.6538]  # (0.1/1.1)/(2/3), (0.3/1.3 − 0.1/1.1)/(2/3), rest
+    expected_old = [0.05, 0.10, 0.85]  # uniform λ on [0, 2]
+    for (low, high), want_new, want_old in zip(regimes, expected_new, expected_old):
+        assert np.mean((new >= low) & (new < high)) == pytest.approx(want_new, abs=0.025)
+        assert np.mean((old >= low) & (old < high)) == pytest.approx(want_old, abs=0.025)
+    # the observed entry is uniform on [0, 2/3]
+    assert stats.kstest(new / (1 + new), stats.uniform(0, 2 / 3).cdf).pvalue > 0.01
+
+
+def test_lam_sampling_is_seeded_and_a_bad_value_names_the_key(tmp_path):
+    table = write_break_even_table(tmp_path / "pair.csv")
+    first = drawn_lams(table, "uniform-obs", 20)
+    assert np.array_equal(first, drawn_lams(table, "uniform-obs", 20))
+    with pytest.raises(ValueError, match="'lam_sampling'"):
+        gym.make("LLMRouting-Table-v0", table=table, lam_sampling="log")

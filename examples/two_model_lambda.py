@@ -1,0 +1,215 @@
+"""One PPO for every λ against one PPO per λ on a two-model outcome table, with intervals.
+
+On a two-model table (``examples/two_model_table.py`` writes one) this trains, with one seed:
+
+* one HierRouter PPO per λ of ``--lams`` (``--steps`` each, the bench's per-regime budget);
+* one HierRouter PPO with λ in its observation, trained across ``[0, --lam-max]`` with all
+  those steps together, once per way of drawing λ (``--samplings``: ``uniform`` λ, the old
+  recipe, and ``uniform-obs`` λ/(1+λ), the recipe of ``routing-gym bench --curves``),
+
+then records every router's model choice for every test query at every λ of its curve (so the
+statistics below can be recomputed without training again) and prints, per curve, the
+strong-model share at each λ and RouteLLM's APGR, each with a 95% bootstrap interval over the
+test queries, and the paired difference of APGR against the per-λ PPOs (the same resampled
+queries for both curves).
+
+    python examples/two_model_table.py --models gemma-2-9b-it \\
+        llama-3.1-nemotron-51b-instruct --out results/two_model/llmrouter_pair.csv
+    python examples/two_model_lambda.py --table results/two_model/llmrouter_pair.csv \\
+        --out results/two_model/llmrouter_pair_lambda.json
+
+A second run with the same ``--out`` reads the recorded choices and only prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+import routing_gym  # noqa: F401  (registers the envs)
+from agents.hierrouter import HierRouter
+from routing_gym.bench import metrics
+from routing_gym.bench.curves import TableOutcomes, policy_lambda_grid
+from routing_gym.bench.runner import make_table_env
+from routing_gym.routers import TrainingRun
+
+ENV_ID = "LLMRouting-Table-v0"
+SHARE_LAMS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)  # where the report prints the strong share
+
+
+def train(env_config: dict, seed: int, steps: int) -> HierRouter:
+    """HierRouter PPO with the bench's defaults, on the train split."""
+    agent = HierRouter(seed=seed, total_timesteps=steps)
+    return agent.learn(TrainingRun(ENV_ID, {**env_config, "split": "train"}, timesteps=steps))
+
+
+def choices(agent: HierRouter, table: str, lam: float, lam_in_obs: bool) -> list[int]:
+    """The agent's model for every test query at ``lam`` (λ in the observation or not)."""
+    env = make_table_env(ENV_ID, "test", lam, {"table": table, "lam_in_obs": lam_in_obs})
+    agent.adapt_to(env)
+    data = TableOutcomes.from_table_env(env)
+    obs = data.embeddings
+    if lam_in_obs:
+        lam_obs = env.unwrapped.lam_observation()
+        obs = {"embedding": obs, "lam": np.repeat(lam_obs[None, :], len(data), axis=0)}
+    actions, _ = agent.predict(obs, deterministic=True)
+    env.close()
+    return [int(a) for a in actions]
+
+
+def run(args) -> dict:
+    """Train every router (or read the recorded choices) and return them."""
+    out = Path(args.out)
+    if out.exists():
+        return json.loads(out.read_text())
+    lams = [float(x) for x in args.lams]
+    record = {"table": args.table, "seed": args.seed, "steps": args.steps, "curves": {}}
+    per_lam, fit_s = {}, 0.0
+    for lam in lams:
+        start = time.perf_counter()
+        agent = train({"table": args.table, "lam": lam}, args.seed, args.steps)
+        fit_s += time.perf_counter() - start
+        per_lam[repr(lam)] = choices(agent, args.table, lam, lam_in_obs=False)
+        print(f"per-λ PPO at λ={lam:g} trained", flush=True)
+    record["curves"]["per-lam"] = {"arms": per_lam, "fit_s": fit_s}
+    grid = sorted(set(policy_lambda_grid(args.lam_max).tolist()) | set(lams) | set(SHARE_LAMS))
+    grid = [lam for lam in grid if lam <= args.lam_max]
+    for sampling in args.samplings:
+        config = {
+            "table": args.table,
+            "lam_in_obs": True,
+            "lam_range": [0.0, args.lam_max],
+            "lam_sampling": sampling,
+        }
+        start = time.perf_counter()
+        agent = train(config, args.seed, args.steps * len(lams))
+        arms = {repr(lam): choices(agent, args.table, lam, lam_in_obs=True) for lam in grid}
+        fit_s = time.perf_counter() - start
+        record["curves"][f"any-lam-{sampling}"] = {"arms": arms, "fit_s": fit_s}
+        print(f"one PPO across λ ({sampling}) trained", flush=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record) + "\n")
+    return record
+
+
+def summarize(record: dict, resamples: int, seed: int) -> dict:
+    """Strong share per λ and APGR of each curve, with 95% bootstrap intervals over queries."""
+    env = make_table_env(ENV_ID, "test", 0.0, {"table": record["table"]})
+    data = TableOutcomes.from_table_env(env)
+    env.close()
+    n = len(data)
+    singles = data.scores.mean(axis=0)
+    weak_i, strong_i = np.argsort(data.costs.mean(axis=0))  # the dearer model is the strong one
+    curves = {
+        name: {float(k): np.asarray(v) for k, v in c["arms"].items()}
+        for name, c in record["curves"].items()
+    }
+
+    def apgr(name: str, rows: np.ndarray) -> float:
+        arms = curves[name]
+        share = [float(np.mean(a[rows] == strong_i)) for a in arms.values()]
+        perf = [float(data.scores[rows, a[rows]].mean()) for a in arms.values()]
+        if max(share) == min(share):  # one point: the curve ignores λ, APGR is undefined
+            return float("nan")
+        s = data.scores[rows]
+        return metrics.routellm_apgr(share, perf, s[:, weak_i].mean(), s[:, strong_i].mean())
+
+    def interval(statistic) -> list[float] | None:
+        if not np.isfinite(statistic(np.arange(n))):
+            return None
+        # paired: every curve is scored on the same resampled queries (indices into one split)
+        result = stats.bootstrap(
+            (np.arange(n),),
+            lambda idx: statistic(np.asarray(idx, dtype=np.int64)),
+            vectorized=False,
+            n_resamples=resamples,
+            method="percentile",
+            rng=np.random.default_rng(seed),
+        )
+        return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+
+    everything = np.arange(n)
+    out = {
+        "queries": n,
+        "weak": data.models[weak_i],
+        "strong": data.models[strong_i],
+        "singles": {m: float(singles[i]) for i, m in enumerate(data.models)},
+        "curves": {},
+    }
+    for name, arms in curves.items():
+        shares = {}
+        for lam, a in arms.items():
+            if lam in SHARE_LAMS or name == "per-lam":
+                is_strong = (a == strong_i).astype(float)
+                shares[repr(lam)] = {
+                    "share": float(is_strong.mean()),
+                    "ci": interval(lambda idx, x=is_strong: float(x[idx].mean())),
+                    "perf": float(data.scores[everything, a].mean()),
+                }
+        entry = {
+            "share": shares,
+            "share_range": [
+                float(min(np.mean(a == strong_i) for a in arms.values())),
+                float(max(np.mean(a == strong_i) for a in arms.values())),
+            ],
+            "apgr": apgr(name, everything),
+            "apgr_ci": interval(lambda idx, c=name: apgr(c, idx)),
+        }
+        if name != "per-lam":
+            entry["apgr_minus_per_lam"] = entry["apgr"] - apgr("per-lam", everything)
+            entry["apgr_minus_per_lam_ci"] = interval(
+                lambda idx, c=name: apgr(c, idx) - apgr("per-lam", idx)
+            )
+        out["curves"][name] = entry
+    return out
+
+
+def print_summary(summary: dict) -> None:
+    """A readable table per curve, then the summary as one JSON line."""
+    print(
+        f"{summary['queries']} test queries; weak {summary['weak']} "
+        f"{summary['singles'][summary['weak']]:.3f}, strong {summary['strong']} "
+        f"{summary['singles'][summary['strong']]:.3f}"
+    )
+    for name, c in summary["curves"].items():
+        if c["apgr_ci"] is None:
+            line = f"{name:24s} APGR undefined (one strong share)"
+        else:
+            lo, hi = c["apgr_ci"]
+            line = f"{name:24s} APGR {c['apgr']:.3f} [{lo:.3f}, {hi:.3f}]"
+        if c.get("apgr_minus_per_lam_ci") is not None:
+            lo, hi = c["apgr_minus_per_lam_ci"]
+            line += f"  − per-λ {c['apgr_minus_per_lam']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
+        lo, hi = c["share_range"]
+        print(line + f"  strong share swept {100 * lo:.0f}–{100 * hi:.0f}%")
+        for lam, s in c["share"].items():
+            print(
+                f"    λ={float(lam):<5g} strong share {100 * s['share']:5.1f}% "
+                f"[{100 * s['ci'][0]:.1f}, {100 * s['ci'][1]:.1f}]  perf {s['perf']:.3f}"
+            )
+    print(json.dumps(summary))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--table", required=True, help="a two-model outcome table")
+    parser.add_argument("--out", required=True, help="JSON of every router's choices")
+    parser.add_argument("--lams", nargs="+", default=["0", "0.1", "0.5", "1"])
+    parser.add_argument("--steps", type=int, default=20_000, help="PPO steps per λ")
+    parser.add_argument("--lam-max", type=float, default=2.0)
+    parser.add_argument("--samplings", nargs="+", default=["uniform", "uniform-obs"])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resamples", type=int, default=2000)
+    args = parser.parse_args(argv)
+    print_summary(summarize(run(args), args.resamples, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
