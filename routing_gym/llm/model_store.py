@@ -1,11 +1,14 @@
 """Find, fingerprint and materialize model weights for each kind of location.
 
 GGUF weights are de-quantized once into the user cache dir and saved as an ordinary
-transformers folder; later loads read that folder (seconds instead of a minute).
+transformers folder (float32 safetensors); later loads read that folder (seconds instead of
+minutes). The first use parses the GGUF's metadata once (``parsed_once``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -121,6 +124,47 @@ def materialized_folder(spec: ModelSpec, digest: str) -> Path:
     return cache_dir() / "models" / f"gguf-{digest[:24]}"
 
 
+#: The last GGUF metadata parsed in this process: ``{(path, size, mtime): GGUFReader}``.
+_PARSED: dict[tuple, object] = {}
+
+
+@contextlib.contextmanager
+def parsed_once():
+    """Within the context, transformers parses each GGUF file's metadata once.
+
+    For the legacy (gguf-py) loader, transformers parses the whole metadata, with every
+    vocabulary string, for the tokenizer's config, the model's config and the weights: four
+    parses of a Qwen file on a first use, which took most of its time. The reader only maps the
+    file, so one instance serves them all; the last one is kept for the model load that follows
+    a tokenizer load, and ``forget_parsed`` drops it. transformers also rebuilds gguf's tensor
+    name map once per module of the model (hundreds of times); it depends only on the
+    architecture and depth, so it is built once per pair.
+    """
+    import gguf
+
+    original, original_names = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(original_names)
+
+    def reader(path, mode="r"):
+        stat = os.stat(path)
+        key = (os.fspath(path), mode, stat.st_size, stat.st_mtime_ns)
+        if key not in _PARSED:
+            _PARSED.clear()
+            _PARSED[key] = original(path, mode)
+        return _PARSED[key]
+
+    gguf.GGUFReader = reader
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = original, original_names
+
+
+def forget_parsed() -> None:
+    """Drop the kept GGUF metadata (its vocabulary strings take memory)."""
+    _PARSED.clear()
+
+
 def materialize_gguf(spec: ModelSpec, digest: str) -> Path:
     """De-quantize a GGUF model into a transformers folder in the cache (once), return it."""
     target = materialized_folder(spec, digest)
@@ -129,22 +173,33 @@ def materialize_gguf(spec: ModelSpec, digest: str) -> Path:
     with exclusive_lock(target.parent / (target.name + ".lock")):
         if (target / "config.json").is_file():
             return target
+        from safetensors.torch import save_file
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         source = gguf_path(spec)
-        tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-        quantized = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
-        # GGUF-loaded models refuse save_pretrained ("not serializable") because the config
-        # still carries the quantization settings; rebuild a plain model around the weights.
+        with parsed_once():
+            tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+            quantized = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name)
+        forget_parsed()
+        # GGUF-loaded models refuse save_pretrained ("not serializable") because of their
+        # quantization settings. The weights are already plain de-quantized tensors, so they are
+        # written as they are, with the config minus those settings; building a fresh model to
+        # hold them would first initialise every weight at random.
         config = quantized.config
         if hasattr(config, "quantization_config"):
             del config.quantization_config
-        plain = AutoModelForCausalLM.from_config(config)
-        plain.load_state_dict(quantized.state_dict(), strict=False)
-        plain.tie_weights()
+        weights, seen = {}, set()
+        for name, tensor in quantized.state_dict().items():
+            if tensor.data_ptr() in seen:  # a tied copy (lm_head of tied embeddings): loading re-ties it
+                continue
+            seen.add(tensor.data_ptr())
+            weights[name] = tensor.contiguous()
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".partial-"))
         try:
-            plain.save_pretrained(staging)
+            save_file(weights, str(staging / "model.safetensors"), metadata={"format": "pt"})
+            config.save_pretrained(staging)
+            if quantized.generation_config is not None:
+                quantized.generation_config.save_pretrained(staging)
             tokenizer.save_pretrained(staging)
             os.replace(staging, target)  # atomic: a killed process leaves no half folder behind
         finally:

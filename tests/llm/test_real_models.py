@@ -5,17 +5,26 @@ import os
 import pytest
 
 from routing_gym.llm import GenerationRequest, LLMPool
-from routing_gym.llm.spec import REAL_MODELS
+from dataclasses import replace
+
+from routing_gym.llm.spec import BUILTIN_SPECS, REAL_MODELS, ModelSpec
 
 pytestmark = pytest.mark.slow
 
 QUESTIONS = ["What is the capital of France?", "Name a primary colour.", "What is 2 + 3?"]
 
 
+def float32(name: str) -> ModelSpec:
+    """The built-in model pinned to float32: these tests compare paths at float32 tolerances and
+    exact greedy tokens, which bf16 (``auto`` on a CPU with avx512_bf16) does not keep."""
+    spec = BUILTIN_SPECS[name]
+    return replace(spec, options={**spec.options, "dtype": "float32"})
+
+
 @pytest.fixture(scope="module")
 def real_pool(tmp_path_factory):
     assert os.environ.get("HF_HUB_OFFLINE") == "1"
-    pool = LLMPool(list(REAL_MODELS), cache=tmp_path_factory.mktemp("cache") / "responses.sqlite")
+    pool = LLMPool([float32(m) for m in REAL_MODELS], cache=tmp_path_factory.mktemp("cache") / "responses.sqlite")
     yield pool
     pool.close()
 

@@ -283,7 +283,8 @@ class TransformersBackend(Backend):
         ).is_file():
             # Read the tokenizer straight from the GGUF: a cache hit must not de-quantize weights.
             source = model_store.gguf_path(self.spec)
-            tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
+            with model_store.parsed_once():  # the de-quantization that may follow reuses the parse
+                tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
         else:
             source, kwargs = self._source()
             try:
