@@ -216,13 +216,12 @@ def mount_tmpfs(workdir: str, size_bytes: int, max_inodes: int) -> list:
 
 
 def apply_limits(config: dict) -> None:
-    """CPU seconds, address space, file size, open files, process count and no core dumps."""
+    """CPU seconds, address space, file size, open files and no core dumps."""
     cpu = int(config["cpu_seconds"])
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_AS, (config["memory_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_size_bytes"],) * 2)
     resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_OPEN_FILES,) * 2)
-    resource.setrlimit(resource.RLIMIT_NPROC, (config["max_processes"],) * 2)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 

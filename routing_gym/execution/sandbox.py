@@ -47,14 +47,18 @@ MAX_FOLDERS = 64
 @dataclass(frozen=True)
 class SandboxLimits:
     """Limits of one run; all are enforced by the kernel except ``timeout_s`` (the parent)
-    and, in fallback mode, ``disk_bytes`` (the harness counts the files it may fill)."""
+    and, in fallback mode, ``disk_bytes`` (the harness counts the files it may fill).
+
+    There is no process limit: seccomp denies new processes outright, and threads are bounded
+    by ``memory_bytes`` (each reserves its stack). RLIMIT_NPROC would count every process of
+    the user, and so fail the harness's own thread for a user with many processes.
+    """
 
     timeout_s: float = 10.0  # wall clock, the whole process group is killed after it
     cpu_seconds: int = 5  # RLIMIT_CPU: SIGXCPU, then SIGKILL a second later
     memory_bytes: int = 1 << 30  # RLIMIT_AS
     file_size_bytes: int = 16 << 20  # RLIMIT_FSIZE: also caps stdout and stderr
     disk_bytes: int = 64 << 20  # the run's folder: a tmpfs this size, or this // file_size_bytes files
-    max_processes: int = 16  # RLIMIT_NPROC (the kernel ignores it for root; seccomp denies forks anyway)
     output_bytes: int = 64 << 10  # how much of stdout / stderr comes back
 
     def __post_init__(self):
@@ -262,7 +266,6 @@ class Sandbox:
             "cpu_seconds": int(max(1, round(limits.cpu_seconds))),
             "memory_bytes": int(limits.memory_bytes),
             "file_size_bytes": int(limits.file_size_bytes),
-            "max_processes": int(limits.max_processes),
             "tmpfs_bytes": int(limits.disk_bytes) if self.namespaces else 0,
             "max_inodes": 4 * MAX_FOLDERS,
             "max_write_opens": int(limits.disk_bytes // limits.file_size_bytes),
