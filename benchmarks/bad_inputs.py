@@ -157,12 +157,13 @@ def prices_file(path: Path, price_of_b: float) -> Path:
     return path
 
 
-def cache_error_as_nobody(path: Path) -> str:
-    """Open a read-write cache at ``path`` as an unprivileged user (root writes anywhere)."""
+def cache_error_as_nobody(path: Path, mode: str = "rw") -> str:
+    """Open a cache at ``path`` (and read a key) as an unprivileged user (root writes anywhere)."""
 
     def attempt() -> str:
         try:
-            ResponseCache(path).close()
+            with ResponseCache(path, mode=mode) as cache:
+                cache.get(ResponseCache.make_key("m", [1], {}))
         except Exception as exc:  # noqa: BLE001
             return f"{type(exc).__name__}: {exc}"
         return ""
@@ -455,6 +456,16 @@ def cache_probes(p: Probes, work: Path) -> None:
         message = cache_error_as_nobody(locked / "responses.sqlite")
         ok = "not writable" in message and str(locked) in message and "corrupt" not in message
         p.add("cache in an unwritable folder", "clear" if ok else "silent", message or "accepted")
+        locked.chmod(0o755)
+        shipped = locked / "shipped.sqlite"
+        with ResponseCache(shipped) as cache:
+            cache.put(ResponseCache.make_key("m", [1], {}), "m", {"text": "x"})
+        for leftover in locked.glob("shipped.sqlite-*"):
+            leftover.unlink()
+        locked.chmod(0o555)
+        message = cache_error_as_nobody(shipped, mode="ro")
+        ok = str(shipped) in message and "cache_mode='ro'" not in message and "not writable" in message
+        p.add("mode='ro' cache in a read-only folder", "clear" if ok else "silent", message or "accepted")
     finally:
         locked.chmod(0o755)
         shutil.rmtree(root)
@@ -486,6 +497,22 @@ def cli_probes(p: Probes, work: Path) -> None:
         "config file with jobs: banana", ["bench", "--config", "jobs.yaml"], 2, "'jobs'", cwd=work
     )
     p.cli("train --env unknown", ["train", "--env", "LLMRouting-Nope-v0"], 2, "--env", cwd=work)
+    p.cli(
+        "train --agent knn --out knn.zip",
+        ["train", "--agent", "knn", "--env", ENV, "--out", "knn.zip"],
+        2,
+        "knn.pt",
+        cwd=work,
+    )
+    p.cli("precompute --limit 0", ["precompute", "--limit", "0", "--out", "t.jsonl"], 2, "--limit", cwd=work)
+    for key, value in (("split", '"test"'), ("lam", "5")):
+        p.cli(
+            f"bench --env-config {key}: {value}",
+            ["bench", "--agents", "knn", "--envs", ENV, "--env-config", f'{{"{key}": {value}}}'],
+            2,
+            f"'{key}'",
+            cwd=work,
+        )
     p.cli("train --lam banana", ["train", "--lam", "banana"], 2, "--lam", cwd=work)
     nope = '{"tasks": ["nope"]}'
     for command in ("train", "bench"):
@@ -514,6 +541,235 @@ def cli_probes(p: Probes, work: Path) -> None:
     p.add("--debug shows the traceback", "clear" if ok else "silent", f"exit {done.returncode}")
 
 
+# ---------------------------------------------------------------------------- trust boundaries
+
+
+class _Marker:
+    """Unpickling this runs a shell command that creates ``marker``: any command could run."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def checkpoint_probes(p: Probes, work: Path) -> None:
+    """Checkpoints that would run code, and checkpoints of the wrong kind or layout."""
+    import base64
+    import zipfile
+
+    import cloudpickle
+    import torch
+
+    from routing_gym.bench import load_checkpoint
+
+    marker = work / "marker"
+    crafted = work / "crafted.pt"
+    torch.save({"format": 2, "agent": "KNNRouter", "state": _Marker(marker)}, crafted)
+    for name, load in (("KNNRouter.load", KNNRouter.load), ("load_checkpoint", load_checkpoint)):
+        p.error(f"{name} of a .pt that runs a command", lambda f=load: f(crafted), str(crafted), "trust_pickle")
+        if marker.exists():
+            p.add(f"{name} of a .pt that runs a command: marker", "silent", "the command ran")
+    ppo = HierRouter(n_envs=1, n_steps=64, batch_size=64, n_epochs=1).fit(ENV, total_timesteps=64)
+    saved = ppo.save(work / "ppo.zip")
+
+    def rewrite(target: Path, edit) -> Path:
+        with zipfile.ZipFile(saved) as archive:
+            entries = {name: archive.read(name) for name in archive.namelist()}
+        data = json.loads(entries["data"])
+        edit(data)
+        entries["data"] = json.dumps(data).encode()
+        with zipfile.ZipFile(target, "w") as archive:
+            for name, content in entries.items():
+                archive.writestr(name, content)
+        return target
+
+    hostile = {":type:": "x", ":serialized:": base64.b64encode(cloudpickle.dumps(_Marker(marker))).decode()}
+    extra = rewrite(work / "extra.zip", lambda d: d.update(policy_kwargs=hostile))
+    p.error("HierRouter.load of a zip with a pickled command", lambda: HierRouter.load(extra), str(extra), "policy_kwargs")
+
+    def replaced() -> str:
+        zip_path = rewrite(
+            work / "replaced.zip",
+            lambda d: d.update({k: hostile for k, v in d.items() if isinstance(v, dict) and ":serialized:" in v}),
+        )
+        loaded = HierRouter.load(zip_path)
+        expect(not marker.exists(), "the command ran")
+        obs = gym.make(ENV, split="test").unwrapped.embeddings[:16]
+        expect(np.array_equal(loaded.predict(obs)[0], ppo.predict(obs)[0]), "routes differently")
+        return "every pickled entry is rebuilt from plain JSON: nothing ran, same routes"
+
+    p.correct("HierRouter.load of a zip whose pickled entries run a command", replaced)
+    p.error(
+        "HierRouter trained on a Box, evaluated on the cascade's Dict",
+        lambda: evaluate_agent(ppo, gym.make(CASCADE, split="test")),
+        "Box(384,)",
+        "Dict(",
+    )
+
+
+class _FakeServer:
+    """An OpenAI-compatible server on 127.0.0.1 answering every completion with ``reply(body)``
+    (the standard library's http.server: canned answers, malformed ones included)."""
+
+    def __init__(self):
+        import http.server
+        import threading
+
+        self.reply = None
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send(200, "application/json", json.dumps({"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "x"}]}))
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                self.send(*fake.reply(body))
+
+            def send(self, status, kind, text):
+                data = text.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def _completion(body: dict, **fields) -> str:
+    reply = {
+        "id": "c", "object": "text_completion", "created": 0, "model": body["model"],
+        "choices": [{"index": 0, "text": "Paris", "finish_reason": "stop", "logprobs": None}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+    }
+    reply.update(fields)
+    return json.dumps(reply)
+
+
+def server_probes(p: Probes, work: Path) -> None:
+    """A server's answers: counts, model, log-probs and bodies that are not completions."""
+    from routing_gym.llm import GenerationRequest, LLMPool
+
+    fake = _FakeServer()
+    ok = 200, "application/json"
+    usage = lambda **u: lambda b: (*ok, _completion(b, usage={k: v for k, v in {"prompt_tokens": 7, "completion_tokens": 2, **u}.items() if v is not None}))  # noqa: E731
+    cases = {
+        "negative token counts in usage": usage(prompt_tokens=-1_000_000),
+        "usage without completion_tokens": usage(completion_tokens=None),
+        "1e15 tokens in usage": usage(completion_tokens=10**15),
+        "another model echoed back": lambda b: (*ok, _completion(b, model="gpt-4o")),
+        "empty choices": lambda b: (*ok, _completion(b, choices=[])),
+        "null choices": lambda b: (*ok, _completion(b, choices=None)),
+        "invalid JSON with status 200": lambda b: (*ok, '{"choices": [{"te'),
+        "HTML page with status 200": lambda b: (200, "text/html", "<html>login</html>"),
+        "error body with status 200": lambda b: (*ok, '{"error": {"message": "overloaded"}}'),
+    }
+    spec = {
+        "name": "srv", "location": "server:m", "backend": "openai",
+        "price": {"input_per_m": 1.0, "output_per_m": 1.0},
+        "options": {"base_url": fake.url, "api": "completions", "max_retries": 0, "timeout": 10},
+    }
+    request = GenerationRequest(model="srv", prompt="The capital of France is", max_new_tokens=4)
+    for number, (name, reply) in enumerate(cases.items()):
+        fake.reply = reply
+        cache = work / f"server{number}.sqlite"
+        pool = LLMPool([spec], cache=cache)
+        p.error(f"server: {name}", lambda: pool.generate([request]), fake.url, "'srv'")
+        pool.close()
+        if cache.exists() and len(ResponseCache(cache, mode="ro")):
+            p.add(f"server: {name}: cache", "silent", "the answer was cached")
+
+    def nan_logprob(body):
+        text = _completion(body, choices=[{"index": 0, "text": " A", "finish_reason": "stop", "logprobs": {"tokens": [" A"], "token_logprobs": [-0.1], "top_logprobs": [{" A": "X", " B": -0.1}], "text_offset": [0]}}])
+        return (*ok, text.replace('"X"', "NaN"))
+
+    fake.reply = nan_logprob
+    pool = LLMPool([spec], cache=work / "nan.sqlite")
+    p.error("server: a NaN log-prob", lambda: pool.choice_logprobs("srv", request, [" A", " B"]), fake.url, "nan")
+    pool.close()
+    fake.server.shutdown()
+
+
+def small_case_probes(p: Probes, work: Path) -> None:
+    """The smaller silent cases: each an error naming the key and value."""
+    from routing_gym.cost import resolve_lambda
+    from routing_gym.data.gsm8k import load_gsm8k
+
+    p.error("lam: True", lambda: gym.make(ENV, config={"lam": True}), "'lam'", "True")
+    p.error("resolve_lambda(True)", lambda: resolve_lambda(True), "boolean True")
+    blank = work / "blank.jsonl"
+    blank.write_text(json.dumps({"question": "  ", "answer": "1\n#### 1"}) + "\n")
+    p.error("GSM8K file with a blank question", lambda: load_gsm8k(split=str(blank)), "blank.jsonl", "line 1", "'question'")
+    rows = [{"id": f"q{i}", "embedding": [1.0, float(i), 0.0], "a": 1, "b": 0, "a|cost": 0.1, "b|cost": 0.2} for i in range(4)]
+    for name, field, value in (("id null", "id", None), ("prompt_tokens 1e300", "prompt_tokens", 1e300)):
+        table = work / f"{field}.jsonl"
+        table.write_text("".join(json.dumps({**r, field: value if i == 0 else r.get(field, 100)}) + "\n" for i, r in enumerate(rows)))
+        p.error(f"table with {name}", lambda t=table: read_wide_table(t), table.name, "line 1", f"'{field}'")
+    p.error(
+        "env config completion_tokens 1e300",
+        lambda: gym.make(ENV, config={"completion_tokens": 1e300}),
+        "completion_tokens",
+        "1e+300",
+    )
+
+    def resumed() -> str:
+        config = lambda out: BenchConfig(agents=["random", "knn"], envs=[ENV], regimes=["balanced", "cost-first"], seeds=[0], out=str(out))  # noqa: E731
+        run_bench(config(work / "straight"), progress=False)
+        from routing_gym.bench import runner
+
+        real, count = runner.append_record, []
+
+        def stop_after_one(path, record):
+            if record["kind"] == "row" and count:
+                raise KeyboardInterrupt
+            real(path, record)
+            count.extend([1] if record["kind"] == "row" else [])
+
+        runner.append_record = stop_after_one
+        try:
+            run_bench(config(work / "resumed"), progress=False)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            runner.append_record = real
+        run_bench(config(work / "resumed"), progress=False)
+        strip = lambda out: sorted(json.dumps({k: v for k, v in r.items() if k not in ("fit_s", "eval_s")}, sort_keys=True) for r in read_records(out / "rows.jsonl") if r["kind"] == "row")  # noqa: E731
+        expect(strip(work / "straight") == strip(work / "resumed"), "resumed rows differ")
+        return "interrupted after 1 row and resumed: the 4 rows equal an uninterrupted run's"
+
+    p.correct("bench interrupted and resumed (Random's rows)", resumed)
+    damaged = work / "damaged.sqlite"
+    with ResponseCache(damaged) as cache:
+        key = ResponseCache.make_key("m", [1], {})
+        cache.put(key, "m", {"text": "x"})
+    import sqlite3
+
+    with sqlite3.connect(damaged) as conn:
+        conn.execute("UPDATE responses SET record = '{not json'")
+    p.error("cache record that is not JSON", lambda: ResponseCache(damaged, mode="ro").get(key), str(damaged), key)
+
+
+def cache_cli_probes(p: Probes, work: Path) -> None:
+    """``python -m routing_gym.llm.cache`` on a typo and on a corrupt file."""
+    (work / "corrupt.sqlite").write_bytes(b"SQLite format 3\x00" + b"\xff" * 4000)
+    for name, path in (("typo.sqlite", "typo.sqlite"), ("a corrupt file", "corrupt.sqlite")):
+        done = subprocess.run(
+            [sys.executable, "-m", "routing_gym.llm.cache", path],
+            capture_output=True, text=True, cwd=work, check=False,
+        )
+        lines = done.stderr.strip().splitlines()
+        ok = done.returncode != 0 and len(lines) == 1 and path in lines[0] and "Traceback" not in done.stderr
+        p.add(f"cache CLI on {name}", "clear" if ok else "silent", f"exit {done.returncode}: {lines[-1] if lines else done.stdout.strip()[-80:]}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-cli", action="store_true", help="skip the command-line probes")
@@ -528,6 +784,10 @@ def main(argv: list[str] | None = None) -> int:
         table_file_probes(probes, work)
         action_probes(probes, live=not args.no_live)
         cache_probes(probes, work)
+        checkpoint_probes(probes, work)
+        server_probes(probes, work)
+        small_case_probes(probes, work)
+        cache_cli_probes(probes, work)
         if not args.no_cli:
             cli_probes(probes, work)
     finally:
