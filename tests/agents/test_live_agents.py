@@ -26,6 +26,7 @@ from agents.base import single_threaded
 from agents.evaluation import evaluate_agent, evaluate_on_data
 from routing_gym.action_table import ActionTable, build_action_table
 from routing_gym.llm import TINY_POOL
+from routing_gym.vector import BatchedRoutingVecEnv
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 
@@ -146,7 +147,8 @@ def test_fixed_assignment_plays_each_role_on_its_model(turn_env):
 def test_hierrouter_ppo_runs_on_the_live_per_turn_env(table, config, turn_env):
     agent = HierRouter(n_envs=4, n_steps=32, batch_size=64, n_epochs=2, seed=0)
     agent.fit("LLMRouting-HotpotQA-v0", total_timesteps=256, env_kwargs={"config": config})
-    assert type(agent.model.get_env()).__name__ == "BatchedRoutingVecEnv"
+    vec = agent.model.get_env()
+    assert isinstance(vec, BatchedRoutingVecEnv) and vec.num_envs == 4  # one batch of model calls a step
     assert agent.model.num_timesteps >= 256
     scores = evaluate_agent(agent, turn_env)
     assert scores["episodes"] == len(table.question_ids)

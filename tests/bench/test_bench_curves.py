@@ -14,7 +14,6 @@ from PIL import Image
 
 import routing_gym  # noqa: F401
 from agents import KNNRouter, MFRouter
-from routing_gym.bench import metrics
 from routing_gym.bench.curves import (
     GAP_LAMS,
     Curve,
@@ -229,15 +228,17 @@ def test_bring_your_own_two_model_table_end_to_end(two_model_csv, tmp_path, caps
     for name in ("knn", "routellm-mf", "oracle"):
         m = curves[name]["metrics"]
         assert m["strong_share_range"] == [0.0, 1.0]
-        # the JSON's APGR is RouteLLM's APGR of the curve's own points
-        points = curves[name]["points"]["0"]
-        shares = [p["share"][STRONG] for p in points]
-        perfs = [p["perf"] for p in points]
+        # the JSON's APGR and CPT(50%) are RouteLLM's, worked out here from the curve's own points:
+        # sorted by strong share, APGR = (trapezoid area - weak·width) / ((strong - weak)·width),
+        # CPT(50%) = the share where the curve reaches weak + 0.5·(strong - weak)
+        points = sorted(curves[name]["points"]["0"], key=lambda p: p["share"][STRONG])
+        shares = np.array([p["share"][STRONG] for p in points])
+        perfs = np.array([p["perf"] for p in points])
         weak, strong = env["singles"][WEAK]["perf"], env["singles"][STRONG]["perf"]
-        assert m["apgr"] == pytest.approx(metrics.routellm_apgr(shares, perfs, weak, strong))
-        assert m["cpt50"] == pytest.approx(
-            metrics.cost_to_performance(shares, perfs, weak, strong, 0.5)
-        )
+        area = float(np.sum(np.diff(shares) * (perfs[1:] + perfs[:-1]) / 2))
+        width = shares[-1] - shares[0]
+        assert m["apgr"] == pytest.approx((area - weak * width) / ((strong - weak) * width))
+        assert m["cpt50"] == pytest.approx(float(np.interp(weak + 0.5 * (strong - weak), perfs, shares)))
     # the Oracle bounds every router from above
     assert curves["oracle"]["metrics"]["apgr"] >= max(
         curves[n]["metrics"]["apgr"] for n in ("knn", "routellm-mf")

@@ -149,7 +149,11 @@ def test_reset_config_changes_lambda_and_split():
     env.reset(options={"index": 0, "config": {"lam": "cost-first"}})
     _, r_cost, _, _, info2 = env.step(8)
     assert info2["lam"] == 1.0 and info["lam"] == 0.5
-    assert r_cost == pytest.approx(info["score"] - 1.0 * info["normalized_cost"])
+    # the default bounds: low = the cheapest train call, high = the 0.99 quantile of train calls
+    low, high = env.costs.min(), np.quantile(env.costs, 0.99)
+    normalized = min(1.0, (info["cost"] - low) / (high - low))
+    assert r_balanced == pytest.approx(info["score"] - 0.5 * normalized)
+    assert r_cost == pytest.approx(info["score"] - 1.0 * normalized)
     test_n = env.num_queries
     env.reset(options={"config": {"split": "test"}})
     assert env.num_queries < test_n
@@ -186,7 +190,9 @@ def test_lambda_regimes_change_the_best_single_model():
     best = {}
     for regime in ("performance-first", "cost-first"):
         env = gym.make("LLMRouting-Table-v0", lam=regime).unwrapped
-        best[regime] = int(np.argmax((env.scores - env.lam * env.normalized_costs).mean(axis=0)))
+        low, high = env.costs.min(), np.quantile(env.costs, 0.99)  # the train split's bounds
+        normalized = np.clip((env.costs - low) / (high - low), 0.0, 1.0)
+        best[regime] = int(np.argmax((env.scores - env.lam * normalized).mean(axis=0)))
     costs = env.costs.mean(axis=0)
     assert costs[best["cost-first"]] < costs[best["performance-first"]]
 
@@ -273,7 +279,9 @@ def test_cascade_masks_tried_models_and_treats_a_repeat_as_stop():
     _, reward, terminated, _, info = env.step(2)
     assert terminated and info["invalid_action"] and info["model"] == "STOP"
     assert info["cost"] == cost_before
-    assert reward == pytest.approx(env.scores[0, 2] - env.lam * info["normalized_cost"])
+    # the cascade's bound: the 0.99 quantile over train queries of their 3 dearest calls summed
+    high = np.quantile(np.sort(env.costs, axis=1)[:, -3:].sum(axis=1), 0.99)
+    assert reward == pytest.approx(env.scores[0, 2] - env.lam * min(1.0, env.costs[0, 2] / high))
 
 
 def test_cascade_stop_at_depth_zero_scores_nothing_and_costs_nothing():

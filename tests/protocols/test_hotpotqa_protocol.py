@@ -9,7 +9,6 @@ import pytest
 from routing_gym.data.hotpotqa import HotpotQAExample, load_hotpotqa
 from routing_gym.llm import GenerationResult, LLMPool
 from routing_gym.llm.requests import ScoringResult
-from routing_gym.metrics import f1_score
 from routing_gym.protocols import STUDENT, TEACHER, HotpotQAProtocol, make_protocol
 from routing_gym.protocols.hotpotqa import FORCED_PREFIX, STUDENT_PREFIX, parse_action
 from routing_gym.retrieval.retriever import RetrievedParagraph, context_paragraphs
@@ -156,7 +155,7 @@ def test_an_accepted_finish_ends_the_episode_with_its_f1():
     assert state.answer == "the Lune" and not state.done
     _, verdict = _play(protocol, state, " Continue. It is supported.", model="teacher-model")
     assert verdict.parsed["accepted"] and state.done and state.extra["end_reason"] == "accepted"
-    assert protocol.performance(state) == pytest.approx(f1_score("the Lune", "River Lune"))
+    # answer [lune] against gold [river, lune]: P = 1, R = 1/2, F1 = 2·1·0.5 / 1.5 = 2/3
     assert protocol.performance(state) == pytest.approx(2 / 3)
     with pytest.raises(ValueError, match="over"):
         protocol.request(state, "student-model")
