@@ -21,7 +21,8 @@ the rest are that table's arguments:
 
 ``python -m routing_gym.bench.published docs/results/*.md`` rewrites every block from its
 data; ``--check`` only compares and exits 1 naming the blocks that differ (the test suite runs
-the same comparison).
+the same comparison); ``--trim-curves CURVES_JSON OUT`` writes the part of a ``bench
+--curves`` summary that a ``curves`` block reads.
 """
 
 from __future__ import annotations
@@ -121,14 +122,41 @@ def rewrite(page: Path) -> bool:
     return new != text
 
 
+def trim_curves(summary: dict, env_id: str | None = None) -> dict:
+    """One env of a ``curves.json`` with only what ``curves_comparison`` reads: the references,
+    and each curve's name, label, seeds and points at the λ of the gap captured."""
+    envs = summary["envs"]
+    env_id = env_id or next(iter(envs))
+    if env_id not in envs:
+        raise ValueError(f"curves summary has no env {env_id!r} (it has {list(envs)}).")
+    env = envs[env_id]
+    curves = [
+        {k: curve[k] for k in ("name", "label", "knob", "seeds", "at_lam")} for curve in env["curves"]
+    ]
+    keep = ("queries", "models", "singles", "best_fixed_on_train")
+    return {"env": env_id, **{k: env[k] for k in keep}, "curves": curves}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Rewrite (or ``--check``) the computed blocks of the given pages."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("pages", nargs="+", type=Path)
+    parser.add_argument("pages", nargs="*", type=Path)
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 on a difference")
+    parser.add_argument(
+        "--trim-curves",
+        nargs=2,
+        type=Path,
+        metavar=("CURVES_JSON", "OUT"),
+        help="write the part of a bench --curves curves.json (its first env) that a curves block reads",
+    )
     args = parser.parse_args(argv)
     stale = []
     try:
+        if args.trim_curves:
+            source, out = args.trim_curves
+            trimmed = trim_curves(json.loads(source.read_text(encoding="utf-8")))
+            out.write_text(json.dumps(trimmed) + "\n", encoding="utf-8")
+            print(f"wrote {out}")
         for page in args.pages:
             if args.check:
                 stale += [f"{page}: {spec}" for spec, old, new in blocks(page) if old != new]
