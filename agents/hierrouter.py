@@ -309,7 +309,11 @@ class HierRouter(Agent):
         expected = describe_space(space)
         if isinstance(space, gym.spaces.Dict):
             fits = isinstance(observation, Mapping) and set(observation) == set(space.spaces)
-            parts = [(np.shape(observation[k]), s.shape) for k, s in space.spaces.items()] if fits else []
+            parts = (
+                [(np.shape(observation[k]), s.shape) for k, s in space.spaces.items()]
+                if fits
+                else []
+            )
         else:
             fits = not isinstance(observation, Mapping)
             parts = [(np.shape(observation), space.shape)] if fits else []
@@ -319,7 +323,8 @@ class HierRouter(Agent):
         )
         if not fits:
             if isinstance(observation, Mapping):
-                given = "Dict(" + ", ".join(f"{k}: {np.shape(v)}" for k, v in observation.items()) + ")"
+                shapes = ", ".join(f"{k}: {np.shape(v)}" for k, v in observation.items())
+                given = f"Dict({shapes})"
             else:
                 given = f"an array of shape {np.shape(observation)}"
             raise ValueError(f"HierRouter was trained on observations {expected}; got {given}.")
@@ -435,7 +440,9 @@ def _plain_objects(path: Path) -> dict[str, Any]:
             f"{path} is not a readable HierRouter checkpoint: {type(exc).__name__}: {exc}"
         ) from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path} is not a readable HierRouter checkpoint: 'data' is no object.")
+        raise CheckpointError(
+            f"{path} is not a readable HierRouter checkpoint: 'data' is no object."
+        )
     pickled = sorted(
         k for k, v in data.items() if isinstance(v, dict) and ":serialized:" in v
     )
@@ -450,7 +457,8 @@ def _plain_objects(path: Path) -> dict[str, Any]:
     policy = plain.get("policy")
     if policy not in PPO.policy_aliases:
         raise CheckpointError(
-            f"{path}: unknown policy {policy!r}; HierRouter saves one of {sorted(PPO.policy_aliases)}."
+            f"{path}: unknown policy {policy!r}; HierRouter saves one of "
+            f"{sorted(PPO.policy_aliases)}."
         )
     rebuilt: dict[str, Any] = {
         "policy_class": PPO.policy_aliases[policy],

@@ -84,7 +84,8 @@ class MLPRouter(OneShotRouter):
 
         cfg = self.config
         net = MLPRegressor(
-            hidden_layer_sizes=tuple(cfg.hidden), activation=state["activation"],
+            hidden_layer_sizes=tuple(cfg.hidden),
+            activation=state["activation"],
             random_state=cfg.seed,
         )
         # the attributes scikit-learn's predict reads (its fitted state)

@@ -464,8 +464,16 @@ def cache_probes(p: Probes, work: Path) -> None:
             leftover.unlink()
         locked.chmod(0o555)
         message = cache_error_as_nobody(shipped, mode="ro")
-        ok = str(shipped) in message and "cache_mode='ro'" not in message and "not writable" in message
-        p.add("mode='ro' cache in a read-only folder", "clear" if ok else "silent", message or "accepted")
+        ok = (
+            str(shipped) in message
+            and "cache_mode='ro'" not in message
+            and "not writable" in message
+        )
+        p.add(
+            "mode='ro' cache in a read-only folder",
+            "clear" if ok else "silent",
+            message or "accepted",
+        )
     finally:
         locked.chmod(0o755)
         shutil.rmtree(root)
@@ -504,7 +512,13 @@ def cli_probes(p: Probes, work: Path) -> None:
         "knn.pt",
         cwd=work,
     )
-    p.cli("precompute --limit 0", ["precompute", "--limit", "0", "--out", "t.jsonl"], 2, "--limit", cwd=work)
+    p.cli(
+        "precompute --limit 0",
+        ["precompute", "--limit", "0", "--out", "t.jsonl"],
+        2,
+        "--limit",
+        cwd=work,
+    )
     for key, value in (("split", '"test"'), ("lam", "5")):
         p.cli(
             f"bench --env-config {key}: {value}",
@@ -568,7 +582,12 @@ def checkpoint_probes(p: Probes, work: Path) -> None:
     crafted = work / "crafted.pt"
     torch.save({"format": 2, "agent": "KNNRouter", "state": _Marker(marker)}, crafted)
     for name, load in (("KNNRouter.load", KNNRouter.load), ("load_checkpoint", load_checkpoint)):
-        p.error(f"{name} of a .pt that runs a command", lambda f=load: f(crafted), str(crafted), "trust_pickle")
+        p.error(
+            f"{name} of a .pt that runs a command",
+            lambda f=load: f(crafted),
+            str(crafted),
+            "trust_pickle",
+        )
         if marker.exists():
             p.add(f"{name} of a .pt that runs a command: marker", "silent", "the command ran")
     ppo = HierRouter(n_envs=1, n_steps=64, batch_size=64, n_epochs=1).fit(ENV, total_timesteps=64)
@@ -585,14 +604,24 @@ def checkpoint_probes(p: Probes, work: Path) -> None:
                 archive.writestr(name, content)
         return target
 
-    hostile = {":type:": "x", ":serialized:": base64.b64encode(cloudpickle.dumps(_Marker(marker))).decode()}
+    hostile = {
+        ":type:": "x",
+        ":serialized:": base64.b64encode(cloudpickle.dumps(_Marker(marker))).decode(),
+    }
     extra = rewrite(work / "extra.zip", lambda d: d.update(policy_kwargs=hostile))
-    p.error("HierRouter.load of a zip with a pickled command", lambda: HierRouter.load(extra), str(extra), "policy_kwargs")
+    p.error(
+        "HierRouter.load of a zip with a pickled command",
+        lambda: HierRouter.load(extra),
+        str(extra),
+        "policy_kwargs",
+    )
 
     def replaced() -> str:
         zip_path = rewrite(
             work / "replaced.zip",
-            lambda d: d.update({k: hostile for k, v in d.items() if isinstance(v, dict) and ":serialized:" in v}),
+            lambda d: d.update(
+                {k: hostile for k, v in d.items() if isinstance(v, dict) and ":serialized:" in v}
+            ),
         )
         loaded = HierRouter.load(zip_path)
         expect(not marker.exists(), "the command ran")
@@ -622,7 +651,16 @@ class _FakeServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                self.send(200, "application/json", json.dumps({"object": "list", "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "x"}]}))
+                self.send(
+                    200,
+                    "application/json",
+                    json.dumps(
+                        {
+                            "object": "list",
+                            "data": [{"id": "m", "object": "model", "created": 0, "owned_by": "x"}],
+                        }
+                    ),
+                )
 
             def do_POST(self):
                 body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
@@ -646,7 +684,10 @@ class _FakeServer:
 
 def _completion(body: dict, **fields) -> str:
     reply = {
-        "id": "c", "object": "text_completion", "created": 0, "model": body["model"],
+        "id": "c",
+        "object": "text_completion",
+        "created": 0,
+        "model": body["model"],
         "choices": [{"index": 0, "text": "Paris", "finish_reason": "stop", "logprobs": None}],
         "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
     }
@@ -660,7 +701,19 @@ def server_probes(p: Probes, work: Path) -> None:
 
     fake = _FakeServer()
     ok = 200, "application/json"
-    usage = lambda **u: lambda b: (*ok, _completion(b, usage={k: v for k, v in {"prompt_tokens": 7, "completion_tokens": 2, **u}.items() if v is not None}))  # noqa: E731
+    usage = lambda **u: (
+        lambda b: (
+            *ok,
+            _completion(
+                b,
+                usage={
+                    k: v
+                    for k, v in {"prompt_tokens": 7, "completion_tokens": 2, **u}.items()
+                    if v is not None
+                },
+            ),
+        )
+    )  # noqa: E731
     cases = {
         "negative token counts in usage": usage(prompt_tokens=-1_000_000),
         "usage without completion_tokens": usage(completion_tokens=None),
@@ -673,7 +726,9 @@ def server_probes(p: Probes, work: Path) -> None:
         "error body with status 200": lambda b: (*ok, '{"error": {"message": "overloaded"}}'),
     }
     spec = {
-        "name": "srv", "location": "server:m", "backend": "openai",
+        "name": "srv",
+        "location": "server:m",
+        "backend": "openai",
         "price": {"input_per_m": 1.0, "output_per_m": 1.0},
         "options": {"base_url": fake.url, "api": "completions", "max_retries": 0, "timeout": 10},
     }
@@ -688,12 +743,32 @@ def server_probes(p: Probes, work: Path) -> None:
             p.add(f"server: {name}: cache", "silent", "the answer was cached")
 
     def nan_logprob(body):
-        text = _completion(body, choices=[{"index": 0, "text": " A", "finish_reason": "stop", "logprobs": {"tokens": [" A"], "token_logprobs": [-0.1], "top_logprobs": [{" A": "X", " B": -0.1}], "text_offset": [0]}}])
+        text = _completion(
+            body,
+            choices=[
+                {
+                    "index": 0,
+                    "text": " A",
+                    "finish_reason": "stop",
+                    "logprobs": {
+                        "tokens": [" A"],
+                        "token_logprobs": [-0.1],
+                        "top_logprobs": [{" A": "X", " B": -0.1}],
+                        "text_offset": [0],
+                    },
+                }
+            ],
+        )
         return (*ok, text.replace('"X"', "NaN"))
 
     fake.reply = nan_logprob
     pool = LLMPool([spec], cache=work / "nan.sqlite")
-    p.error("server: a NaN log-prob", lambda: pool.choice_logprobs("srv", request, [" A", " B"]), fake.url, "nan")
+    p.error(
+        "server: a NaN log-prob",
+        lambda: pool.choice_logprobs("srv", request, [" A", " B"]),
+        fake.url,
+        "nan",
+    )
     pool.close()
     fake.server.shutdown()
 
@@ -707,12 +782,42 @@ def small_case_probes(p: Probes, work: Path) -> None:
     p.error("resolve_lambda(True)", lambda: resolve_lambda(True), "boolean True")
     blank = work / "blank.jsonl"
     blank.write_text(json.dumps({"question": "  ", "answer": "1\n#### 1"}) + "\n")
-    p.error("GSM8K file with a blank question", lambda: load_gsm8k(split=str(blank)), "blank.jsonl", "line 1", "'question'")
-    rows = [{"id": f"q{i}", "embedding": [1.0, float(i), 0.0], "a": 1, "b": 0, "a|cost": 0.1, "b|cost": 0.2} for i in range(4)]
-    for name, field, value in (("id null", "id", None), ("prompt_tokens 1e300", "prompt_tokens", 1e300)):
+    p.error(
+        "GSM8K file with a blank question",
+        lambda: load_gsm8k(split=str(blank)),
+        "blank.jsonl",
+        "line 1",
+        "'question'",
+    )
+    rows = [
+        {
+            "id": f"q{i}",
+            "embedding": [1.0, float(i), 0.0],
+            "a": 1,
+            "b": 0,
+            "a|cost": 0.1,
+            "b|cost": 0.2,
+        }
+        for i in range(4)
+    ]
+    for name, field, value in (
+        ("id null", "id", None),
+        ("prompt_tokens 1e300", "prompt_tokens", 1e300),
+    ):
         table = work / f"{field}.jsonl"
-        table.write_text("".join(json.dumps({**r, field: value if i == 0 else r.get(field, 100)}) + "\n" for i, r in enumerate(rows)))
-        p.error(f"table with {name}", lambda t=table: read_wide_table(t), table.name, "line 1", f"'{field}'")
+        table.write_text(
+            "".join(
+                json.dumps({**r, field: value if i == 0 else r.get(field, 100)}) + "\n"
+                for i, r in enumerate(rows)
+            )
+        )
+        p.error(
+            f"table with {name}",
+            lambda t=table: read_wide_table(t),
+            table.name,
+            "line 1",
+            f"'{field}'",
+        )
     p.error(
         "env config completion_tokens 1e300",
         lambda: gym.make(ENV, config={"completion_tokens": 1e300}),
@@ -721,7 +826,13 @@ def small_case_probes(p: Probes, work: Path) -> None:
     )
 
     def resumed() -> str:
-        config = lambda out: BenchConfig(agents=["random", "knn"], envs=[ENV], regimes=["balanced", "cost-first"], seeds=[0], out=str(out))  # noqa: E731
+        config = lambda out: BenchConfig(
+            agents=["random", "knn"],
+            envs=[ENV],
+            regimes=["balanced", "cost-first"],
+            seeds=[0],
+            out=str(out),
+        )  # noqa: E731
         run_bench(config(work / "straight"), progress=False)
         from routing_gym.bench import runner
 
@@ -741,7 +852,11 @@ def small_case_probes(p: Probes, work: Path) -> None:
         finally:
             runner.append_record = real
         run_bench(config(work / "resumed"), progress=False)
-        strip = lambda out: sorted(json.dumps({k: v for k, v in r.items() if k not in ("fit_s", "eval_s")}, sort_keys=True) for r in read_records(out / "rows.jsonl") if r["kind"] == "row")  # noqa: E731
+        strip = lambda out: sorted(
+            json.dumps({k: v for k, v in r.items() if k not in ("fit_s", "eval_s")}, sort_keys=True)
+            for r in read_records(out / "rows.jsonl")
+            if r["kind"] == "row"
+        )  # noqa: E731
         expect(strip(work / "straight") == strip(work / "resumed"), "resumed rows differ")
         return "interrupted after 1 row and resumed: the 4 rows equal an uninterrupted run's"
 
@@ -754,7 +869,12 @@ def small_case_probes(p: Probes, work: Path) -> None:
 
     with sqlite3.connect(damaged) as conn:
         conn.execute("UPDATE responses SET record = '{not json'")
-    p.error("cache record that is not JSON", lambda: ResponseCache(damaged, mode="ro").get(key), str(damaged), key)
+    p.error(
+        "cache record that is not JSON",
+        lambda: ResponseCache(damaged, mode="ro").get(key),
+        str(damaged),
+        key,
+    )
 
 
 def cache_cli_probes(p: Probes, work: Path) -> None:
@@ -763,11 +883,23 @@ def cache_cli_probes(p: Probes, work: Path) -> None:
     for name, path in (("typo.sqlite", "typo.sqlite"), ("a corrupt file", "corrupt.sqlite")):
         done = subprocess.run(
             [sys.executable, "-m", "routing_gym.llm.cache", path],
-            capture_output=True, text=True, cwd=work, check=False,
+            capture_output=True,
+            text=True,
+            cwd=work,
+            check=False,
         )
         lines = done.stderr.strip().splitlines()
-        ok = done.returncode != 0 and len(lines) == 1 and path in lines[0] and "Traceback" not in done.stderr
-        p.add(f"cache CLI on {name}", "clear" if ok else "silent", f"exit {done.returncode}: {lines[-1] if lines else done.stdout.strip()[-80:]}")
+        ok = (
+            done.returncode != 0
+            and len(lines) == 1
+            and path in lines[0]
+            and "Traceback" not in done.stderr
+        )
+        p.add(
+            f"cache CLI on {name}",
+            "clear" if ok else "silent",
+            f"exit {done.returncode}: {lines[-1] if lines else done.stdout.strip()[-80:]}",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

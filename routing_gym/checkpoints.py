@@ -101,9 +101,7 @@ def _unsafe_globals(path: Path) -> list[str]:
     return sorted(found, key=lambda name: (name.startswith(("numpy.", "torch.")), name))
 
 
-def read_agent_file(
-    path: str | os.PathLike, reader: str, trust_pickle: bool = False
-) -> Any:
+def read_agent_file(path: str | os.PathLike, reader: str, trust_pickle: bool = False) -> Any:
     """The payload of an agent file written by ``torch.save``; every failure names ``path``.
 
     Read with ``weights_only=True``: a file that needs anything more (a pickled object) is
@@ -129,7 +127,9 @@ def read_agent_file(
     except pickle.UnpicklingError as exc:
         if not trust_pickle and "Weights only load failed" in str(exc):
             needs = _unsafe_globals(path)
-            listed = f" ({', '.join(needs[:4])}{', ...' if len(needs) > 4 else ''})" if needs else ""
+            listed = (
+                f" ({', '.join(needs[:4])}{', ...' if len(needs) > 4 else ''})" if needs else ""
+            )
             raise CheckpointError(
                 f"{path} is not a plain-data agent checkpoint: {TRUST_HINT}{listed}."
             ) from None
@@ -215,7 +215,9 @@ def describe_space(space: Any) -> str:
     from gymnasium import spaces
 
     if isinstance(space, spaces.Dict):
-        return "Dict(" + ", ".join(f"{k}: {describe_space(s)}" for k, s in space.spaces.items()) + ")"
+        return (
+            "Dict(" + ", ".join(f"{k}: {describe_space(s)}" for k, s in space.spaces.items()) + ")"
+        )
     if isinstance(space, spaces.Box):
         return f"Box{tuple(space.shape)}"
     return str(space)

@@ -483,7 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="train one agent on one env and save a checkpoint",
         description="Train one agent on the train split of an env at one λ, save it (SB3 zip for "
         "HierRouter, a .pt file of tensors for the other agents; load it with "
-        "routing_gym.bench.load_checkpoint or 'routing-gym evaluate') and score it on the held-out split.",
+        "routing_gym.bench.load_checkpoint or 'routing-gym evaluate') and score it on the "
+        "held-out split.",
     )
     train.add_argument("--config", help="YAML or JSON file with any of these flags")
     train.add_argument(
@@ -546,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--trust-checkpoint",
         action="store_true",
-        help="allow a checkpoint that must be unpickled (it can run code: only for files you trust)",
+        help="allow a checkpoint that must be unpickled (it can run code: only files you trust)",
     )
     evaluate.set_defaults(func=cmd_evaluate)
 

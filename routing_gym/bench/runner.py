@@ -96,7 +96,10 @@ BENCH_OWNED = {
     "lam": "regimes (--regimes)",
 }
 #: The same for ``train_agent`` on an outcome-table env.
-TRAIN_OWNED = {"split": "train_split and eval_split (--train-split, --eval-split)", "lam": "lam (--lam)"}
+TRAIN_OWNED = {
+    "split": "train_split and eval_split (--train-split, --eval-split)",
+    "lam": "lam (--lam)",
+}
 
 
 def owned_by_rows(env_config: dict[str, Any], owned: dict[str, str], where: str) -> None:

@@ -505,7 +505,10 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
             isinstance(row["id"], bool) or not isinstance(row["id"], (str, int))
         ):  # str(None) would be the id "None"
             raise DataFormatError(
-                path, f"expected an id (text or an integer), got {row['id']!r}", line=line, field="id"
+                path,
+                f"expected an id (text or an integer), got {row['id']!r}",
+                line=line,
+                field="id",
             )
         item_id = str(row["id"]).strip() if "id" in columns else query_id(question)
         if not item_id:
@@ -530,13 +533,20 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
         if "embedding" in columns:
             vectors.append(_embedding(path, line, row["embedding"]))
         shared_prompt = (
-            _number(path, line, "prompt_tokens", row["prompt_tokens"], 0.0, MAX_CALL_TOKENS, TOKEN_COUNT)
+            _number(
+                path, line, "prompt_tokens", row["prompt_tokens"], 0.0, MAX_CALL_TOKENS, TOKEN_COUNT
+            )
             if "prompt_tokens" in columns
             else np.nan
         )
         shared_completion = (
             _number(
-                path, line, "completion_tokens", row["completion_tokens"], 0.0, MAX_CALL_TOKENS,
+                path,
+                line,
+                "completion_tokens",
+                row["completion_tokens"],
+                0.0,
+                MAX_CALL_TOKENS,
                 TOKEN_COUNT,
             )
             if "completion_tokens" in columns
@@ -554,7 +564,9 @@ def read_wide_table(path: str | os.PathLike, encoder=None) -> OutcomeTable:
                 column = per_model.get((model, kind))
                 if column is not None:
                     high, what = (
-                        (math.inf, "a cost >= 0") if kind == "cost" else (MAX_CALL_TOKENS, TOKEN_COUNT)
+                        (math.inf, "a cost >= 0")
+                        if kind == "cost"
+                        else (MAX_CALL_TOKENS, TOKEN_COUNT)
                     )
                     target[r, j] = _number(path, line, column, row[column], 0.0, high, what)
 

@@ -105,7 +105,9 @@ def test_an_old_pickled_checkpoint_needs_the_trust_flag(tmp_path):
         },
         old,
     )
-    with pytest.raises(CheckpointError, match=f"{old} is not a plain-data agent checkpoint.*sklearn"):
+    with pytest.raises(
+        CheckpointError, match=f"{old} is not a plain-data agent checkpoint.*sklearn"
+    ):
         load_checkpoint(old)
     loaded = load_checkpoint(old, trust_pickle=True)
     out = net.predict(x)
@@ -117,9 +119,7 @@ def test_an_old_pickled_checkpoint_needs_the_trust_flag(tmp_path):
 
 @pytest.fixture(scope="module")
 def ppo_zip(tmp_path_factory) -> tuple[HierRouter, Path]:
-    agent = HierRouter(n_envs=1, n_steps=64, batch_size=64, n_epochs=1).fit(
-        ENV, total_timesteps=64
-    )
+    agent = HierRouter(n_envs=1, n_steps=64, batch_size=64, n_epochs=1).fit(ENV, total_timesteps=64)
     return agent, agent.save(tmp_path_factory.mktemp("ppo") / "ppo.zip")
 
 
@@ -148,7 +148,11 @@ def test_a_saved_ppo_zip_holds_no_pickle_that_load_reads(ppo_zip, tmp_path):
         path,
         tmp_path / "hostile.zip",
         lambda d: d.update(
-            {k: pickled(WritesMarker(marker)) for k, v in d.items() if isinstance(v, dict) and ":serialized:" in v}
+            {
+                k: pickled(WritesMarker(marker))
+                for k, v in d.items()
+                if isinstance(v, dict) and ":serialized:" in v
+            }
         ),
     )
     loaded = HierRouter.load(hostile)
@@ -161,7 +165,9 @@ def test_a_ppo_zip_with_an_unknown_pickled_entry_is_refused(ppo_zip, tmp_path):
     _, path = ppo_zip
     marker = tmp_path / "marker"
     hostile = rewrite_data(
-        path, tmp_path / "extra.zip", lambda d: d.update(policy_kwargs=pickled(WritesMarker(marker)))
+        path,
+        tmp_path / "extra.zip",
+        lambda d: d.update(policy_kwargs=pickled(WritesMarker(marker))),
     )
     for load in (HierRouter.load, load_checkpoint):
         with pytest.raises(CheckpointError, match=f"{hostile}.*policy_kwargs.*trust_pickle"):
@@ -182,10 +188,14 @@ def test_a_ppo_zip_of_an_older_release_needs_the_trust_flag(ppo_zip, tmp_path):
 def test_hierrouter_on_another_observation_layout_names_both(ppo_zip):
     agent, _ = ppo_zip
     cascade = gym.make(CASCADE, split="test")
-    with pytest.raises(ValueError, match=r"trained on observations Box\(384,\); this env gives Dict\("):
+    with pytest.raises(
+        ValueError, match=r"trained on observations Box\(384,\); this env gives Dict\("
+    ):
         agent.adapt_to(cascade)
     obs, _ = cascade.reset(seed=0)
-    with pytest.raises(ValueError, match=r"trained on observations Box\(384,\); got Dict\(.*embedding"):
+    with pytest.raises(
+        ValueError, match=r"trained on observations Box\(384,\); got Dict\(.*embedding"
+    ):
         agent.predict(obs)
     with pytest.raises(ValueError, match=r"Box\(384,\); got an array of shape \(10,\)"):
         agent.predict(np.zeros(10, dtype=np.float32))
@@ -226,6 +236,8 @@ def test_a_crafted_haps_weights_file_runs_nothing(tmp_path):
     marker = tmp_path / "marker"
     torch.save({"policy": WritesMarker(marker)}, folder / "weights.pt")
     for load in (HAPSAgent.load, load_checkpoint):
-        with pytest.raises(CheckpointError, match=f"{folder / 'weights.pt'} is not a HAPS weights file"):
+        with pytest.raises(
+            CheckpointError, match=f"{folder / 'weights.pt'} is not a HAPS weights file"
+        ):
             load(folder)
     assert not marker.exists()

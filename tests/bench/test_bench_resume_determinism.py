@@ -74,9 +74,7 @@ def test_resume_after_k_rows_gives_byte_equal_rows(k, uninterrupted, tmp_path, m
 def test_random_rows_differ_between_regimes_and_seeds(uninterrupted):
     """The seeds are the rows' own: two rows of Random do not replay one stream."""
     picks = {
-        key: json.loads(row)["share"]
-        for key, row in uninterrupted.items()
-        if key[0] == "random"
+        key: json.loads(row)["share"] for key, row in uninterrupted.items() if key[0] == "random"
     }
     assert len({json.dumps(p) for p in picks.values()}) == len(picks) == 6
 

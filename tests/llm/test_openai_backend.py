@@ -116,7 +116,6 @@ def rollout(env, seed: int, episodes: int = 2) -> list:
     return trace
 
 
-
 # -- without a server -------------------------------------------------------------------------
 def test_server_spec_options_are_checked_and_named():
     good = server_spec("http://127.0.0.1:1/v1")
@@ -202,7 +201,12 @@ class FakeOpenAIServer:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self):
-                listing = {"object": "list", "data": [{"id": fake.served, "object": "model", "created": 0, "owned_by": "test"}]}
+                listing = {
+                    "object": "list",
+                    "data": [
+                        {"id": fake.served, "object": "model", "created": 0, "owned_by": "test"}
+                    ],
+                }
                 self.reply(200, "application/json", json.dumps(listing).encode())
 
             def do_POST(self):
@@ -210,7 +214,16 @@ class FakeOpenAIServer:
                 with fake.lock:
                     fake.requests.append((self.path, body))
                 custom = fake.answer(self.path, body) if fake.answer else None
-                self.reply(*(custom or (200, "application/json", json.dumps(fake.completion(self.path, body)).encode())))
+                self.reply(
+                    *(
+                        custom
+                        or (
+                            200,
+                            "application/json",
+                            json.dumps(fake.completion(self.path, body)).encode(),
+                        )
+                    )
+                )
 
             def reply(self, status: int, content_type: str, payload: bytes):
                 self.send_response(status)
@@ -237,11 +250,16 @@ class FakeOpenAIServer:
             if body.get("logprobs"):
                 first = next(iter(self.top_logprobs))
                 choice["logprobs"] = {
-                    "tokens": [first], "token_logprobs": [self.top_logprobs[first]],
-                    "top_logprobs": [self.top_logprobs], "text_offset": [0],
+                    "tokens": [first],
+                    "token_logprobs": [self.top_logprobs[first]],
+                    "top_logprobs": [self.top_logprobs],
+                    "text_offset": [0],
                 }
         return {
-            "id": "cmpl-1", "object": "text_completion", "created": 0, "model": body["model"],
+            "id": "cmpl-1",
+            "object": "text_completion",
+            "created": 0,
+            "model": body["model"],
             "choices": [choice],
             "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
         }
@@ -269,11 +287,19 @@ def fake_spec(base_url: str, **options) -> dict:
         "location": f"server:{SERVED}",
         "backend": "openai",
         "price": {"input_per_m": 0.5, "output_per_m": 1.5},
-        "options": {"base_url": base_url, "api": "completions", "timeout": 10, "max_retries": 0, **options},
+        "options": {
+            "base_url": base_url,
+            "api": "completions",
+            "timeout": 10,
+            "max_retries": 0,
+            **options,
+        },
     }
 
 
-PROMPT = GenerationRequest(model="smol-server", prompt="The capital of France is", max_new_tokens=5, stop=("\n",))
+PROMPT = GenerationRequest(
+    model="smol-server", prompt="The capital of France is", max_new_tokens=5, stop=("\n",)
+)
 
 
 def test_fake_server_generation_is_priced_from_usage_sent_exactly_and_replayed(fake, tmp_path):
@@ -295,7 +321,11 @@ def test_fake_server_generation_is_priced_from_usage_sent_exactly_and_replayed(f
 
 
 def test_fake_server_dated_snapshot_of_the_model_is_accepted(fake):
-    fake.answer = lambda path, body: (200, "application/json", json.dumps({**fake.completion(path, body), "model": f"{SERVED}-2024-08-06"}).encode())
+    fake.answer = lambda path, body: (
+        200,
+        "application/json",
+        json.dumps({**fake.completion(path, body), "model": f"{SERVED}-2024-08-06"}).encode(),
+    )
     pool = LLMPool([fake_spec(fake.base_url)])
     assert pool.generate([PROMPT])[0].text == "Paris"
     pool.close()
@@ -307,6 +337,7 @@ def with_usage(**usage):
         reply["usage"] = {**reply["usage"], **usage}
         reply["usage"] = {k: v for k, v in reply["usage"].items() if v is not ...}
         return 200, "application/json", json.dumps(reply).encode()
+
     return answer
 
 
@@ -321,30 +352,54 @@ def raw(status: int, content_type: str, text: str):
 def replaced(**fields):
     def answer(path, body):
         return 200, "application/json", json.dumps({**fake_reply(path, body), **fields}).encode()
+
     return answer
 
 
 BAD_ANSWERS = {
     "negative usage": (with_usage(prompt_tokens=-1000000), "usage.prompt_tokens is -1000000"),
-    "missing completion_tokens": (with_usage(completion_tokens=...), "usage.completion_tokens is None"),
-    "1e15 tokens": (with_usage(completion_tokens=10**15), "usage.completion_tokens is 1000000000000000"),
+    "missing completion_tokens": (
+        with_usage(completion_tokens=...),
+        "usage.completion_tokens is None",
+    ),
+    "1e15 tokens": (
+        with_usage(completion_tokens=10**15),
+        "usage.completion_tokens is 1000000000000000",
+    ),
     "1e300 tokens": (with_usage(prompt_tokens=1e300), "usage.prompt_tokens is 1e+300"),
     "fractional tokens": (with_usage(prompt_tokens=2.5), "usage.prompt_tokens is 2.5"),
     "no usage": (replaced(usage=None), "no 'usage'"),
     "another model echoed": (replaced(model="gpt-4o"), "answers as model 'gpt-4o', not 'smollm2'"),
-    "a longer model name echoed": (replaced(model=f"{SERVED}-360m"), "answers as model 'smollm2-360m'"),
+    "a longer model name echoed": (
+        replaced(model=f"{SERVED}-360m"),
+        "answers as model 'smollm2-360m'",
+    ),
     "empty choices": (replaced(choices=[]), "'choices' is []"),
     "null choices": (replaced(choices=None), "'choices' is None"),
     "null choice": (replaced(choices=[None]), "'choices' is [None]"),
-    "invalid JSON": (raw(200, "application/json", '{"choices": [{"text": "Par'), "not a valid response"),
-    "HTML with status 200": (raw(200, "text/html", "<html><body>Gateway login</body></html>"), "<html>"),
-    "error body with status 200": (raw(200, "application/json", '{"error": {"message": "model overloaded"}}'), "model overloaded"),
-    "text that is a number": (replaced(choices=[{"index": 0, "text": 42, "finish_reason": "stop"}]), "generated text is 42"),
+    "invalid JSON": (
+        raw(200, "application/json", '{"choices": [{"text": "Par'),
+        "not a valid response",
+    ),
+    "HTML with status 200": (
+        raw(200, "text/html", "<html><body>Gateway login</body></html>"),
+        "<html>",
+    ),
+    "error body with status 200": (
+        raw(200, "application/json", '{"error": {"message": "model overloaded"}}'),
+        "model overloaded",
+    ),
+    "text that is a number": (
+        replaced(choices=[{"index": 0, "text": 42, "finish_reason": "stop"}]),
+        "generated text is 42",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(BAD_ANSWERS))
-def test_fake_server_malformed_answer_is_a_backend_error_naming_url_and_model_and_caches_nothing(case, fake, tmp_path):
+def test_fake_server_malformed_answer_is_a_backend_error_naming_url_and_model_and_caches_nothing(
+    case, fake, tmp_path
+):
     answer, expected = BAD_ANSWERS[case]
     fake.answer = answer
     cache = tmp_path / "responses.sqlite"
@@ -373,17 +428,26 @@ def test_fake_server_choice_scores_chain_the_servers_top_logprobs(fake, tmp_path
 
 
 @pytest.mark.parametrize("value", ["NaN", "Infinity", "0.5"])
-def test_fake_server_logprob_that_is_not_a_log_probability_is_refused_and_not_cached(value, fake, tmp_path):
+def test_fake_server_logprob_that_is_not_a_log_probability_is_refused_and_not_cached(
+    value, fake, tmp_path
+):
     def answer(path, body):
         reply = fake.completion(path, body)
-        reply["choices"][0]["logprobs"] = {"tokens": [" A"], "token_logprobs": [-0.1], "top_logprobs": [{" A": "__X__", " B": -0.1}], "text_offset": [0]}
+        reply["choices"][0]["logprobs"] = {
+            "tokens": [" A"],
+            "token_logprobs": [-0.1],
+            "top_logprobs": [{" A": "__X__", " B": -0.1}],
+            "text_offset": [0],
+        }
         return 200, "application/json", json.dumps(reply).replace('"__X__"', value).encode()
 
     fake.answer = answer
     cache = tmp_path / "responses.sqlite"
     pool = LLMPool([fake_spec(fake.base_url)], cache=cache)
     request = GenerationRequest(model="smol-server", prompt="Q: A or B?\nA:", max_new_tokens=1)
-    with pytest.raises(BackendError, match="a log-prob is (nan|inf|0.5), not a finite number <= 0") as caught:
+    with pytest.raises(
+        BackendError, match="a log-prob is (nan|inf|0.5), not a finite number <= 0"
+    ) as caught:
         pool.choice_logprobs("smol-server", request, [" A", " B"])
     assert fake.base_url in str(caught.value) and "smol-server" in str(caught.value)
     pool.close()
@@ -391,7 +455,11 @@ def test_fake_server_logprob_that_is_not_a_log_probability_is_refused_and_not_ca
 
 
 def test_fake_server_that_refuses_logprobs_falls_back_to_the_text(fake):
-    fake.answer = lambda path, body: (500, "application/json", b'{"error": {"message": "no logits"}}') if body.get("logprobs") else None
+    fake.answer = lambda path, body: (
+        (500, "application/json", b'{"error": {"message": "no logits"}}')
+        if body.get("logprobs")
+        else None
+    )
     pool = LLMPool([fake_spec(fake.base_url)])
     request = GenerationRequest(model="smol-server", prompt="Q: capital?\nA:", max_new_tokens=1)
     assert pool.choice_logprobs("smol-server", request, ["Rome", "Paris"]) == [-math.inf, 0.0]
@@ -421,7 +489,10 @@ def test_fake_server_concurrent_requests_overlap_up_to_the_limit(fake):
         pool = LLMPool([fake_spec(fake.base_url, concurrency=limit)])
         backend = pool.backend("smol-server")
         counter = backend._send = InFlightCounter(backend._send)
-        requests = [GenerationRequest(model="smol-server", prompt=f"Count to {i}:", max_new_tokens=6) for i in range(8)]
+        requests = [
+            GenerationRequest(model="smol-server", prompt=f"Count to {i}:", max_new_tokens=6)
+            for i in range(8)
+        ]
         assert [r.text for r in pool.generate(requests)] == ["Paris"] * 8
         assert counter.peak == 1 if limit == 1 else 2 <= counter.peak <= limit
         pool.close()

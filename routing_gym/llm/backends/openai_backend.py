@@ -246,7 +246,9 @@ class OpenAIBackend(Backend):
             raise self._malformed(what, f"the server answered with an error: {message}")
         choices = getattr(response, "choices", None)
         if not isinstance(choices, list) or not choices or choices[0] is None:
-            raise self._malformed(what, f"'choices' is {choices!r}, not a list of one choice or more")
+            raise self._malformed(
+                what, f"'choices' is {choices!r}, not a list of one choice or more"
+            )
         echoed, asked = getattr(response, "model", None), self.config.model
         if not isinstance(echoed, str) or (
             echoed != asked
@@ -453,11 +455,17 @@ class OpenAIBackend(Backend):
                     return None, *usage
                 top = {alt.token: alt.logprob for alt in content[0].top_logprobs or []}
             else:
-                if logprobs is None or not logprobs.top_logprobs or logprobs.top_logprobs[0] is None:
+                if (
+                    logprobs is None
+                    or not logprobs.top_logprobs
+                    or logprobs.top_logprobs[0] is None
+                ):
                     return None, *usage
                 top = dict(logprobs.top_logprobs[0].items())
         except (AttributeError, TypeError, IndexError) as exc:
-            raise self._malformed(what, f"malformed log-probs ({type(exc).__name__}: {exc})") from exc
+            raise self._malformed(
+                what, f"malformed log-probs ({type(exc).__name__}: {exc})"
+            ) from exc
         return {str(token): self._logprob(lp, what) for token, lp in top.items()}, *usage
 
     def score_choices(
