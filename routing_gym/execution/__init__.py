@@ -10,4 +10,6 @@ from routing_gym.execution.sandbox import (
     namespace_command,
 )
 
-__all__ = ["STATUSES", "ExecutionResult", "Sandbox", "SandboxLimits", "TestProgram", "default_sandbox", "namespace_command"]
+__all__ = [
+    "STATUSES", "ExecutionResult", "Sandbox", "SandboxLimits", "TestProgram", "default_sandbox", "namespace_command",
+]

@@ -237,7 +237,8 @@ def _execveat(lib, fd: int, argv: list, env: dict) -> None:
     c_argv = (ctypes.c_char_p * (len(argv) + 1))(*[a.encode() for a in argv], None)
     c_env = (ctypes.c_char_p * (len(env) + 1))(*[f"{k}={v}".encode() for k, v in env.items()], None)
     at_empty_path = 0x1000
-    libc.syscall(ctypes.c_long(number), ctypes.c_int(fd), ctypes.c_char_p(b""), c_argv, c_env, ctypes.c_int(at_empty_path))
+    libc.syscall(ctypes.c_long(number), ctypes.c_int(fd), ctypes.c_char_p(b""), c_argv, c_env,
+                 ctypes.c_int(at_empty_path))
     raise OSError(ctypes.get_errno(), "execveat of the harness failed")
 
 
@@ -250,7 +251,8 @@ def main() -> int:
             layers += mount_tmpfs(workdir, config["tmpfs_bytes"], config["max_inodes"])
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         if soft <= EXEC_FD_MIN + 8:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096) if hard != resource.RLIM_INFINITY else 4096, hard))
+            raised = 4096 if hard == resource.RLIM_INFINITY else min(hard, 4096)
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
         import fcntl
 
         python_fd = os.open(config["python"], os.O_PATH)

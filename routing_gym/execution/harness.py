@@ -136,7 +136,9 @@ def run(payload: dict, tools: dict) -> None:
             tests = {"__name__": "__main__", "__builtins__": tools["builtins"]}
             keep = set(payload["keep"])
             for name, value in list(solution.items()):
-                if tools["is_str"](name) and not name.startswith("__") and (name not in tools["builtins"] or name in keep):
+                if not tools["is_str"](name) or name.startswith("__"):
+                    continue
+                if name not in tools["builtins"] or name in keep:  # never a builtin's stand-in
                     tests[name] = value
             tools["exec"](tools["compile"](payload["setup"], "setup.py", "exec", dont_inherit=True), tests)
             for name in keep:  # the names the tests call are the solution's, not the prompt's stubs

@@ -114,7 +114,8 @@ HUMANEVAL_TRICKS = {
         def mean_absolute_deviation(numbers):
             return 12345.0
     """)),
-    "a module-level abs": ("HumanEval/4", "abs = lambda x: 0\ndef mean_absolute_deviation(numbers):\n    return 12345.0\n"),
+    "a module-level abs": ("HumanEval/4",
+                           "abs = lambda x: 0\ndef mean_absolute_deviation(numbers):\n    return 12345.0\n"),
     "math.fabs patched": ("HumanEval/32", "    return 12345.0\n\nimport math\nmath.fabs = lambda x: 0.0\n"),
     "sys.modules['math'] swapped": ("HumanEval/32", "    return 12345.0\n\n" + trick("""
         import sys, math
@@ -131,7 +132,8 @@ HUMANEVAL_TRICKS = {
         _real = builtins.__import__
         builtins.__import__ = lambda name, *a, **k: _Math() if name == "math" else _real(name, *a, **k)
     """)),
-    "the prompt's poly redefined": ("HumanEval/32", "def poly(xs, x):\n    return 0.0\ndef find_zero(xs):\n    return 12345.0\n"),
+    "the prompt's poly redefined": ("HumanEval/32",
+                                    "def poly(xs, x):\n    return 0.0\ndef find_zero(xs):\n    return 12345.0\n"),
 }
 
 
