@@ -22,8 +22,8 @@ entirely on one side of the estimate), the percentile interval is used instead.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 from scipy import stats as scipy_stats
@@ -60,9 +60,7 @@ class Interval:
     def format(self, digits: int = 3, signed: bool = False) -> str:
         """``0.123 [0.100, 0.150]``; ``signed`` writes ``+`` before positive numbers."""
         spec = f"{'+' if signed else ''}.{digits}f"
-        return (
-            f"{_fmt(self.estimate, spec)} [{_fmt(self.low, spec)}, {_fmt(self.high, spec)}]"
-        )
+        return f"{_fmt(self.estimate, spec)} [{_fmt(self.low, spec)}, {_fmt(self.high, spec)}]"
 
     def __str__(self) -> str:
         return self.format()
@@ -75,7 +73,9 @@ def _fmt(value: float, spec: str) -> str:
 
 
 def _as_sample(values: Iterable[float], name: str) -> np.ndarray:
-    array = np.asarray(list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64)
+    array = np.asarray(
+        list(values) if not isinstance(values, np.ndarray) else values, dtype=np.float64
+    )
     array = array.reshape(-1)
     if array.size == 0:
         raise ValueError(f"{name} is empty: an interval needs at least one question.")
@@ -97,8 +97,14 @@ def _check_level(level: float) -> None:
         raise ValueError(f"level must be in (0, 1), got {level!r}.")
 
 
-def _bootstrap(data: tuple[np.ndarray, ...], statistic, paired: bool, level: float,
-               n_resamples: int, rng: int | np.random.Generator) -> tuple[float, float]:
+def _bootstrap(
+    data: tuple[np.ndarray, ...],
+    statistic,
+    paired: bool,
+    level: float,
+    n_resamples: int,
+    rng: int | np.random.Generator,
+) -> tuple[float, float]:
     """scipy's BCa bootstrap interval; the percentile interval where BCa is undefined."""
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     state = generator.bit_generator.state  # the same resamples for the fallback
@@ -121,7 +127,9 @@ def _bootstrap(data: tuple[np.ndarray, ...], statistic, paired: bool, level: flo
         low, high = result.confidence_interval
         if np.isfinite(low) and np.isfinite(high):
             return float(low), float(high)
-    raise ValueError("the bootstrap gave no finite interval for this sample.")  # not reached in practice
+    raise ValueError(
+        "the bootstrap gave no finite interval for this sample."
+    )  # not reached in practice
 
 
 def _mean(x, axis=-1):
@@ -203,8 +211,10 @@ def mcnemar_exact(a: Sequence[float], b: Sequence[float]) -> McNemar:
             raise ValueError(f"McNemar needs 0/1 outcomes; {name} holds {float(bad)!r}.")
     only_a = int(np.sum((first == 1) & (second == 0)))
     only_b = int(np.sum((first == 0) & (second == 1)))
-    pvalue = 1.0 if only_a + only_b == 0 else float(
-        scipy_stats.binomtest(only_a, only_a + only_b, 0.5).pvalue
+    pvalue = (
+        1.0
+        if only_a + only_b == 0
+        else float(scipy_stats.binomtest(only_a, only_a + only_b, 0.5).pvalue)
     )
     return McNemar(only_a, only_b, int(first.size), pvalue)
 

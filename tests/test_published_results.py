@@ -7,7 +7,9 @@ import pytest
 from routing_gym.bench import published
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-PAGES = sorted(p for p in RESULTS.glob("*.md") if published.BLOCK.search(p.read_text(encoding="utf-8")))
+PAGES = sorted(
+    p for p in RESULTS.glob("*.md") if published.BLOCK.search(p.read_text(encoding="utf-8"))
+)
 
 
 def test_the_published_pages_have_computed_tables():
@@ -34,10 +36,14 @@ def test_a_hand_edited_number_is_caught(tmp_path):
     text = (RESULTS / "pool_quality.md").read_text(encoding="utf-8")
     (tmp_path / "data").mkdir()
     data = RESULTS.parent / "pool_quality" / "scores_n50.csv"
-    (tmp_path / "data" / "scores_n50.csv").write_text(data.read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "data" / "scores_n50.csv").write_text(
+        data.read_text(encoding="utf-8"), encoding="utf-8"
+    )
     text = text.replace("../pool_quality/scores_n50.csv", "data/scores_n50.csv")
     assert "| 0.612 [0.481, 0.727] |" in text  # the 1.5B model's HotpotQA F1
-    page.write_text(text.replace("| 0.612 [0.481, 0.727] |", "| 0.652 [0.481, 0.727] |", 1), encoding="utf-8")
+    page.write_text(
+        text.replace("| 0.612 [0.481, 0.727] |", "| 0.652 [0.481, 0.727] |", 1), encoding="utf-8"
+    )
     assert published.main(["--check", str(page)]) == 1
     assert published.main([str(page)]) == 0  # rewrites it from the data
     assert published.main(["--check", str(page)]) == 0
@@ -46,7 +52,9 @@ def test_a_hand_edited_number_is_caught(tmp_path):
 
 def test_a_block_naming_a_missing_file_is_an_error(tmp_path):
     page = tmp_path / "x.md"
-    page.write_text("<!-- computed: haps nowhere.json 0.5 -->\n<!-- end computed -->\n", encoding="utf-8")
+    page.write_text(
+        "<!-- computed: haps nowhere.json 0.5 -->\n<!-- end computed -->\n", encoding="utf-8"
+    )
     with pytest.raises(ValueError, match="nowhere.json does not exist"):
         published.blocks(page)
     page.write_text("<!-- computed: nonsense x.json -->\n<!-- end computed -->\n", encoding="utf-8")

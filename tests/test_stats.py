@@ -136,7 +136,10 @@ def test_resolved_best_names_a_method_only_when_it_beats_every_other():
     [
         (lambda: stats.mean_interval([]), "values is empty"),
         (lambda: stats.mean_interval([0.1, float("nan")]), "non-finite value"),
-        (lambda: stats.paired_difference_interval([1, 2], [1]), "same questions: 2 values against 1"),
+        (
+            lambda: stats.paired_difference_interval([1, 2], [1]),
+            "same questions: 2 values against 1",
+        ),
         (lambda: stats.mean_interval([1, 2], level=95), "level must be in"),
     ],
 )

@@ -14,8 +14,9 @@ scripts print them and ``routing_gym.bench.published`` recomputes the committed 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -58,7 +59,9 @@ def comparison_table(
     for name, values in methods.items():
         found = {len(values[m.key]) for m in metrics}
         if len(found) != 1:
-            raise ValueError(f"method {name!r} has metrics over different numbers of questions: {found}.")
+            raise ValueError(
+                f"method {name!r} has metrics over different numbers of questions: {found}."
+            )
         sizes[name] = found.pop()
     if reference is not None:
         for name, size in sizes.items():
@@ -130,18 +133,31 @@ def haps_comparison(lam: float, table: Mapping[str, Mapping[str, Any]], metric: 
     }
     text = {"assignments played": played}
     if any("table_matches" in row for row in rows.values()):
-        text["table matches"] = {l: r["table_matches"] for l, r in rows.items() if "table_matches" in r}
+        text["table matches"] = {
+            l: r["table_matches"] for l, r in rows.items() if "table_matches" in r
+        }
         text[f"{metric} vs the table's episode: better / worse / same"] = {
-            l: "{better} / {worse} / {same}".format(**r["vs_table"]) for l, r in rows.items() if "vs_table" in r
+            l: "{better} / {worse} / {same}".format(**r["vs_table"])
+            for l, r in rows.items()
+            if "vs_table" in r
         }
     caption = (
         f"Valid questions: {len(ids)}, λ = {lam:g} (student/teacher; cost normalized on train). "
         "Means over the valid questions with 95% bootstrap intervals; Δ is paired over the same "
         "questions against the best fixed assignment chosen on the train table."
     )
-    return caption + "\n\n" + comparison_table(
-        methods, metrics, reference, text, bounds=HAPS_BOUNDS, label="router",
-        reference_name="best fixed on train",
+    return (
+        caption
+        + "\n\n"
+        + comparison_table(
+            methods,
+            metrics,
+            reference,
+            text,
+            bounds=HAPS_BOUNDS,
+            label="router",
+            reference_name="best fixed on train",
+        )
     )
 
 
@@ -176,8 +192,10 @@ def multihop_comparison(result: Mapping[str, Any], lam: str) -> str:
         f"λ = {lam}: {len(per_query['question_ids'])} held-out queries; reference = the best "
         f"fixed two-hop pipeline on the train queries ({result['best_two_hop'][lam]})."
     )
-    return caption + "\n\n" + comparison_table(
-        methods, metrics, MULTIHOP_REFERENCE, bounds=MULTIHOP_BOUNDS
+    return (
+        caption
+        + "\n\n"
+        + comparison_table(methods, metrics, MULTIHOP_REFERENCE, bounds=MULTIHOP_BOUNDS)
     )
 
 
@@ -218,7 +236,9 @@ def _mcnemar_text(result: stats.McNemar) -> str:
     return f"{result.pvalue:.3g} ({result.only_a} / {result.only_b})"
 
 
-def multihop_counts(result: Mapping[str, Any], lam: str, reference: str = MULTIHOP_REFERENCE) -> str:
+def multihop_counts(
+    result: Mapping[str, Any], lam: str, reference: str = MULTIHOP_REFERENCE
+) -> str:
     """For a multi-hop result without per-query outcomes: what its counts still support.
 
     Quality is 0/1 per query on the six tasks, so a method's overall quality q over n queries is
@@ -239,7 +259,7 @@ def multihop_counts(result: Mapping[str, Any], lam: str, reference: str = MULTIH
         if method in MULTIHOP_EXPECTATIONS:
             return None
         correct = table[method]["overall"]["quality"] * n
-        return int(round(correct)) if abs(correct - round(correct)) < 1e-6 else None
+        return round(correct) if abs(correct - round(correct)) < 1e-6 else None
 
     ref_count = count(reference)
     header = (
@@ -252,11 +272,15 @@ def multihop_counts(result: Mapping[str, Any], lam: str, reference: str = MULTIH
         overall = cells["overall"]
         means = f"{overall['cost']:.3f} | {overall['reward']:+.3f}"
         if k is None:
-            lines.append(f"| {method} | {n} | {overall['quality']:.3f} (an expectation) | – | – | – | – | {means} |")
+            lines.append(
+                f"| {method} | {n} | {overall['quality']:.3f} (an expectation) | – | – | – | – | {means} |"
+            )
             continue
         interval = stats.mean_interval([1.0] * k + [0.0] * (n - k))
         if method == reference:
-            lines.append(f"| {method} | {n} | {interval.format()} | {k} | reference | – | – | {means} |")
+            lines.append(
+                f"| {method} | {n} | {interval.format()} | {k} | reference | – | – | {means} |"
+            )
             continue
         net = k - ref_count
         best_case = stats.mcnemar_exact([1.0] * abs(net), [0.0] * abs(net)).pvalue if net else 1.0

@@ -32,12 +32,12 @@ import csv
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 BLOCK = re.compile(
     r"<!-- computed: (?P<spec>[^\n]*?) -->\n(?P<body>(?:(?!<!-- computed:).)*?)<!-- end computed -->",
-    re.S,
+    re.DOTALL,
 )
 
 
@@ -106,7 +106,8 @@ def blocks(page: Path) -> list[tuple[str, str, str]]:
     """Every computed block of a page: (spec, committed text, recomputed text)."""
     text = page.read_text(encoding="utf-8")
     return [
-        (m["spec"], m["body"].strip("\n"), render_block(page, m["spec"])) for m in BLOCK.finditer(text)
+        (m["spec"], m["body"].strip("\n"), render_block(page, m["spec"]))
+        for m in BLOCK.finditer(text)
     ]
 
 
@@ -114,7 +115,9 @@ def rewrite(page: Path) -> bool:
     """Recompute every block of ``page`` in place; returns whether anything changed."""
     text = page.read_text(encoding="utf-8")
     new = BLOCK.sub(
-        lambda m: f"<!-- computed: {m['spec']} -->\n{render_block(page, m['spec'])}\n<!-- end computed -->",
+        lambda m: (
+            f"<!-- computed: {m['spec']} -->\n{render_block(page, m['spec'])}\n<!-- end computed -->"
+        ),
         text,
     )
     if new != text:
@@ -131,7 +134,8 @@ def trim_curves(summary: dict, env_id: str | None = None) -> dict:
         raise ValueError(f"curves summary has no env {env_id!r} (it has {list(envs)}).")
     env = envs[env_id]
     curves = [
-        {k: curve[k] for k in ("name", "label", "knob", "seeds", "at_lam")} for curve in env["curves"]
+        {k: curve[k] for k in ("name", "label", "knob", "seeds", "at_lam")}
+        for curve in env["curves"]
     ]
     keep = ("queries", "models", "singles", "best_fixed_on_train")
     return {"env": env_id, **{k: env[k] for k in keep}, "curves": curves}

@@ -99,14 +99,25 @@ def test_multihop_table_reads_the_per_query_outcomes():
                 "question_ids": ["a", "b"],
                 "tasks": ["gsm8k", "mbpp"],
                 "methods": {
-                    "HierRouter (MaskablePPO)": {"quality": [1.0, 1.0], "cost": [0.1, 0.1], "reward": [0.95, 0.95]},
-                    "best two-hop": {"quality": [0.0, 1.0], "cost": [0.3, 0.3], "reward": [-0.15, 0.85]},
+                    "HierRouter (MaskablePPO)": {
+                        "quality": [1.0, 1.0],
+                        "cost": [0.1, 0.1],
+                        "reward": [0.95, 0.95],
+                    },
+                    "best two-hop": {
+                        "quality": [0.0, 1.0],
+                        "cost": [0.3, 0.3],
+                        "reward": [-0.15, 0.85],
+                    },
                 },
             }
         },
     }
     text = multihop_comparison(result, "0.5")
-    assert "2 held-out queries; reference = the best fixed two-hop pipeline on the train queries (m -> m)" in text
+    assert (
+        "2 held-out queries; reference = the best fixed two-hop pipeline on the train queries (m -> m)"
+        in text
+    )
     rows = rows_of(text.split("\n\n", 1)[1])
     assert rows["HierRouter (MaskablePPO)"][1] == "2"
     # Δ reward: +1.1 and +0.1: mean +0.6; Δ quality [1, 0]
