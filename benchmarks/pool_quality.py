@@ -103,13 +103,15 @@ def write_scores_csv(path: Path, per_task: dict[str, dict[str, list[dict]]], mod
 
 
 def reference_model(models: list[str]) -> str:
-    """The model the others are compared with: the priciest one (by output price), fixed a priori."""
+    """The model the others are compared with: the priciest (by output price), fixed a priori."""
     from routing_gym.llm.spec import resolve_spec
 
     return max(models, key=lambda m: (resolve_spec(m).price.output_per_m, m))
 
 
-def score_rows(per_task: dict[str, dict[str, list[dict]]], models: list[str]) -> list[dict[str, str]]:
+def score_rows(
+    per_task: dict[str, dict[str, list[dict]]], models: list[str]
+) -> list[dict[str, str]]:
     """The lines ``write_scores_csv`` writes (id, task, one score per model), as dicts."""
     rows = []
     for task, by_model in per_task.items():
@@ -117,7 +119,8 @@ def score_rows(per_task: dict[str, dict[str, list[dict]]], models: list[str]) ->
             continue
         by_id = {m: {r["id"]: r for r in by_model[m]} for m in models}
         for qid in sorted(by_id[models[0]]):
-            rows.append({"id": qid, "task": task, **{m: f"{by_id[m][qid]['score']:.4f}" for m in models}})
+            scores = {m: f"{by_id[m][qid]['score']:.4f}" for m in models}  # as scores.csv has them
+            rows.append({"id": qid, "task": task, **scores})
     return rows
 
 

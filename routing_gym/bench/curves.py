@@ -602,11 +602,16 @@ def best_fixed_on_train(train: TableOutcomes, data: TableOutcomes, lam: float) -
     rewards = (train.scores - lam * train.costs).mean(axis=0)
     model = train.models[int(np.argmax(rewards))]
     if model not in data.models:
-        raise ValueError(f"the best fixed model on train, {model!r}, is not in the evaluation data.")
+        raise ValueError(
+            f"the best fixed model on train, {model!r}, is not in the evaluation data."
+        )
     column = data.models.index(model)
     return {
         "model": model,
-        "per_query": {"perf": data.scores[:, column].tolist(), "cost": data.costs[:, column].tolist()},
+        "per_query": {
+            "perf": data.scores[:, column].tolist(),
+            "cost": data.costs[:, column].tolist(),
+        },
     }
 
 
@@ -744,12 +749,13 @@ def curves_comparison(env: Mapping[str, Any], lam: float) -> str:
     key = repr(float(lam))
     reference = (env.get("best_fixed_on_train") or {}).get(key)
     if reference is None:
-        return f"λ = {lam:g}: no best fixed model on train in this summary, so no paired comparison."
+        return f"λ = {lam:g}: no best fixed model on train in this summary: no paired comparison."
     ref_label = f"Best fixed on train: {reference['model']}"
 
     def values(per_query: Mapping[str, list]) -> dict[str, list[float]]:
         perf, cost = np.asarray(per_query["perf"]), np.asarray(per_query["cost"])
-        return {"perf": perf.tolist(), "cost": cost.tolist(), "reward": (perf - lam * cost).tolist()}
+        reward = perf - lam * cost
+        return {"perf": perf.tolist(), "cost": cost.tolist(), "reward": reward.tolist()}
 
     methods = {ref_label: values(reference["per_query"])}
     bounds, skipped = [], []
@@ -759,7 +765,8 @@ def curves_comparison(env: Mapping[str, Any], lam: float) -> str:
             skipped.append(curve["label"])
             continue
         mean = {
-            k: np.mean([p["per_query"][k] for p in points], axis=0).tolist() for k in ("perf", "cost")
+            k: np.mean([p["per_query"][k] for p in points], axis=0).tolist()
+            for k in ("perf", "cost")
         }
         methods[curve["label"]] = values(mean)
         if curve["name"] in ROSTER and ROSTER[curve["name"]].upper_bound:
@@ -776,7 +783,12 @@ def curves_comparison(env: Mapping[str, Any], lam: float) -> str:
     if skipped:
         caption += f"; without per-query values (not compared): {', '.join(skipped)}"
     table = comparison_table(
-        methods, metrics, ref_label, bounds=bounds, label="Router", reference_name="best fixed on train"
+        methods,
+        metrics,
+        ref_label,
+        bounds=bounds,
+        label="Router",
+        reference_name="best fixed on train",
     )
     return caption + ".\n\n" + table
 
@@ -810,7 +822,8 @@ def curves_markdown(summary: Mapping[str, Any]) -> str:
             parts.append(
                 "### Each router at its own rule, against the best fixed model on train\n\n"
                 "95% bootstrap intervals over the evaluation queries; Δ is paired over the same "
-                "queries, and `**beats**` or `below` is written only where its interval excludes 0.\n\n"
+                "queries, and `**beats**` or `below` is written only where its interval "
+                "excludes 0.\n\n"
                 + "\n\n".join(curves_comparison(env, lam) for lam in GAP_LAMS)
             )
     return "\n\n".join(parts) + "\n"

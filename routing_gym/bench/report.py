@@ -340,7 +340,12 @@ def _versus(result: Mapping[str, Any], reference: Mapping[str, Any]) -> dict[str
     out: dict[str, Any] = {"agent": reference["agent"]}
     for key in ("perf", "reward"):
         d = stats.paired_difference_interval(mine[key], theirs[key])
-        out[key] = {"estimate": d.estimate, "low": d.low, "high": d.high, "verdict": stats.verdict(d)}
+        out[key] = {
+            "estimate": d.estimate,
+            "low": d.low,
+            "high": d.high,
+            "verdict": stats.verdict(d),
+        }
     return out
 
 
@@ -364,7 +369,10 @@ def csv_text(report: Mapping[str, Any]) -> str:
     """The CSV of ``write_csv`` as a string."""
     per_agent = {(a["env"], a["agent"]): a for a in report["agents"]}
     models = sorted({m for r in report["results"] for m in r["share"]})
-    nested = ("share", "by_task", "seeds", "perf_ci", "cost_ci", "reward_ci", "vs_reference", "per_query")
+    nested = (
+        *("share", "by_task", "seeds"),
+        *("perf_ci", "cost_ci", "reward_ci", "vs_reference", "per_query"),
+    )
     scalar = [k for k in RESULT_KEYS if k not in nested]
     intervals = ["perf_ci_low", "perf_ci_high", "reward_ci_low", "reward_ci_high"]
     versus = ["reward_vs_reference", "reward_vs_reference_low", "reward_vs_reference_high"]
@@ -494,7 +502,12 @@ def overall_table(report: Mapping[str, Any], regime: str | None = None) -> str:
         ]
     best, sizes = {}, {}
     for name, get, per_question, better in columns:
-        routers = [r for group in rows.values() for r in group if not r["upper_bound"] and get(r) is not None]
+        routers = [
+            r
+            for group in rows.values()
+            for r in group
+            if not r["upper_bound"] and get(r) is not None
+        ]
         samples = {r["agent"]: per_question(r) for r in routers}
         known = {a: v for a, v in samples.items() if v}
         sizes[name] = {len(v) for v in known.values()}
@@ -538,10 +551,12 @@ def paired_table(report: Mapping[str, Any], env: str) -> str:
         kept = [r for r in mine if r.get("per_query")]
         lam = report["regimes"][regime]
         if not kept:
-            parts.append(f"{regime} (λ={lam:g}): no per-question values in these rows, so no intervals.")
+            parts.append(f"{regime} (λ={lam:g}): no per-question values in these rows.")
             continue
         reference = next((r for r in kept if r["agent"] == REFERENCE_AGENT), None)
-        methods = {r["label"]: {k: r["per_query"][k] for k in ("perf", "cost", "reward")} for r in kept}
+        methods = {
+            r["label"]: {k: r["per_query"][k] for k in ("perf", "cost", "reward")} for r in kept
+        }
         metrics = [
             Metric("perf", "Perf", compare=True),
             Metric("cost", "Cost", higher_is_better=False),
@@ -561,7 +576,11 @@ def paired_table(report: Mapping[str, Any], env: str) -> str:
         parts.append(
             f"{regime} (λ={lam:g}); {note}.\n\n"
             + comparison_table(
-                methods, metrics, reference["label"] if reference else None, bounds=bounds, label="Agent"
+                methods,
+                metrics,
+                reference["label"] if reference else None,
+                bounds=bounds,
+                label="Agent",
             )
         )
     return "\n\n".join(parts)
