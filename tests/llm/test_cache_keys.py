@@ -77,10 +77,23 @@ def test_every_part_changes_the_key(change):
     assert make_key(**{**base, **change}) != make_key(**base)
 
 
+def test_text_beyond_ascii_is_hashed_as_raw_utf8():
+    # the payload keeps "é" as its UTF-8 bytes, not as a \u00e9 escape
+    assert make_key("modèle", [1], {"stop": ["fin."]}) == sha256(
+        '{"adapter":"","decoding":{"stop":["fin."]},"kind":"generate","model":"modèle","prompt_ids":[1],"v":1}'
+    )
+    assert make_key("m", [1], {"stop": ["é"]}) == sha256(
+        '{"adapter":"","decoding":{"stop":["é"]},"kind":"generate","model":"m","prompt_ids":[1],"v":1}'
+    )
+
+
 @pytest.mark.parametrize(
     "decoding, error, words",
     [
         ({"t": float("nan")}, ValueError, "decoding\\['t'\\] = nan"),
+        ({"stop": [1, float("nan")]}, ValueError, "decoding\\['stop'\\]\\[1\\] = nan"),  # the path names the item
+        ({"t": np.float32("nan")}, ValueError, "decoding\\['t'\\] = nan"),  # numpy, not a float subclass
+        ({"t": np.array([0.5, np.inf])}, ValueError, "decoding\\['t'\\]\\[1\\] = inf"),
         ({"t": float("inf")}, ValueError, "non-finite"),
         ({"t": {1, 2}}, TypeError, "set cannot be part of a cache key"),
     ],
