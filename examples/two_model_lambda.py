@@ -18,7 +18,11 @@ queries for both curves).
     python examples/two_model_lambda.py --table results/two_model/llmrouter_pair.csv \\
         --out results/two_model/llmrouter_pair_lambda.json
 
+docs/results/two_model_lambda.md has the measured curves and every command.
+
 A second run with the same ``--out`` reads the recorded choices and only prints.
+``--write-synthetic`` first writes a synthetic two-model table whose right strong share at
+each λ is known (``write_break_even_table``) to ``--table``.
 """
 
 from __future__ import annotations
@@ -38,9 +42,34 @@ from routing_gym.bench import metrics
 from routing_gym.bench.curves import TableOutcomes, policy_lambda_grid
 from routing_gym.bench.runner import make_table_env
 from routing_gym.routers import TrainingRun
+from routing_gym.stats import mean_interval, paired_difference_interval
 
 ENV_ID = "LLMRouting-Table-v0"
 SHARE_LAMS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)  # where the report prints the strong share
+
+
+def write_break_even_table(path: Path, n: int = 200) -> Path:
+    """A synthetic two-model table whose right strong share at each λ is known.
+
+    Two clusters of 8-d embeddings; the strong model scores 1 and costs 1 (normalized), the
+    weak one costs 0 and scores 0.7 on cluster A, 0.9 on cluster B. The strong model is the
+    better call on A below λ = 0.3 and on B below λ = 0.1: the right share is 100% below 0.1,
+    50% up to 0.3, 0% above. Rows 0–149 train, the rest test.
+    """
+    rng = np.random.default_rng(0)
+    cluster = np.arange(n) % 2
+    x = rng.normal(scale=0.1, size=(n, 8))
+    x[np.arange(n), cluster] += 1.0
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    lines = ["id,split,embedding,weak,strong,weak|cost,strong|cost"]
+    for i in range(n):
+        vector = json.dumps([round(float(v), 6) for v in x[i]])
+        split = "train" if i < 0.75 * n else "test"
+        weak = 0.7 if cluster[i] == 0 else 0.9
+        lines.append(f'q{i},{split},"{vector}",{weak},1.0,1e-06,1e-05')
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def train(env_config: dict, seed: int, steps: int) -> HierRouter:
@@ -98,9 +127,9 @@ def run(args) -> dict:
     return record
 
 
-def summarize(record: dict, resamples: int, seed: int) -> dict:
+def summarize(record: dict, table: str, resamples: int, seed: int) -> dict:
     """Strong share per λ and APGR of each curve, with 95% bootstrap intervals over queries."""
-    env = make_table_env(ENV_ID, "test", 0.0, {"table": record["table"]})
+    env = make_table_env(ENV_ID, "test", 0.0, {"table": table})
     data = TableOutcomes.from_table_env(env)
     env.close()
     n = len(data)
@@ -115,15 +144,20 @@ def summarize(record: dict, resamples: int, seed: int) -> dict:
         arms = curves[name]
         share = [float(np.mean(a[rows] == strong_i)) for a in arms.values()]
         perf = [float(data.scores[rows, a[rows]].mean()) for a in arms.values()]
-        if max(share) == min(share):  # one point: the curve ignores λ, APGR is undefined
-            return float("nan")
         s = data.scores[rows]
-        return metrics.routellm_apgr(share, perf, s[:, weak_i].mean(), s[:, strong_i].mean())
+        weak, strong = s[:, weak_i].mean(), s[:, strong_i].mean()
+        if max(share) == min(share) or strong <= weak:  # one share, or no gap: no APGR
+            return float("nan")
+        return metrics.routellm_apgr(share, perf, weak, strong)
 
     def interval(statistic) -> list[float] | None:
+        """95% percentile interval of a whole-curve statistic over resampled queries.
+
+        A resample where the strong model is not better than the weak one has no APGR (its
+        denominator is <= 0): it is left out of the percentiles (and counted in ``undefined``).
+        """
         if not np.isfinite(statistic(np.arange(n))):
             return None
-        # paired: every curve is scored on the same resampled queries (indices into one split)
         result = stats.bootstrap(
             (np.arange(n),),
             lambda idx: statistic(np.asarray(idx, dtype=np.int64)),
@@ -132,9 +166,15 @@ def summarize(record: dict, resamples: int, seed: int) -> dict:
             method="percentile",
             rng=np.random.default_rng(seed),
         )
-        return [float(result.confidence_interval.low), float(result.confidence_interval.high)]
+        values = np.asarray(result.bootstrap_distribution, dtype=np.float64)
+        undefined.append(int(np.sum(~np.isfinite(values))))
+        return [float(v) for v in np.nanpercentile(values, [2.5, 97.5])]
 
+    undefined: list[int] = []
     everything = np.arange(n)
+
+    def reward(arms: np.ndarray, lam: float) -> np.ndarray:
+        return data.scores[everything, arms] - lam * data.costs[everything, arms]
     out = {
         "queries": n,
         "weak": data.models[weak_i],
@@ -146,10 +186,10 @@ def summarize(record: dict, resamples: int, seed: int) -> dict:
         shares = {}
         for lam, a in arms.items():
             if lam in SHARE_LAMS or name == "per-lam":
-                is_strong = (a == strong_i).astype(float)
+                share = mean_interval((a == strong_i).astype(float))
                 shares[repr(lam)] = {
-                    "share": float(is_strong.mean()),
-                    "ci": interval(lambda idx, x=is_strong: float(x[idx].mean())),
+                    "share": share.estimate,
+                    "ci": [share.low, share.high],
                     "perf": float(data.scores[everything, a].mean()),
                 }
         entry = {
@@ -162,11 +202,20 @@ def summarize(record: dict, resamples: int, seed: int) -> dict:
             "apgr_ci": interval(lambda idx, c=name: apgr(c, idx)),
         }
         if name != "per-lam":
+            # at each λ of the per-λ PPOs: reward (perf − λ·cost) minus theirs, query by query
+            entry["reward_minus_per_lam"] = {}
+            for key, theirs in record["curves"]["per-lam"]["arms"].items():
+                lam, mine = float(key), arms[float(key)]
+                theirs = reward(np.asarray(theirs), lam)
+                diff = paired_difference_interval(reward(mine, lam), theirs)
+                entry["reward_minus_per_lam"][key] = [diff.estimate, diff.low, diff.high]
             entry["apgr_minus_per_lam"] = entry["apgr"] - apgr("per-lam", everything)
             entry["apgr_minus_per_lam_ci"] = interval(
                 lambda idx, c=name: apgr(c, idx) - apgr("per-lam", idx)
             )
         out["curves"][name] = entry
+    out["resamples"] = resamples
+    out["undefined_resamples_max"] = max(undefined, default=0)
     return out
 
 
@@ -189,10 +238,19 @@ def print_summary(summary: dict) -> None:
         lo, hi = c["share_range"]
         print(line + f"  strong share swept {100 * lo:.0f}–{100 * hi:.0f}%")
         for lam, s in c["share"].items():
-            print(
+            text = (
                 f"    λ={float(lam):<5g} strong share {100 * s['share']:5.1f}% "
                 f"[{100 * s['ci'][0]:.1f}, {100 * s['ci'][1]:.1f}]  perf {s['perf']:.3f}"
             )
+            diff = c.get("reward_minus_per_lam", {}).get(lam)
+            if diff is not None:
+                text += f"  reward − per-λ PPO {diff[0]:+.4f} [{diff[1]:+.4f}, {diff[2]:+.4f}]"
+            print(text)
+    print(
+        f"intervals: 95%, bootstrap over the {summary['queries']} test queries; shares BCa, "
+        f"APGR percentile over {summary['resamples']} paired resamples (at most "
+        f"{summary['undefined_resamples_max']} without a strong-weak gap left out)"
+    )
     print(json.dumps(summary))
 
 
@@ -206,8 +264,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samplings", nargs="+", default=["uniform", "uniform-obs"])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=2000)
+    parser.add_argument(
+        "--write-synthetic",
+        action="store_true",
+        help="first write the synthetic table of known shares to --table (see its docstring)",
+    )
     args = parser.parse_args(argv)
-    print_summary(summarize(run(args), args.resamples, args.seed))
+    if args.write_synthetic:
+        write_break_even_table(Path(args.table))
+    print_summary(summarize(run(args), args.table, args.resamples, args.seed))
     return 0
 
 

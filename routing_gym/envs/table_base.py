@@ -69,7 +69,7 @@ class OutcomeTableEnvBase(gym.Env):
             "cost_quantile": 0.99,  # fitted high bound = this quantile of train costs (1.0 = max)
             "shuffle": True,  # visit the split's questions in a seeded random order
             "lam_in_obs": False,  # observation gets a "lam" entry, λ/(1+λ): one policy for every λ
-            "lam_range": None,  # None = the fixed `lam`; or [low, high]: a new λ in it per episode
+            "lam_range": None,  # None = the fixed `lam`; or [low, high]: a new λ each episode
             "lam_sampling": "uniform",  # with lam_range: "uniform" λ, or "uniform-obs" λ/(1+λ)
         }
 
