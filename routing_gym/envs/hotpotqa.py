@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from routing_gym.data.hotpotqa import load_hotpotqa
-from routing_gym.envs.live_base import LiveRoutingEnv
+from routing_gym.envs.teacher_student import LiveRoutingEnv
 
 
 class HotpotQAEnv(LiveRoutingEnv):

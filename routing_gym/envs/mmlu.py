@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from routing_gym.data.mmlu import load_mmlu
 from routing_gym.data.splits import first_by_hash
-from routing_gym.envs.live_base import LiveRoutingEnv
+from routing_gym.envs.teacher_student import LiveRoutingEnv
 
 
 class MMLUEnv(LiveRoutingEnv):

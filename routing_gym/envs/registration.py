@@ -41,7 +41,7 @@ def env_ids_of(entry_point: str) -> list[str]:
 
 def is_live_env_id(env_id: str) -> bool:
     """Whether a registered ID is a live (model-calling) routing env; imports its env class."""
-    from routing_gym.envs.live_base import LiveRoutingEnv
+    from routing_gym.envs.teacher_student import LiveRoutingEnv
 
     creator = gym.spec(env_id).entry_point
     if isinstance(creator, str):
