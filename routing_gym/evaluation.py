@@ -134,7 +134,10 @@ def episode_scores(
 def episode_row(info: Mapping[str, Any], reward: float) -> dict[str, Any]:
     """One row of ``per_episode``, from an episode's final ``info`` and its return."""
     keys = ("index", "question_id", "assignment", "perf", "normalized_cost", "cost")
-    return {**{key: info.get(key) for key in keys}, "reward": reward}
+    row = {key: info.get(key) for key in keys}
+    if row["question_id"] is None:  # the table envs name their rows query_id
+        row["question_id"] = info.get("query_id")
+    return {**row, "reward": reward}
 
 
 def summarize(
