@@ -63,11 +63,13 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     the observation; construction only), ``lam_range`` (None, or ``[low, high]``: every
     ``reset`` draws λ from it with ``np_random``, for training across λ) and ``lam_sampling``
     (``"uniform"``: λ uniform in ``lam_range``; ``"uniform-obs"``: λ/(1+λ), the observation's
-    entry, uniform, which draws small λ more often). An unknown key or
+    entry, uniform, which draws small λ more often), ``lam_reward_scale`` (``"none"``, or
+    ``"1/(1+lam)"``: the reward divided by 1+λ, one scale for every λ). An unknown key or
     bad value raises ValueError naming the key. ``render_mode="ansi"`` makes ``render()`` return a line of text.
 
     ## Version History
-    * v0: initial version; ``lam_sampling`` added later (its default draws λ as before).
+    * v0: initial version; ``lam_sampling`` and ``lam_reward_scale`` added later (their
+      defaults draw λ and scale the reward as before).
     """
 
     _DERIVED = (
@@ -129,7 +131,7 @@ class TableRoutingEnv(OutcomeTableEnvBase):
         a = int(action)
         i = self._row
         score, ncost = self._score_rows[i][a], self._ncost_rows[i][a]
-        reward = routing_reward(score, ncost, self.lam)
+        reward = routing_reward(score, ncost, self.lam) * self.reward_scale()
         self._done = True
         info = {
             "score": score,

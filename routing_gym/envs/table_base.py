@@ -31,6 +31,9 @@ from routing_gym.envs.validation import require_render_mode
 _SPLIT_CHOICES = (*SPLITS, "all")
 #: How ``lam_range`` draws λ: uniformly, or with λ/(1+λ) (the observation's entry) uniform.
 LAM_SAMPLINGS = ("uniform", "uniform-obs")
+#: How the reward is scaled with λ: not at all, or by 1/(1+λ), so that its range, [-λ, 1]
+#: unscaled, stays within [-1, 1] for every λ of a ``lam_range``.
+LAM_REWARD_SCALES = ("none", "1/(1+lam)")
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,7 @@ class OutcomeTableEnvBase(gym.Env):
             "lam_in_obs": False,  # observation gets a "lam" entry, λ/(1+λ): one policy for every λ
             "lam_range": None,  # None = the fixed `lam`; or [low, high]: a new λ each episode
             "lam_sampling": "uniform",  # with lam_range: "uniform" λ, or "uniform-obs" λ/(1+λ)
+            "lam_reward_scale": "none",  # reward times 1 ("none") or 1/(1+λ) ("1/(1+lam)")
         }
 
     def __init__(
@@ -191,6 +195,11 @@ class OutcomeTableEnvBase(gym.Env):
             raise ValueError(
                 f"config key 'lam_sampling' must be one of {LAM_SAMPLINGS}, got "
                 f"{config['lam_sampling']!r}."
+            )
+        if config["lam_reward_scale"] not in LAM_REWARD_SCALES:
+            raise ValueError(
+                f"config key 'lam_reward_scale' must be one of {LAM_REWARD_SCALES}, got "
+                f"{config['lam_reward_scale']!r}."
             )
         return config
 
@@ -349,6 +358,12 @@ class OutcomeTableEnvBase(gym.Env):
             return float(self.np_random.uniform(low, high))
         w = float(self.np_random.uniform(low / (1.0 + low), high / (1.0 + high)))
         return min(max(w / (1.0 - w), low), high)  # the round trip may leave the range by an ulp
+
+    def reward_scale(self) -> float:
+        """The factor on this episode's reward: 1, or 1/(1+λ) with ``lam_reward_scale``."""
+        if self.config["lam_reward_scale"] == "none":
+            return 1.0
+        return 1.0 / (1.0 + self.lam)
 
     def _new_order(self) -> np.ndarray:
         n = self.num_queries

@@ -203,7 +203,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
             cost_part = -(self._ncost - old_ncost)
         else:
             cost_part = -self._ncost if terminated else 0.0
-        reward = routing_reward(perf_part, -cost_part, self.lam)
+        reward = routing_reward(perf_part, -cost_part, self.lam) * self.reward_scale()
         self._done = terminated
         info = {
             "score": self._best,

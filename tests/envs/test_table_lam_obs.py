@@ -152,3 +152,60 @@ def test_lam_sampling_is_seeded_and_a_bad_value_names_the_key(tmp_path):
     assert np.array_equal(first, drawn_lams(table, "uniform-obs", 20))
     with pytest.raises(ValueError, match="'lam_sampling'"):
         gym.make("LLMRouting-Table-v0", table=table, lam_sampling="log")
+
+
+# ---------------------------------------------------------------- the reward scaled by 1/(1+λ)
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.25, 1.0, 3.0])
+def test_lam_reward_scale_divides_the_reward_by_one_plus_lam(tmp_path, lam):
+    table = write_break_even_table(tmp_path / "pair.csv")
+    env = gym.make(
+        "LLMRouting-Table-v0", table=table, lam=lam, lam_reward_scale="1/(1+lam)", shuffle=False
+    )
+    plain = gym.make("LLMRouting-Table-v0", table=table, lam=lam, shuffle=False)
+    # row 0 is cluster A: weak scores 0.7 at normalized cost 0, strong scores 1 at cost 1
+    for action, unscaled in ((0, 0.7), (1, 1.0 - lam)):
+        env.reset(options={"index": 0})
+        plain.reset(options={"index": 0})
+        _, reward, _, _, info = env.step(action)
+        assert reward == pytest.approx(unscaled / (1.0 + lam))
+        assert plain.step(action)[1] == pytest.approx(unscaled)  # the default leaves it as is
+        assert info["perf"] == pytest.approx(0.7 if action == 0 else 1.0)  # info is not scaled
+
+
+def test_lam_reward_scale_uses_each_episodes_drawn_lam_in_the_cascade_too(tmp_path):
+    table = write_break_even_table(tmp_path / "pair.csv")
+
+    def episodes(scale: str) -> list[tuple[float, float]]:
+        env = gym.make(
+            "LLMRouting-Table-Cascade-v0",
+            table=table,
+            lam_in_obs=True,
+            lam_range=[0.0, 2.0],
+            lam_sampling="uniform-obs",
+            lam_reward_scale=scale,
+            shuffle=False,
+            max_depth=2,
+        )
+        env.reset(seed=1)
+        out = []
+        for _ in range(5):
+            env.reset(options={"index": 0})
+            rewards = [env.step(1)[1], env.step(2)[1]]  # the strong model, then STOP
+            out.append((env.unwrapped.lam, sum(rewards)))
+        return out
+
+    scaled, plain = episodes("1/(1+lam)"), episodes("none")
+    assert [lam for lam, _ in scaled] == [lam for lam, _ in plain]  # the same seeded draws
+    assert len({lam for lam, _ in scaled}) == 5
+    for (lam, mine), (_, theirs) in zip(scaled, plain):
+        assert abs(theirs) > 0.01  # score 1 minus λ times a nonzero cost
+        assert mine == pytest.approx(theirs / (1.0 + lam))
+
+
+def test_bad_lam_reward_scale_names_the_key():
+    with pytest.raises(ValueError, match="'lam_reward_scale'"):
+        gym.make("LLMRouting-Table-v0", lam_reward_scale="1/lam")
+    with pytest.raises(ValueError, match="'lam_reward_scale'"):
+        gym.make("LLMRouting-Table-Cascade-v0", lam_reward_scale=None)
