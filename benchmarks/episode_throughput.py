@@ -269,8 +269,11 @@ def main(argv: list[str] | None = None) -> int:
 
                 pools.append(("default pool", list(DEFAULT_POOL)))
             for label, models in pools:
-                runs = {path: run_builder(models, path, args.questions, args.split, args.dtype, out_dir)
-                        for path in ("old", "new")}
+                runs = {}
+                for path in ("old", "new"):  # each path's line as it ends: a long run shows its progress
+                    runs[path] = run_builder(models, path, args.questions, args.split, args.dtype, out_dir)
+                    print(f"{label}, {path} path: {runs[path]['episodes']} episodes in {runs[path]['wall_s']:.1f} s",
+                          flush=True)
                 model_table(f"Exhaustive HotpotQA builder, {label}, {args.questions} questions x "
                             f"{len(models) ** 2} assignments", runs["old"], runs["new"], {"wall": "wall_s"})
                 summary[f"builder_{label.replace(' ', '_')}"] = compare_builds(label, runs["old"], runs["new"])
