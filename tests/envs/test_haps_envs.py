@@ -41,7 +41,10 @@ def test_wrapped_hybrid_env_passes_both_checkers(env_id, wrapper, tmp_path):
         gym_check_env(env, skip_render_check=True)
         sb3_check_env(env, warn=True)
     env.close()
-    assert [str(w.message) for w in caught] == []  # a checker's warning is a failure
+    # a checker's warning is a failure, but for Gymnasium's note that a wrapped env is checked:
+    # here the wrapper is the env under test
+    wrapped_note = "is different from the unwrapped version"
+    assert [str(w.message) for w in caught if wrapped_note not in str(w.message)] == []
 
 
 def test_lora_boxes_take_their_shapes_from_each_model(tmp_path):
