@@ -92,3 +92,23 @@ def test_mean_std_uses_the_sample_deviation():
     mean, std = mean_std([1, 2, 3, 4])
     assert mean == 2.5 and std == pytest.approx(math.sqrt(5 / 3))
     assert mean_std([7.0]) == (7.0, 0.0)
+
+
+def test_bad_curves_and_ranges_are_refused():
+    with pytest.raises(ValueError, match="equal count"):
+        routellm_apgr([0.0, 1.0], [0.2], WEAK, STRONG)  # two shares, one perf
+    with pytest.raises(ValueError, match="finite"):
+        routellm_apgr([0.0, 1.0], [0.2, float("nan")], WEAK, STRONG)
+    with pytest.raises(ValueError, match="fraction"):
+        cost_to_performance(SHARES, PERFS, WEAK, STRONG, 1.5)
+    with pytest.raises(ValueError, match="low < high"):
+        aiq(POINTS, (float("nan"), 0.6))
+    for oracle in (0.6, float("nan")):  # no gap, or no number
+        with pytest.raises(ValueError, match="oracle > best single"):
+            gap_captured(0.7, 0.6, oracle)
+
+
+def test_empty_inputs_give_zero_curves_and_nan_statistics():
+    assert hull_value(np.empty((0, 2)), [0.1, 0.2]).tolist() == [0.0, 0.0]
+    mean, std = mean_std([])
+    assert math.isnan(mean) and math.isnan(std)
