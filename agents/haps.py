@@ -69,7 +69,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agents.base import Agent, all_assignments, check_lam, make_config, match_models
-from routing_gym.action_table import content_digest
+from routing_gym.records import content_digest, json_digest
 from routing_gym.cost import REGIMES, routing_reward
 from routing_gym.errors import CheckpointError
 from routing_gym.llm.lora import LoRAAdapter
@@ -565,7 +565,7 @@ def run_fingerprint(
     tables = [None if t is None else content_digest(t.rows) for t in (action_table, valid_table)]
     content = {"config": config, "updates": updates, "train": _env_identity(env),
                "valid": _env_identity(valid_env), "tables": tables}
-    return hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    return json_digest(content)
 
 
 class JointCheckpoint:

@@ -28,7 +28,6 @@ Tiny random models on the test fixtures (one split, held-out queries chosen by i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import itertools
 import json
 import sys
@@ -36,7 +35,21 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
+import torch
+from sb3_contrib import MaskablePPO
+from stable_baselines3.common.env_util import make_vec_env
+
+import routing_gym  # noqa: F401  (registers the IDs)
+from agents import AGENTS, ONE_SHOT_ROUTERS
+from agents.hierrouter import HierRouterConfig
+from routing_gym.bench.comparison import multihop_comparison
+from routing_gym.cost import CostNormalizer, resolve_lambda
+from routing_gym.data.splits import assign_split
+from routing_gym.envs.multihop_table import MultiHopTableEnv
+from routing_gym.hop_tree import HopTree, build_hop_tree, decode_vector
+from routing_gym.records import json_digest
 
 LIVE_TOLERANCE = 1e-9
 
@@ -90,10 +103,9 @@ def env_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def build_tree(config: dict[str, Any], split: str, out_dir: Path, batch: int):
     """Build (or resume) the depth-2 tree of one split; the file name carries the config digest."""
-    from routing_gym.hop_tree import HopTree, build_hop_tree
 
     content = {k: v for k, v in config.items() if k not in ("cache_path", "cache_mode", "max_batch_size")}
-    digest = hashlib.sha256(json.dumps({**content, "split": split}, sort_keys=True).encode()).hexdigest()[:12]
+    digest = json_digest({**content, "split": split})[:12]
     path = out_dir / f"tree-{split}-{digest}.jsonl"
     build_hop_tree(path, {**config, "split": split}, depth=2, queries_per_batch=batch, progress=True)
     return HopTree.load(path)
@@ -101,7 +113,6 @@ def build_tree(config: dict[str, Any], split: str, out_dir: Path, batch: int):
 
 def split_queries(args, config, out_dir) -> tuple[Any, list[str], Any, list[str]]:
     """(train tree, train ids, held-out tree, held-out ids)."""
-    from routing_gym.data.splits import assign_split
 
     train_tree = build_tree(config, args.train_split, out_dir, args.queries_per_batch)
     if args.heldout_split == args.train_split:
@@ -128,7 +139,6 @@ class TreeScorer:
     """Rewards, scores and normalized costs of tree paths under one λ."""
 
     def __init__(self, tree, lam: float):
-        from routing_gym.cost import CostNormalizer
 
         self.tree, self.lam = tree, lam
         self.norm = CostNormalizer.from_dict(tree.header["cost_bounds"])
@@ -190,11 +200,7 @@ def fixed_policy_outcomes(scorer: TreeScorer, questions, path) -> list:
 # -- HierRouter: MaskablePPO on the replay env --------------------------------------------------
 def train_ppo(tree_path: str, train_ids: list[str], lam: float, args):
     """MaskablePPO on the tree's replay env over the train queries (HierRouter's defaults)."""
-    from sb3_contrib import MaskablePPO
-    from stable_baselines3.common.env_util import make_vec_env
 
-    from agents.hierrouter import HierRouterConfig
-    from routing_gym.envs.multihop_table import MultiHopTableEnv
 
     defaults = HierRouterConfig()
     vec = make_vec_env(lambda: MultiHopTableEnv(tree_path=tree_path, lam=lam, question_ids=train_ids),
@@ -224,7 +230,6 @@ def run_policy(env, model, reset: Callable[[], Any]) -> tuple[list[int], float, 
 
 def ppo_on_tree(tree_path: str, model, questions: list[str], lam: float) -> tuple[list, dict[str, tuple]]:
     """The policy's held-out outcomes on the replay env, and each query's (actions, reward, perf, cost)."""
-    from routing_gym.envs.multihop_table import MultiHopTableEnv
 
     env = MultiHopTableEnv(tree_path=tree_path, lam=lam, question_ids=questions, shuffle=False)
     outcomes, episodes = [], {}
@@ -237,7 +242,6 @@ def ppo_on_tree(tree_path: str, model, questions: list[str], lam: float) -> tupl
 
 def live_check(config: dict, split: str, models_by_lam: dict, replay: dict[float, dict]) -> dict[str, Any]:
     """Run each λ's policy on the live env for the held-out queries; compare with the replay."""
-    import gymnasium as gym
 
     env = gym.make("LLMRouting-MultiHop-v0", config={**config, "split": split, "shuffle": False}).unwrapped
     try:
@@ -269,7 +273,6 @@ def first_hop_shares(episodes: dict[str, tuple], models: list[str]) -> dict[str,
 # -- one-shot routers on the first hop ---------------------------------------------------------
 def first_hop_data(scorer: TreeScorer, questions: list[str]):
     """Root embeddings, first-hop scores and normalized costs (n × M) of ``questions``."""
-    from routing_gym.hop_tree import decode_vector
 
     x = np.stack([decode_vector(scorer.tree.node(q, ())["context"]) for q in questions])
     outcomes = np.array([[scorer.outcome(q, (i,))[:2] for i in range(scorer.n_models)] for q in questions])
@@ -278,7 +281,6 @@ def first_hop_data(scorer: TreeScorer, questions: list[str]):
 
 def one_shot_router(name: str, lam: float, n_train: int, seed: int):
     """The router ``name`` of agents/, sized for ``n_train`` queries."""
-    from agents import AGENTS
 
     overrides: dict[str, Any] = {"lam": lam}
     if name == "knn":
@@ -293,15 +295,11 @@ def one_shot_router(name: str, lam: float, n_train: int, seed: int):
 # -- main -------------------------------------------------------------------------------------
 def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     """Build, train, score, check; returns the result object."""
-    import routing_gym  # noqa: F401  (registers the IDs)
-    from agents import ONE_SHOT_ROUTERS
-    from routing_gym.cost import resolve_lambda
 
     config = env_config(args)
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     train_tree, train_ids, tree, heldout_ids = split_queries(args, config, out_dir)
-    import torch
 
     # The trees are built with every core (LLM batches); the small PPO policy runs faster on one.
     torch.set_num_threads(1)
@@ -352,7 +350,6 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
 def print_tables(result: dict[str, Any]) -> None:
     """Per λ: the interval table (n, 95% CIs, Δ from the best two-hop on train) over the held-out
     queries, then the per-task table (cells quality / normalized cost / reward, means only)."""
-    from routing_gym.bench.comparison import multihop_comparison
 
     columns = result["tasks"] + ["overall"]
     for lam, table in result["results"].items():

@@ -19,7 +19,6 @@ table. Files without a header (older builds) are read but never resumed.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import os
@@ -35,6 +34,7 @@ from tqdm.auto import tqdm
 from routing_gym.cost import CostNormalizer, routing_reward
 from routing_gym.errors import DataFormatError
 from routing_gym.protocols.base import ROLES
+from routing_gym.records import content_digest, drop_partial_last_line, json_digest
 
 TABLE_FORMAT = "routing_gym.action_table/1"
 ROW_FIELDS = ("question_id", "index", "assignment", "perf", "cost", "prompt_tokens", "completion_tokens", "turns")
@@ -116,12 +116,6 @@ def _show_turns(bar: tqdm, size: int):
     return lambda turn, playing: bar.set_postfix_str(f"turn {turn + 1} of the chunk: {playing}/{size} episodes playing")
 
 
-def content_digest(value: Any) -> str:
-    """sha256 of a question's content (a dataclass's fields, else its repr)."""
-    data = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else repr(value)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()
-
-
 def table_header(env, env_id: str, seed: int) -> dict[str, Any]:
     """What decides a row besides its question: protocol, models (weights id and price), seed."""
     pool = env.pool
@@ -135,7 +129,7 @@ def table_header(env, env_id: str, seed: int) -> dict[str, Any]:
     }
     text = json.dumps(setting, sort_keys=True, default=str)
     return {"format": TABLE_FORMAT, "env_id": env_id, "setting": json.loads(text),
-            "setting_digest": hashlib.sha256(text.encode()).hexdigest()}
+            "setting_digest": json_digest(setting)}
 
 
 def _resume(path: Path, header: dict[str, Any], digests: dict[str, str]) -> set[tuple[str, tuple[str, ...]]]:
@@ -161,16 +155,6 @@ def _resume(path: Path, header: dict[str, Any], digests: dict[str, str]) -> set[
             raise ValueError(f"{path}: question {question!r} has other content in this run's data than "
                              "when its rows were built; build into a new file.")
     return {(str(row["question_id"]), tuple(row["assignment"][r] for r in ROLES)) for row in rows}
-
-
-def drop_partial_last_line(path: Path) -> None:
-    """Cut an unfinished last line (a run killed mid-write) so appending starts clean."""
-    if not path.exists() or path.stat().st_size == 0:
-        return
-    data = path.read_bytes()
-    if not data.endswith(b"\n"):
-        with open(path, "r+b") as handle:
-            handle.truncate(data.rfind(b"\n") + 1)
 
 
 def _read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import copy
 import dataclasses
-import hashlib
 import itertools
 import json
 import os
@@ -27,7 +26,7 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm.auto import tqdm
 
-from routing_gym.action_table import content_digest, drop_partial_last_line
+from routing_gym.records import content_digest, drop_partial_last_line, json_digest
 from routing_gym.errors import DataFormatError
 
 TREE_FORMAT = "routing_gym.hop_tree/1"
@@ -53,7 +52,7 @@ def tree_header(env, depth: int) -> dict[str, Any]:
     pool = env.pool
     content["model_ids"] = {name: pool.backend(name).model_id for name in env.model_names}
     content["prices"] = {name: dataclasses.asdict(pool.specs[name].price) for name in env.model_names}
-    digest = hashlib.sha256(json.dumps(content, sort_keys=True, default=str).encode()).hexdigest()
+    digest = json_digest(content)
     return {"format": TREE_FORMAT, "depth": depth, "config": content, "config_digest": digest,
             "cost_bounds": env.cost_normalizer.to_dict()}
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import time
@@ -41,6 +40,7 @@ import numpy as np
 
 from routing_gym.bench import metrics
 from routing_gym.cost import REGIMES, resolve_lambda
+from routing_gym.records import append_record, drop_partial_last_line, json_digest, read_records
 
 #: λ values at which the gap captured is reported: performance only, and balanced.
 GAP_LAMS: tuple[float, ...] = (0.0, REGIMES["balanced"])
@@ -404,12 +404,11 @@ def default_lam_max(regimes: Iterable[float]) -> float:
 
 def _fingerprint(config, agent: str, env_id: str, extra: Mapping[str, Any]) -> str:
     settings = {"bench": config.fingerprint(agent, env_id), "curves": CURVES_VERSION, **extra}
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+    return json_digest(settings)[:12]
 
 
 def _per_lam_rows(config, env_id: str, seed: int, agent: str) -> list[dict[str, Any]]:
-    from routing_gym.bench.runner import current_records, read_records
+    from routing_gym.bench.runner import current_records
 
     records = current_records(config, read_records(config.rows_path))
     mine = [
@@ -530,8 +529,7 @@ def write_curves(
     per point), ``curves.md`` and one figure per env (``curves.png``, or ``curves_<env>.png``).
     Returns ``(summary, paths)``.
     """
-    from routing_gym.action_table import drop_partial_last_line
-    from routing_gym.bench.runner import append_record, make_table_env, read_records
+    from routing_gym.bench.runner import make_table_env
 
     log = log or print
     if lam_max is None:

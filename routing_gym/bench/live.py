@@ -9,8 +9,6 @@ second run replays in seconds, and an interrupted one resumes.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
 from routing_gym.cost import REGIMES, routing_reward
 from routing_gym.llm.spec import REAL_POOL
 from routing_gym.protocols.base import ROLES
+from routing_gym.records import json_digest
 
 #: Protocol limits that keep a CPU run to about a minute per few questions.
 CPU_PROTOCOL: dict[str, Any] = {
@@ -92,9 +91,7 @@ def compare_assignments_live(
     if cache_path is not None:
         config["cache_path"] = str(cache_path)
     # one table file per setting: rows of another protocol or pool must not be resumed into it
-    digest = hashlib.sha256(
-        json.dumps({**config, "env": env_id}, sort_keys=True).encode()
-    ).hexdigest()[:10]
+    digest = json_digest({**config, "env": env_id})[:10]
     table_path = Path(out_dir) / f"live_{env_id}_{digest}.jsonl"
 
     from routing_gym.action_table import ActionTable, build_action_table

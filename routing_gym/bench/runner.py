@@ -35,7 +35,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from tqdm.auto import tqdm
 
 import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
-from routing_gym.action_table import ActionTable, drop_partial_last_line
+from routing_gym.action_table import ActionTable
+from routing_gym.records import append_record, drop_partial_last_line, json_digest, read_records
 from routing_gym.bench.roster import (
     DEFAULT_AGENTS,
     FIT_ON_EVAL,
@@ -191,8 +192,7 @@ class BenchConfig:
             "data": data_digests(self.env_config),  # what the files hold, not just their paths
             "splits": [self.train_split, self.eval_split],
         }
-        text = json.dumps(settings, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:12]
+        return json_digest(settings)[:12]
 
     def planned(self) -> list[tuple[str, str, str, int, str]]:
         """Every (env, agent, regime label, seed, fingerprint) the run must produce."""
@@ -286,42 +286,6 @@ class TqdmCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self._bar.close()
-
-
-def append_record(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and force it to disk (a kill leaves at most a partial last line)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, default=_json_default) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def read_records(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """The records of a rows file; an unfinished last line (a killed run) is ignored."""
-    path = Path(path)
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    records = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number == len(lines):  # the partial write of an interrupted run
-                break
-            raise ValueError(f"{path}, line {number}: not valid JSON.") from None
-    return records
 
 
 def _row_key(record: dict[str, Any]) -> tuple:
