@@ -39,8 +39,8 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	for script in benchmarks/*.py; do $(PY) $$script || exit 1; done
 
-# Mutation score of the core modules, group by group (about 20 minutes on 2 cores); not part of
-# `make test`. MUTATION_ARGS picks groups, e.g. MUTATION_ARGS="cost cache_keys".
+# Mutation score of the core modules, group by group (10-20 minutes a group on a busy 2-core
+# machine); not part of `make test`. MUTATION_ARGS picks groups, e.g. MUTATION_ARGS="cost cache_keys".
 MUTATION_ARGS ?=
 mutation: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[mutation]"
