@@ -64,3 +64,22 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _fail_data_skip(outcome.get_result())
+
+
+@pytest.fixture(scope="session")
+def run_example():
+    """Run ``examples/<name>`` in a fresh interpreter as a user would; returns the finished process.
+
+    Tests run the example scripts, never import them: a script is not API.
+    """
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+
+    def run(name: str, argv: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        return subprocess.run([sys.executable, str(repo / "examples" / name), *argv], env=env,
+                              capture_output=True, text=True, timeout=timeout)
+
+    return run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -46,13 +45,18 @@ def tiny_flags() -> list[str]:
     ]
 
 
-def load_compare_haps():
-    spec = importlib.util.spec_from_file_location(
-        "compare_haps", REPO / "examples" / "compare_haps.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def compare_haps(run_example, argv: list[str]) -> tuple[dict, str]:
+    """examples/compare_haps.py run as a script: its summary (the last line) and its output."""
+    done = run_example("compare_haps.py", argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1]), done.stdout
+
+
+def compare_haps_error(run_example, argv: list[str]) -> str:
+    """The one-line error of a compare_haps.py run that must refuse its input."""
+    done = run_example("compare_haps.py", argv)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done.stderr
 
 
 def test_cli_profiles_one_joint_step_per_batch_size(capsys):
@@ -82,7 +86,7 @@ def tables(tmp_path_factory):
     return path
 
 
-def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_path, capsys):
+def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_path, capsys, run_example):
     results = tmp_path / "no_lora.json"
     flags = [
         *tiny_flags(),
@@ -109,7 +113,8 @@ def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_pa
     assert {e["index"] for e in run["per_episode"]} == {0, 1}
     assert (tmp_path / "agent").is_dir()
 
-    summary = load_compare_haps().main(
+    summary, _ = compare_haps(
+        run_example,
         [
             "--train-table",
             str(tables),
@@ -119,9 +124,9 @@ def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_pa
             f"HAPS without LoRA={results}",
         ]
     )
-    capsys.readouterr()
     env_config = {"models": MODELS, "data_dir": str(FIXTURES), "protocol": PROTOCOL, "cache_mode": "off"}
-    regimes = load_compare_haps().main(
+    regimes, _ = compare_haps(
+        run_example,
         ["--train-table", str(tables), "--valid-table", str(tables), "--run", f"HAPS without LoRA={results}",
          "--env", "LLMRouting-HotpotQA-Assign-v0", "--env-config", json.dumps(env_config),
          "--train-split", "valid", "--valid-split", "valid", "--lam", "performance-first,balanced,cost-first"]
@@ -134,9 +139,9 @@ def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_pa
         assert len(one_shot) == 5
         oracle = table["Oracle (hindsight upper bound)"]["reward"]
         assert all(row["reward"] <= oracle + 1e-12 for row in table.values())
-    with pytest.raises(SystemExit, match="not in --lam"):
-        load_compare_haps().main(["--train-table", str(tables), "--valid-table", str(tables),
-                                  "--run", f"HAPS without LoRA={results}", "--lam", "cost-first"])
+    assert "not in --lam" in compare_haps_error(
+        run_example, ["--train-table", str(tables), "--valid-table", str(tables),
+                      "--run", f"HAPS without LoRA={results}", "--lam", "cost-first"])
     row = summary["rows"]["HAPS without LoRA"]
     # greedy episodes without an adapter are the table's episodes, question by question
     assert row["table_matches"] == "2/2"
@@ -147,25 +152,25 @@ def test_no_lora_run_replays_the_exhaustive_table_and_is_compared(tables, tmp_pa
     changed["per_episode"][0]["perf"] += 0.25
     changed_path = tmp_path / "changed.json"
     changed_path.write_text(json.dumps(changed))
-    other = load_compare_haps().main(
-        ["--train-table", str(tables), "--valid-table", str(tables), "--run", f"HAPS={changed_path}"]
-    )["rows"]["HAPS"]
+    other_summary, other_out = compare_haps(
+        run_example, ["--train-table", str(tables), "--valid-table", str(tables), "--run", f"HAPS={changed_path}"]
+    )
+    other = other_summary["rows"]["HAPS"]
     assert other["vs_table"] == {"better": 1, "worse": 0, "same": 1}
     assert other["table_matches"] == "1/2"
-    assert "F1 vs the table's episode: better / worse / same" in capsys.readouterr().out
+    assert "F1 vs the table's episode: better / worse / same" in other_out
     random_row = summary["rows"]["Random (expectation over the assignments)"]
     oracle = summary["rows"]["Oracle (hindsight upper bound)"]
     assert oracle["reward"] >= max(row["reward"], random_row["reward"]) - 1e-12
     assert summary["questions"] == 2
 
 
-def test_compare_haps_names_a_results_file_without_episodes(tables, tmp_path):
+def test_compare_haps_names_a_results_file_without_episodes(tables, tmp_path, run_example):
     bad = tmp_path / "scores_only.json"
     bad.write_text(json.dumps({"perf": 0.1}))
-    with pytest.raises(SystemExit, match="scores_only.json: no 'per_episode'"):
-        load_compare_haps().main(
-            ["--train-table", str(tables), "--valid-table", str(tables), "--run", f"HAPS={bad}"]
-        )
+    assert "scores_only.json: no 'per_episode'" in compare_haps_error(
+        run_example, ["--train-table", str(tables), "--valid-table", str(tables), "--run", f"HAPS={bad}"]
+    )
 
 
 def test_joint_phase_plays_its_episodes_in_lockstep_env_copies(tmp_path, monkeypatch):
@@ -266,10 +271,7 @@ def test_env_config_reaches_every_env_and_bad_values_are_named(capsys):
         assert exc.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_haps_regimes_trains_each_variant_once_and_compares_them(tables, tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("haps_regimes", REPO / "examples" / "haps_regimes.py")
-    regimes = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(regimes)
+def test_haps_regimes_trains_each_variant_once_and_compares_them(tables, tmp_path, run_example):
     train_table = tmp_path / "train_table.jsonl"
     build_action_table("LLMRouting-HotpotQA-v0", train_table, progress=False, config={
         "models": MODELS, "data_dir": str(FIXTURES), "protocol": PROTOCOL, "cache_mode": "off", "limit": 1})
@@ -280,8 +282,9 @@ def test_haps_regimes_trains_each_variant_once_and_compares_them(tables, tmp_pat
             "--backbone", "tiny-llama", "--protocol", json.dumps(PROTOCOL), "--cache-mode", "off",
             "--lora-scale", "30", "--no-progress-bar", "--updates", "1", "--episodes-per-update", "1",
             "--rollout-envs", "1", "--eval-every", "1", "--warmup-epochs", "1"]
-    assert regimes.main(argv) == 0
-    out = capsys.readouterr().out
+    done = run_example("haps_regimes.py", argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
     summary = json.loads(out.strip().splitlines()[-1])
     table = summary["tables"]["0.5"]
     assert summary["metric"] == "F1" and summary["questions"] == 1
@@ -291,6 +294,7 @@ def test_haps_regimes_trains_each_variant_once_and_compares_them(tables, tmp_pat
     runs = sorted(p.parent.name for p in (tmp_path / "runs" / "hotpotqa").glob("*/results.json"))
     assert runs == ["haps-balanced", "haps-without-lora-balanced"]
     # a second call finds both results and only compares
-    assert regimes.main(argv) == 0
-    again = capsys.readouterr().out
+    done = run_example("haps_regimes.py", argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = done.stdout
     assert "== hotpotqa" not in again and json.loads(again.strip().splitlines()[-1]) == summary

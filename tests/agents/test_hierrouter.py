@@ -73,36 +73,25 @@ def test_subprocess_vector_env_trains(tmp_path):
     agent.model.get_env().close()
 
 
-def test_train_script_trains_saves_and_scores(tmp_path, capsys):
-    import importlib.util
-
-    import torch
-
-    spec = importlib.util.spec_from_file_location(
-        "train_hierrouter", REPO / "examples" / "train_hierrouter.py"
+def test_train_script_trains_saves_and_scores(tmp_path, run_example):
+    done = run_example(
+        "train_hierrouter.py",
+        [
+            "--env",
+            "LLMRouting-Table-GSM8K-v0",
+            "--timesteps",
+            "128",
+            "--n-envs",
+            "2",
+            "--no-progress-bar",
+            "--out",
+            str(tmp_path / "agent.zip"),
+            "--tensorboard-log",
+            str(tmp_path / "tb"),
+        ],
     )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    threads = torch.get_num_threads()
-    try:
-        module.main(
-            [
-                "--env",
-                "LLMRouting-Table-GSM8K-v0",
-                "--timesteps",
-                "128",
-                "--n-envs",
-                "2",
-                "--no-progress-bar",
-                "--out",
-                str(tmp_path / "agent.zip"),
-                "--tensorboard-log",
-                str(tmp_path / "tb"),
-            ]
-        )
-    finally:
-        torch.set_num_threads(threads)
-    out = capsys.readouterr().out
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
     assert "Held-out (test)" in out and (tmp_path / "agent.zip").is_file()
     assert "routing/perf" in _scalar_tags(tmp_path / "tb")
 

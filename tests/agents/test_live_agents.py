@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -164,19 +165,20 @@ def test_hierrouter_ppo_runs_on_the_assign_env(config):
     assert np.shape(action) == (2,)
 
 
-def test_compare_agents_scores_an_action_table(table_path, config):
-    import importlib.util
-
-    script = Path(__file__).resolve().parents[2] / "examples" / "compare_agents.py"
-    spec = importlib.util.spec_from_file_location("compare_agents", script)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    rows = module.compare_action_table(
-        str(table_path), "LLMRouting-HotpotQA-Assign-v0", config, 0.5, 0
+def test_compare_agents_scores_an_action_table(table_path, config, run_example):
+    done = run_example(
+        "compare_agents.py",
+        ["--skip-table-env", "--action-table", str(table_path), "--live-env",
+         "LLMRouting-HotpotQA-Assign-v0", "--live-config", json.dumps(config),
+         "--train-fraction", "0.5", "--seed", "0"],
     )
+    assert done.returncode == 0, done.stderr[-3000:]
+    # its table: | regime (λ) | agent | Perf | Cost (norm.) | Reward |, rewards to 3 decimals
+    rows = [line.strip("| ").split(" | ") for line in done.stdout.splitlines() if line.startswith("| ")]
+    assert rows[0] == ["regime (λ)", "agent", "Perf", "Cost (norm.)", "Reward"]
     by_regime: dict[str, dict[str, float]] = {}
-    for row in rows:
-        by_regime.setdefault(row["regime"], {})[row["agent"]] = row["reward"]
+    for regime, agent, _, _, reward in rows[1:]:
+        by_regime.setdefault(regime, {})[agent] = float(reward)
     assert len(by_regime) == 3
     for rewards in by_regime.values():
         oracle = rewards.pop("Oracle (upper bound)")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,25 +14,17 @@ METHODS_BESIDES_MODELS = ["HierRouter (MaskablePPO)", "best two-hop", "Random", 
                           "Oracle (quality)"]
 
 
-def load_script():
-    spec = importlib.util.spec_from_file_location("hierrouter_multihop", ROOT / "examples" / "hierrouter_multihop.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.timeout(300)
-def test_multihop_pipeline_scores_every_method_and_live_equals_replay(tmp_path, capsys):
-    script = load_script()
+def test_multihop_pipeline_scores_every_method_and_live_equals_replay(tmp_path, run_example):
     argv = ["--models", "tiny-llama,tiny-qwen2", "--tasks", "gsm8k,arc_challenge,mbpp",
             "--data-dir", str(FIXTURES), "--train-split", "test", "--heldout-split", "test",
             "--fractions", '{"test": 1.0}', "--limit", "3", "--max-new-tokens", "8",
             "--config", json.dumps({"sandbox": {"timeout_s": 3, "cpu_seconds": 2}}),
             "--timesteps", "64", "--n-steps", "16", "--n-envs", "2", "--out-dir", str(tmp_path)]
-    code = script.main(argv)
-    out = capsys.readouterr().out
+    done = run_example("hierrouter_multihop.py", argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
     result = json.loads(out.strip().splitlines()[-1])
-    assert code == 0, out[-2000:]
     assert json.loads((tmp_path / "result.json").read_text()) == result
     assert result["train_queries"] > 0 and result["heldout_queries"] > 0
     assert result["train_queries"] + result["heldout_queries"] == 8  # gsm8k 2, arc 3, mbpp 3 (limit 3)
@@ -69,6 +60,7 @@ def test_multihop_pipeline_scores_every_method_and_live_equals_replay(tmp_path, 
     assert result["live_equals_replay"] and live["mismatches"] == []
     assert live["episodes"] == 3 * result["heldout_queries"] and live["cache_hits"] > 0
     # a second run resumes the trees from disk and the responses from the cache: the same table
-    assert script.main(argv) == 0
-    again = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    done = run_example("hierrouter_multihop.py", argv)
+    assert done.returncode == 0, done.stderr[-3000:]
+    again = json.loads(done.stdout.strip().splitlines()[-1])
     assert again["results"] == result["results"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 from pathlib import Path
 
@@ -18,13 +17,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
-def script():
-    spec = importlib.util.spec_from_file_location(
-        "two_model_table", REPO / "examples" / "two_model_table.py"
-    )
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def script(run_example):
+    """examples/two_model_table.py run as a script; the finished process."""
+    return lambda *argv: run_example("two_model_table.py", [str(a) for a in argv])
+
+
+def refused(done) -> str:
+    """The one-line error of a run that must refuse its input."""
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    return done.stderr
 
 
 def test_two_columns_of_an_outcome_table_keep_scores_costs_and_ids(script, tmp_path):
@@ -35,14 +36,15 @@ def test_two_columns_of_an_outcome_table_keep_scores_costs_and_ids(script, tmp_p
         for i in range(12):
             vector = json.dumps([float(i % 3 == k) for k in range(3)])
             writer.writerow([f"q{i}", "t", vector, i % 2, 1, 0, 1e-6, 2e-6, 3e-6 + i * 1e-7])
-    out, prices = script.from_outcome_table(str(source), ["c", "a"], tmp_path / "pair.csv")
-    assert prices is None
+    out = tmp_path / "pair.csv"
+    done = script("--table", source, "--models", "c", "a", "--out", out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "prices:" not in done.stdout and sorted(p.name for p in tmp_path.iterdir()) == ["pair.csv", "three.csv"]
     pair, full = load_outcome_table(out), load_outcome_table(source)
     assert pair.models == ("c", "a") and pair.ids.tolist() == full.ids.tolist()
     assert np.array_equal(pair.scores, full.scores[:, [2, 0]])
     assert np.allclose(pair.costs(), full.costs()[:, [2, 0]])
-    with pytest.raises(SystemExit, match="'z' is not a model"):
-        script.from_outcome_table(str(source), ["a", "z"], tmp_path / "bad.csv")
+    assert "'z' is not a model" in refused(script("--table", source, "--models", "a", "z", "--out", tmp_path / "bad.csv"))
 
 
 def test_pool_quality_scores_become_a_table_with_embeddings_and_prices(script, tmp_path, data_root):
@@ -60,9 +62,10 @@ def test_pool_quality_scores_become_a_table_with_embeddings_and_prices(script, t
         )
         for i, example in enumerate(examples):
             writer.writerow([example.id, "gsm8k", i % 2, 1, 100 + i, 100 + i, 50, 60])
-    out, prices = script.from_pool_quality(
-        scores, [weak, strong], tmp_path / "pair.csv", tmp_path / "prices.json", str(data_root)
-    )
+    out, prices = tmp_path / "pair.csv", tmp_path / "prices.json"
+    done = script("--pool-quality", scores, "--models", weak, strong, "--out", out,
+                  "--prices-out", prices, "--data-dir", data_root)
+    assert done.returncode == 0, done.stderr[-3000:]
     table = load_outcome_table(out)
     assert table.models == (weak, strong) and len(table) == 6
     assert table.embeddings.shape == (6, 384)
@@ -73,7 +76,6 @@ def test_pool_quality_scores_become_a_table_with_embeddings_and_prices(script, t
     assert costs[0] == pytest.approx([(100 * 0.2 + 50 * 0.4) / 1e6, (100 * 0.6 + 60 * 1.2) / 1e6])
     missing = tmp_path / "missing.csv"
     missing.write_text(scores.read_text().replace(str(examples[0].id), "no-such-id", 1))
-    with pytest.raises(SystemExit, match="no-such-id"):
-        script.from_pool_quality(
-            missing, [weak, strong], tmp_path / "x.csv", tmp_path / "x.json", str(data_root)
-        )
+    assert "no-such-id" in refused(script("--pool-quality", missing, "--models", weak, strong,
+                                          "--out", tmp_path / "x.csv", "--prices-out", tmp_path / "x.json",
+                                          "--data-dir", data_root))
