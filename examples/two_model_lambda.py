@@ -5,7 +5,8 @@ On a two-model table (``examples/two_model_table.py`` writes one) this trains, w
 * one HierRouter PPO per λ of ``--lams`` (``--steps`` each, the bench's per-regime budget);
 * one HierRouter PPO with λ in its observation, trained across ``[0, --lam-max]`` with all
   those steps together, once per way of drawing λ (``--samplings``: ``uniform`` λ, the old
-  recipe, and ``uniform-obs`` λ/(1+λ), the recipe of ``routing-gym bench --curves``),
+  recipe, and ``uniform-obs`` λ/(1+λ), the recipe of ``routing-gym bench --curves``) and
+  per way of scaling its reward (``--reward-scales``: ``none``, or ``1/(1+lam)``),
 
 then records every router's model choice for every test query at every λ of its curve (so the
 statistics below can be recomputed without training again) and prints, per curve, the
@@ -21,6 +22,8 @@ queries for both curves).
 docs/results/two_model_lambda.md has the measured curves and every command.
 
 A second run with the same ``--out`` reads the recorded choices and only prints.
+``--reuse`` takes the curves of an earlier record of the same table, seed and steps (the
+per-λ PPOs and any curve across λ) and trains only the curves it lacks.
 ``--write-synthetic`` first writes a synthetic two-model table whose right strong share at
 each λ is known (``write_break_even_table``) to ``--table``.
 """
@@ -92,6 +95,28 @@ def choices(agent: HierRouter, table: str, lam: float, lam_in_obs: bool) -> list
     return [int(a) for a in actions]
 
 
+def curve_name(sampling: str, scale: str) -> str:
+    """The record's name of the curve across λ of one draw and one reward scale."""
+    return f"any-lam-{sampling}" + ("" if scale == "none" else "-scaled")
+
+
+def reused_curves(path: str | None, args) -> dict:
+    """The curves of an earlier record, checked to come from the same table, seed and steps."""
+    if path is None:
+        return {}
+    record = json.loads(Path(path).read_text())
+    for key in ("table", "seed", "steps"):
+        if record[key] != getattr(args, key):
+            raise ValueError(
+                f"--reuse {path}: its {key} is {record[key]!r}, this run's is "
+                f"{getattr(args, key)!r}"
+            )
+    lams = sorted(float(k) for k in record["curves"]["per-lam"]["arms"])
+    if lams != sorted(float(x) for x in args.lams):
+        raise ValueError(f"--reuse {path}: its per-λ PPOs are at λ = {lams}, not --lams")
+    return record["curves"]
+
+
 def run(args) -> dict:
     """Train every router (or read the recorded choices) and return them."""
     out = Path(args.out)
@@ -99,29 +124,39 @@ def run(args) -> dict:
         return json.loads(out.read_text())
     lams = [float(x) for x in args.lams]
     record = {"table": args.table, "seed": args.seed, "steps": args.steps, "curves": {}}
+    reused = reused_curves(args.reuse, args)
+    if reused:
+        record["reused_from"] = args.reuse
     per_lam, fit_s = {}, 0.0
     for lam in lams:
+        if reused:
+            break
         start = time.perf_counter()
         agent = train({"table": args.table, "lam": lam}, args.seed, args.steps)
         fit_s += time.perf_counter() - start
         per_lam[repr(lam)] = choices(agent, args.table, lam, lam_in_obs=False)
         print(f"per-λ PPO at λ={lam:g} trained", flush=True)
-    record["curves"]["per-lam"] = {"arms": per_lam, "fit_s": fit_s}
+    record["curves"] = dict(reused) if reused else {"per-lam": {"arms": per_lam, "fit_s": fit_s}}
     grid = sorted(set(policy_lambda_grid(args.lam_max).tolist()) | set(lams) | set(SHARE_LAMS))
     grid = [lam for lam in grid if lam <= args.lam_max]
     for sampling in args.samplings:
-        config = {
-            "table": args.table,
-            "lam_in_obs": True,
-            "lam_range": [0.0, args.lam_max],
-            "lam_sampling": sampling,
-        }
-        start = time.perf_counter()
-        agent = train(config, args.seed, args.steps * len(lams))
-        arms = {repr(lam): choices(agent, args.table, lam, lam_in_obs=True) for lam in grid}
-        fit_s = time.perf_counter() - start
-        record["curves"][f"any-lam-{sampling}"] = {"arms": arms, "fit_s": fit_s}
-        print(f"one PPO across λ ({sampling}) trained", flush=True)
+        for scale in args.reward_scales:
+            name = curve_name(sampling, scale)
+            if name in record["curves"]:
+                continue
+            config = {
+                "table": args.table,
+                "lam_in_obs": True,
+                "lam_range": [0.0, args.lam_max],
+                "lam_sampling": sampling,
+                "lam_reward_scale": scale,
+            }
+            start = time.perf_counter()
+            agent = train(config, args.seed, args.steps * len(lams))
+            arms = {repr(lam): choices(agent, args.table, lam, lam_in_obs=True) for lam in grid}
+            fit_s = time.perf_counter() - start
+            record["curves"][name] = {"arms": arms, "fit_s": fit_s}
+            print(f"one PPO across λ ({sampling}, reward scale {scale}) trained", flush=True)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record) + "\n")
     return record
@@ -140,8 +175,12 @@ def summarize(record: dict, table: str, resamples: int, seed: int) -> dict:
         for name, c in record["curves"].items()
     }
 
-    def apgr(name: str, rows: np.ndarray) -> float:
+    per_lams = set(curves["per-lam"])
+
+    def apgr(name: str, rows: np.ndarray, same_lams: bool = False) -> float:
+        """APGR over the curve's own points, or (``same_lams``) over the per-λ PPOs' λ only."""
         arms = curves[name]
+        arms = {lam: a for lam, a in arms.items() if lam in per_lams or not same_lams}
         share = [float(np.mean(a[rows] == strong_i)) for a in arms.values()]
         perf = [float(data.scores[rows, a[rows]].mean()) for a in arms.values()]
         s = data.scores[rows]
@@ -213,6 +252,16 @@ def summarize(record: dict, table: str, resamples: int, seed: int) -> dict:
             entry["apgr_minus_per_lam_ci"] = interval(
                 lambda idx, c=name: apgr(c, idx) - apgr("per-lam", idx)
             )
+            # the same λ as the per-λ PPOs: APGR is a mean over the share range a curve
+            # covers, and λ up to --lam-max reaches low shares, where every router's PGR is low
+            entry["apgr_same_lams"] = apgr(name, everything, same_lams=True)
+            entry["apgr_same_lams_ci"] = interval(lambda idx, c=name: apgr(c, idx, True))
+            entry["apgr_same_lams_minus_per_lam"] = entry["apgr_same_lams"] - apgr(
+                "per-lam", everything
+            )
+            entry["apgr_same_lams_minus_per_lam_ci"] = interval(
+                lambda idx, c=name: apgr(c, idx, True) - apgr("per-lam", idx)
+            )
         out["curves"][name] = entry
     out["resamples"] = resamples
     out["undefined_resamples_max"] = max(undefined, default=0)
@@ -237,6 +286,14 @@ def print_summary(summary: dict) -> None:
             line += f"  − per-λ {c['apgr_minus_per_lam']:+.3f} [{lo:+.3f}, {hi:+.3f}]"
         lo, hi = c["share_range"]
         print(line + f"  strong share swept {100 * lo:.0f}–{100 * hi:.0f}%")
+        if c.get("apgr_same_lams_ci") is not None:
+            lo, hi = c["apgr_same_lams_ci"]
+            dlo, dhi = c["apgr_same_lams_minus_per_lam_ci"]
+            print(
+                f"{'':24s} at the per-λ PPOs' λ only: APGR {c['apgr_same_lams']:.3f} "
+                f"[{lo:.3f}, {hi:.3f}]  − per-λ {c['apgr_same_lams_minus_per_lam']:+.3f} "
+                f"[{dlo:+.3f}, {dhi:+.3f}]"
+            )
         for lam, s in c["share"].items():
             text = (
                 f"    λ={float(lam):<5g} strong share {100 * s['share']:5.1f}% "
@@ -262,6 +319,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=20_000, help="PPO steps per λ")
     parser.add_argument("--lam-max", type=float, default=2.0)
     parser.add_argument("--samplings", nargs="+", default=["uniform", "uniform-obs"])
+    parser.add_argument(
+        "--reward-scales", nargs="+", default=["none"], choices=["none", "1/(1+lam)"]
+    )
+    parser.add_argument("--reuse", help="an earlier record of this table, seed and steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resamples", type=int, default=2000)
     parser.add_argument(
