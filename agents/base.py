@@ -37,7 +37,6 @@ from routing_gym.checkpoints import from_plain_state, plain_state, read_agent_fi
 from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
 from routing_gym.data.outcome_table import load_outcome_table
 from routing_gym.errors import CheckpointError
-from routing_gym.protocols.base import ROLES  # the live envs' roles, in assignment-action order
 from routing_gym.routers import (
     TRAIN_ONCE,
     TRAIN_PER_REGIME,
@@ -350,9 +349,9 @@ def question_embeddings(env: gym.Env) -> dict[str, np.ndarray]:
     return out
 
 
-def all_assignments(num_models: int) -> list[tuple[int, ...]]:
-    """Every assignment of ``num_models`` models to the roles (student first)."""
-    return list(itertools.product(range(num_models), repeat=len(ROLES)))
+def all_assignments(num_models: int, num_roles: int) -> list[tuple[int, ...]]:
+    """Every assignment of ``num_models`` models to ``num_roles`` roles (in the env's role order)."""
+    return list(itertools.product(range(num_models), repeat=num_roles))
 
 
 def env_models(env: Any) -> tuple[str, ...] | None:
@@ -477,6 +476,8 @@ class OneShotRouter(Agent):
         self.config = make_config(self.Config, config, overrides)
         self._check_config()
         self.models: tuple[str, ...] = ()
+        #: The bound env's roles (``env.unwrapped.roles``); () for an outcome-table env.
+        self.roles: tuple[str, ...] = ()
         self.arms: list[tuple[int, ...]] = []
         self.action_mode: str | None = None
         self._env_lam: float | None = None
@@ -550,6 +551,7 @@ class OneShotRouter(Agent):
         or, for a live env, the ``action_table`` (an ``ActionTable``) of its questions."""
         base = env.unwrapped
         self._env_lam = env_lam(env)
+        self.roles = tuple(getattr(base, "roles", ()))
         if action_table is not None:
             data = RoutingData.from_action_table(action_table, env, **kwargs)
         elif hasattr(base, "scores"):
@@ -557,7 +559,7 @@ class OneShotRouter(Agent):
         elif not self.needs_data and hasattr(base, "model_names"):
             # a live env without outcomes: Random and Fixed only need the arms
             self.models = tuple(base.model_names)
-            self.arms = all_assignments(len(self.models))
+            self.arms = all_assignments(len(self.models), len(self.roles))
             self._fit(None)
             self.fitted = True
             self.adapt_to(env)

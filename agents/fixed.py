@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import ROLES, OneShotRouter, RoutingData
+from agents.base import OneShotRouter, RoutingData
 
 RULES = ("best", "cheapest")
 
@@ -39,9 +39,11 @@ class FixedRouter(OneShotRouter):
         cfg = self.config
         if cfg.model is not None and cfg.assignment is not None:
             raise ValueError("FixedRouterConfig: give 'model' or 'assignment', not both.")
-        if cfg.assignment is not None and set(cfg.assignment) != set(ROLES):
+        if cfg.assignment is not None and not (
+            isinstance(cfg.assignment, dict) and all(isinstance(m, str) for m in cfg.assignment.values())
+        ):
             raise ValueError(
-                f"FixedRouterConfig key 'assignment' must map {ROLES} to models, got {cfg.assignment!r}."
+                f"FixedRouterConfig key 'assignment' must map roles to model names, got {cfg.assignment!r}."
             )
         if cfg.rule not in RULES:
             raise ValueError(
@@ -60,15 +62,24 @@ class FixedRouter(OneShotRouter):
         cfg = self.config
         if cfg.model is None and cfg.assignment is None:
             return None
-        wanted = (
-            [cfg.model] * len(self.arms[0])
-            if cfg.model is not None
-            else [cfg.assignment[r] for r in ROLES]
-        )
         if len(self.arms[0]) == 1 and cfg.assignment is not None:
             raise ValueError(
                 "FixedRouterConfig key 'assignment' needs a live env; use 'model' on a table env."
             )
+        if cfg.assignment is not None and not self.roles:
+            raise ValueError(
+                "FixedRouterConfig key 'assignment' needs a live env's roles: fit it with fit_env(env)."
+            )
+        if cfg.assignment is not None and set(cfg.assignment) != set(self.roles):
+            raise ValueError(
+                f"FixedRouterConfig key 'assignment' must map the env's roles {list(self.roles)} "
+                f"to models, got {cfg.assignment!r}."
+            )
+        wanted = (
+            [cfg.model] * len(self.arms[0])
+            if cfg.model is not None
+            else [cfg.assignment[r] for r in self.roles]
+        )
         for name in wanted:
             if name not in self.models:
                 raise ValueError(

@@ -501,7 +501,7 @@ def table_arrays(
     base = env.unwrapped
     names = list(models) if models is not None else list(base.model_names)
     table.check_built_for(base, names)
-    outcomes = table.outcomes(names, base.cost_normalizer, arms=all_assignments(len(names)))
+    outcomes = table.outcomes(names, base.cost_normalizer, arms=all_assignments(len(names), len(base.roles)))
     examples = {str(e.id): e for e in base.examples}
     missing = [q for q in outcomes.question_ids if q not in examples]
     if missing:
@@ -761,7 +761,7 @@ class HAPSAgent(Agent):
         """Backbone(s), policy and arms for ``layout``."""
         cfg = self.config
         self.layout = layout
-        self.arms = all_assignments(len(layout.models))
+        self.arms = all_assignments(len(layout.models), len(ROLES))
         self._to_env = None
         shared = PromptEncoder.load(
             cfg.backbone,

@@ -33,7 +33,6 @@ from tqdm.auto import tqdm
 
 from routing_gym.cost import CostNormalizer, routing_reward
 from routing_gym.errors import DataFormatError
-from routing_gym.protocols.base import ROLES
 from routing_gym.records import content_digest, drop_partial_last_line, json_digest
 
 TABLE_FORMAT = "routing_gym.action_table/1"
@@ -59,25 +58,26 @@ def build_action_table(
     try:
         engine = env.engine
         examples = engine.examples
-        names = env.model_names
+        names, roles = env.model_names, env.roles
         out_path = Path(out_path)
         question_digests = [content_digest(example) for example in examples]
-        done = _resume(out_path, table_header(env, env_id, seed), dict(zip((str(e.id) for e in examples), question_digests)))
+        done = _resume(out_path, table_header(env, env_id, seed),
+                       dict(zip((str(e.id) for e in examples), question_digests)), roles)
         jobs = [
             (index, example, combo)
             for index, example in enumerate(examples)
-            for combo in itertools.product(names, repeat=len(ROLES))
+            for combo in itertools.product(names, repeat=len(roles))
             if (str(example.id), combo) not in done
         ]
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        batch = max(1, questions_per_batch) * len(names) ** len(ROLES)
+        batch = max(1, questions_per_batch) * len(names) ** len(roles)
         with open(out_path, "a", encoding="utf-8") as handle, tqdm(
             total=len(jobs), desc=f"exhaustive {env_id}", unit="episode", disable=not progress
         ) as bar:
             for start in range(0, len(jobs), batch):
                 chunk = jobs[start : start + batch]
                 states = [engine.start(index) for index, _, _ in chunk]
-                assignments = [dict(zip(ROLES, combo)) for _, _, combo in chunk]
+                assignments = [dict(zip(roles, combo)) for _, _, combo in chunk]
                 seeds = [seed * 1_000_003 + index * 1_009 for index, _, _ in chunk]
                 costs = engine.play_episodes(states, assignments, seeds, on_round=_show_turns(bar, len(chunk)))
                 lines = []
@@ -132,7 +132,8 @@ def table_header(env, env_id: str, seed: int) -> dict[str, Any]:
             "setting_digest": json_digest(setting)}
 
 
-def _resume(path: Path, header: dict[str, Any], digests: dict[str, str]) -> set[tuple[str, tuple[str, ...]]]:
+def _resume(path: Path, header: dict[str, Any], digests: dict[str, str],
+            roles: Sequence[str]) -> set[tuple[str, tuple[str, ...]]]:
     """The (question, assignment) pairs already in ``path``, after checking they were built from
     the same setting and questions; a new or empty file gets the header."""
     if path.exists():
@@ -154,7 +155,7 @@ def _resume(path: Path, header: dict[str, Any], digests: dict[str, str]) -> set[
         if question in digests and row.get("question_digest") != digests[question]:
             raise ValueError(f"{path}: question {question!r} has other content in this run's data than "
                              "when its rows were built; build into a new file.")
-    return {(str(row["question_id"]), tuple(row["assignment"][r] for r in ROLES)) for row in rows}
+    return {(str(row["question_id"]), tuple(row["assignment"][r] for r in roles)) for row in rows}
 
 
 def _read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
@@ -185,8 +186,9 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
         missing = [f for f in ROW_FIELDS if f not in row]
         if missing:
             raise DataFormatError(path, "missing field", line=number, field=missing[0])
-        if set(row["assignment"]) != set(ROLES):
-            raise DataFormatError(path, f"assignment must map {ROLES} to models", line=number, field="assignment")
+        roles = tuple(rows[0]["assignment"]) if rows else tuple(row["assignment"])
+        if not roles or set(row["assignment"]) != set(roles):  # every row names the first row's roles
+            raise DataFormatError(path, f"assignment must map {list(roles)} to models", line=number, field="assignment")
         rows.append(row)
     return header, rows
 
@@ -196,7 +198,7 @@ class AssignmentOutcomes:
     """An action table as matrices: one row per question, one column per assignment (arm)."""
 
     question_ids: list[str]
-    #: Each column's assignment: a model index per role (``ROLES`` order) into the given models.
+    #: Each column's assignment: a model index per role (the table's ``roles`` order) into the given models.
     arms: list[tuple[int, ...]]
     perf: np.ndarray  # (questions, arms)
     cost: np.ndarray  # (questions, arms): USD, or normalized when a normalizer was given
@@ -246,6 +248,11 @@ class ActionTable:
                                  "than when the table was built.")
 
     @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles each row's assignment names a model for, in the order the rows list them."""
+        return tuple(self.rows[0]["assignment"]) if self.rows else ()
+
+    @property
     def models(self) -> list[str]:
         return sorted({m for row in self.rows for m in row["assignment"].values()})
 
@@ -272,7 +279,7 @@ class ActionTable:
         cells: dict[str, dict[tuple[int, ...], tuple[float, float]]] = {}
         for row in self.rows:
             try:
-                arm = tuple(index[row["assignment"][role]] for role in ROLES)
+                arm = tuple(index[row["assignment"][role]] for role in self.roles)
             except KeyError as exc:
                 raise ValueError(
                     f"ActionTable row of question {row['question_id']!r} uses model {exc.args[0]!r}, "
@@ -281,7 +288,7 @@ class ActionTable:
             cost = float(row["cost"]) if normalizer is None else float(normalizer(row["cost"]))
             cells.setdefault(str(row["question_id"]), {})[arm] = (float(row["perf"]), cost)
         if arms is None:
-            product = itertools.product(range(len(models)), repeat=len(ROLES))
+            product = itertools.product(range(len(models)), repeat=len(self.roles))
             arms = [a for a in product if any(a in c for c in cells.values())]
         arms = [tuple(a) for a in arms]
         keep = [str(q) for q in (question_ids if question_ids is not None else cells) if str(q) in cells]
@@ -305,10 +312,10 @@ class ActionTable:
         return CostNormalizer.fit(r["cost"] for r in self.rows if keep is None or r["question_id"] in keep)
 
     def rewards(self, lam: float, normalizer: CostNormalizer) -> dict[str, dict[tuple[str, ...], float]]:
-        """question id -> assignment (models in ROLES order) -> Perf − λ·normalized cost."""
+        """question id -> assignment (models in ``roles`` order) -> Perf − λ·normalized cost."""
         table: dict[str, dict[tuple[str, ...], float]] = defaultdict(dict)
         for row in self.rows:
-            key = tuple(row["assignment"][r] for r in ROLES)
+            key = tuple(row["assignment"][r] for r in self.roles)
             table[row["question_id"]][key] = routing_reward(row["perf"], normalizer(row["cost"]), lam)
         return dict(table)
 
@@ -316,7 +323,7 @@ class ActionTable:
         """Mean perf, cost and tokens of each assignment over all questions."""
         groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
         for row in self.rows:
-            groups[tuple(row["assignment"][r] for r in ROLES)].append(row)
+            groups[tuple(row["assignment"][r] for r in self.roles)].append(row)
         return {
             key: {
                 "perf": float(np.mean([r["perf"] for r in rows])),
@@ -340,7 +347,7 @@ class ActionTable:
         """Hindsight upper bound: mean over questions of the best assignment's perf and reward."""
         normalizer = normalizer or self.fit_cost_normalizer()
         rewards = self.rewards(lam, normalizer)
-        perf = {(r["question_id"], tuple(r["assignment"][x] for x in ROLES)): r["perf"] for r in self.rows}
+        perf = {(r["question_id"], tuple(r["assignment"][x] for x in self.roles)): r["perf"] for r in self.rows}
         best = {q: max(options, key=lambda k: (options[k], k)) for q, options in rewards.items()}
         return {
             "perf": float(np.mean([perf[(q, k)] for q, k in best.items()])),

@@ -12,7 +12,6 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from routing_gym.protocols.base import ROLES
 
 
 def _hybrid_parts(space: gym.Space) -> tuple[spaces.MultiDiscrete, spaces.Dict]:
@@ -103,6 +102,6 @@ class DiscreteOnly(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         self.action_space = spaces.MultiDiscrete(assignment.nvec)
 
     def action(self, action) -> dict:
-        assignment = np.asarray(action, dtype=np.int64).reshape(len(ROLES))
+        assignment = np.asarray(action, dtype=np.int64).reshape(len(self.action_space.nvec))
         # All-zero factors are exactly no adapter (see LiveRoutingEnv.adapters_from_action).
         return {"assignment": assignment, "lora": {name: zeros.copy() for name, zeros in self._zeros.items()}}

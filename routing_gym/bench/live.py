@@ -20,7 +20,6 @@ import numpy as np
 import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
 from routing_gym.cost import REGIMES, routing_reward
 from routing_gym.llm.spec import REAL_POOL
-from routing_gym.protocols.base import ROLES
 from routing_gym.records import json_digest
 
 #: Protocol limits that keep a CPU run to about a minute per few questions.
@@ -112,14 +111,14 @@ def compare_assignments_live(
     table = ActionTable.load(table_path)
     by_assignment: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in table.rows:
-        by_assignment.setdefault(tuple(row["assignment"][r] for r in ROLES), []).append(row)
+        by_assignment.setdefault(tuple(row["assignment"][r] for r in table.roles), []).append(row)
     rows = []
     for key, items in sorted(by_assignment.items()):
         perf = float(np.mean([r["perf"] for r in items]))
         cost = float(np.mean([normalizer(r["cost"]) for r in items]))
         rows.append(
             {
-                **dict(zip(ROLES, key)),
+                **dict(zip(table.roles, key)),
                 "perf": perf,
                 "cost": cost,
                 "usd": float(np.mean([r["cost"] for r in items])),

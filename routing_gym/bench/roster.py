@@ -25,7 +25,6 @@ import gymnasium as gym
 import numpy as np
 
 from routing_gym.action_table import ActionTable
-from routing_gym.protocols.base import ROLES
 from routing_gym.routers import (
     FIT_ON_EVAL,
     TRAIN_ONCE,
@@ -84,11 +83,11 @@ class ArmOutcomes:
         index = {m: i for i, m in enumerate(models)}
         cells: dict[str, dict[tuple[int, ...], float]] = {}
         for row in table.rows:
-            arm = tuple(index[row["assignment"][role]] for role in ROLES)
+            arm = tuple(index[row["assignment"][role]] for role in table.roles)
             cells.setdefault(str(row["question_id"]), {})[arm] = float(row["perf"])
         arms = [
             a
-            for a in itertools.product(range(len(models)), repeat=len(ROLES))
+            for a in itertools.product(range(len(models)), repeat=len(table.roles))
             if all(a in c for c in cells.values())
         ]
         scores = np.array([[c[a] for a in arms] for c in cells.values()], dtype=np.float64)

@@ -167,6 +167,11 @@ class RoutingEnvBase(gym.Env):
         return self._encoder
 
     @property
+    def roles(self) -> tuple[str, ...]:
+        """The roles that take turns in an episode; an assignment names one model per role, in this order."""
+        return tuple(self.protocol.roles)
+
+    @property
     def examples(self) -> list:
         """The questions of the configured split (loaded on first use)."""
         if self._examples is None:
