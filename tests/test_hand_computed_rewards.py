@@ -281,3 +281,70 @@ def test_live_episode_reward_with_bounds_around_its_own_cost(env_id, tmp_path):
     assert reward == pytest.approx(info["perf"] - 0.3, rel=1e-9)
     if "MMLU" in env_id:  # the perf is the letter accuracy of the final answer
         assert info["perf"] == float(info["answer"] == env.current_example.answer)
+
+
+# ---------------------------------------------------------------- the cost module itself
+
+
+def test_resolve_lambda_reads_regime_names_loosely_and_numbers_as_floats():
+    from routing_gym.cost import resolve_lambda
+
+    # names are stripped, lower-cased and take "_" for "-"
+    assert resolve_lambda(" Balanced ") == 0.5
+    assert resolve_lambda("COST_FIRST") == 1.0
+    assert resolve_lambda("performance_first") == 0.1
+    for number, lam in ((0, 0.0), (0.25, 0.25), (3, 3.0), (np.float32(0.5), 0.5)):
+        got = resolve_lambda(number)
+        assert got == lam and type(got) is float
+
+
+@pytest.mark.parametrize("bad", [True, False, np.bool_(True), -0.1, float("inf"), float("nan"), None, [1.0], "fast"])
+def test_resolve_lambda_refuses_what_is_not_a_lambda(bad):
+    from routing_gym.cost import resolve_lambda
+
+    with pytest.raises(ValueError, match="λ|regime"):
+        resolve_lambda(bad)
+
+
+def test_price_cost_by_hand_and_its_bounds():
+    from routing_gym.cost import Price
+
+    # (1000·2 + 500·8) / 1e6 = 6000 / 1e6
+    assert Price(2.0, 8.0).cost(1000, 500) == pytest.approx(0.006, rel=1e-12)
+    # a million prompt tokens costs the input price; a million completion tokens the output price
+    np.testing.assert_allclose(Price(2.0, 8.0).cost(np.array([1e6, 0.0]), np.array([0.0, 1e6])), [2.0, 8.0])
+    assert Price(0.0, 0.0).cost(10, 10) == 0.0 and Price(0.5, 0.5).cost(2e6, 0) == 1.0
+    for field, bad in (("input_per_m", -1.0), ("output_per_m", -1.0), ("input_per_m", float("nan")),
+                       ("output_per_m", float("inf"))):
+        with pytest.raises(ValueError, match=f"Price.{field}"):
+            Price(**{field: bad})
+
+
+def test_cost_normalizer_fit_clip_and_round_trip():
+    from routing_gym.cost import CostNormalizer
+
+    norm = CostNormalizer.fit(c for c in (3.0, 1.0, 2.0))  # any iterable; bounds are its min and max
+    assert (norm.low, norm.high) == (1.0, 3.0)
+    # (2 - 1) / 2 = 0.5; 0 and 4 are outside [1, 3] and clip to 0 and 1
+    assert norm(2.0) == 0.5 and type(norm(2.0)) is float
+    assert (norm(0.0), norm(4.0), norm(1.5)) == (0.0, 1.0, 0.25)
+    scaled = norm(np.array([0.0, 1.5, 2.0, 4.0]))
+    assert isinstance(scaled, np.ndarray) and scaled.tolist() == [0.0, 0.25, 0.5, 1.0]
+    # a zero span scales everything to 0, keeping the shape
+    flat = CostNormalizer(2.0, 2.0)
+    assert flat(5.0) == 0.0 and type(flat(5.0)) is float
+    assert flat(np.array([1.0, 2.0, 3.0])).tolist() == [0.0, 0.0, 0.0]
+    assert norm.to_dict() == {"low": 1.0, "high": 3.0}
+    back = CostNormalizer.from_dict({"low": "1", "high": 3})
+    assert back == CostNormalizer(1.0, 3.0) and type(back.low) is float and type(back.high) is float
+    for bad in ([], [1.0, float("nan")], [float("inf")]):
+        with pytest.raises(ValueError, match="at least one finite cost"):
+            CostNormalizer.fit(bad)
+
+
+def test_routing_reward_is_performance_minus_lambda_times_cost():
+    from routing_gym.cost import routing_reward
+
+    assert routing_reward(1.0, 0.5, 0.5) == 0.75  # 1 - 0.5·0.5
+    assert routing_reward(0.5, 0.25, 2.0) == 0.0  # 0.5 - 2·0.25
+    assert type(routing_reward(np.float32(1.0), 0, 1)) is float
