@@ -187,6 +187,8 @@ class RoutingData:
     models: tuple[str, ...]
     tasks: list[str] | None = None
     query_ids: list[str] | None = None
+    #: The roles an arm names a model for, in its order (an action table's); () for one pick.
+    roles: tuple[str, ...] = ()
 
     def __post_init__(self):
         self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
@@ -227,6 +229,7 @@ class RoutingData:
             self.models,
             pick(self.tasks),
             pick(self.query_ids),
+            self.roles,
         )
 
     @classmethod
@@ -306,6 +309,7 @@ class RoutingData:
             arms=outcomes.arms,
             models=tuple(names),
             query_ids=outcomes.question_ids,
+            roles=table.roles,
         )
 
 
@@ -530,6 +534,7 @@ class OneShotRouter(Agent):
         if data.costs.min() < 0 or data.costs.max() > 1:
             raise ValueError("costs must be normalized to [0, 1] (use the env's cost_normalizer).")
         self.models, self.arms = tuple(data.models), list(data.arms)
+        self.roles = tuple(data.roles) or self.roles
         self.embedding_dim = int(data.embeddings.shape[1])
         self._env_index, self._stop_action = None, None  # actions follow the data's columns
         with single_threaded():

@@ -35,6 +35,7 @@ import torch
 import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
 from agents import OracleRouter, RoutingData
 from agents.evaluation import evaluate_on_data, markdown_table
+from routing_gym.action_table import ActionTable
 from routing_gym.bench import BenchConfig
 from routing_gym.bench.roster import DEFAULT_AGENTS, ROSTER, TRAIN_ONCE, build_agent
 from routing_gym.bench.runner import env_seed_records
@@ -76,7 +77,6 @@ def compare_action_table(
     path: str, env_id: str, config: dict[str, Any], train_fraction: float, seed: int
 ) -> list[dict[str, Any]]:
     """Rows of the offline comparison of the assignment-level agents on an ActionTable."""
-    from routing_gym.action_table import ActionTable
 
     table = ActionTable.load(path)
     env = gym.make(env_id, config=config)

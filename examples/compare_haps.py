@@ -30,9 +30,15 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 
+import routing_gym  # noqa: F401  (registers the IDs)
+from agents import ONE_SHOT_ROUTERS, RoutingData
+from agents.base import arm_columns
 from routing_gym.action_table import ActionTable
+from routing_gym.bench.comparison import haps_comparison
+from routing_gym.bench.roster import ROSTER, build_agent
 from routing_gym.cost import resolve_lambda, routing_reward
 from routing_gym.protocols.base import ROLES
 
@@ -68,12 +74,7 @@ def assignment_key(assignment: dict[str, str]) -> tuple[str, ...]:
 
 def one_shot_choices(args, train: ActionTable, normalizer, questions: list[str], lams: list[float]):
     """Per λ and router, the assignment (student, teacher) each valid question gets."""
-    import gymnasium as gym
 
-    import routing_gym  # noqa: F401  (registers the IDs)
-    from agents import ONE_SHOT_ROUTERS, RoutingData
-    from agents.base import arm_columns
-    from routing_gym.bench.roster import ROSTER, build_agent
 
     config = json.loads(args.env_config)
     train_env = gym.make(args.env, config={**config, "split": args.train_split})
@@ -241,7 +242,6 @@ def perf_changes(episodes: list[dict], plain: list[dict]) -> dict[str, int]:
 
 def print_table(lam: float, questions: int, table: dict[str, dict], metric: str = "F1") -> None:
     """The λ's table with n, 95% intervals and Δ from the best fixed assignment on train."""
-    from routing_gym.bench.comparison import haps_comparison
 
     print("\n" + haps_comparison(lam, table, metric))
 

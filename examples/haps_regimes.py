@@ -21,10 +21,12 @@ Flags after ``--`` go to every ``train-haps`` run (e.g. ``-- --updates 8``).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
+import subprocess
 import sys
 from pathlib import Path
+
+from agents.haps_training import main as train_haps
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "qwen2.5-coder-0.5b,qwen2.5-coder-1.5b"
@@ -101,7 +103,6 @@ def run_flags(args: argparse.Namespace, variant: str, regime: str, folder: Path,
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(argv)
-    from agents.haps_training import main as train_haps
 
     root = Path(args.out_dir) / args.task
     regimes = args.regimes.split(",")
@@ -118,18 +119,17 @@ def main(argv: list[str] | None = None) -> int:
                 if code:
                     return code
             runs += ["--run", f"{variant} ({regime})={results}"]
-    spec = importlib.util.spec_from_file_location("compare_haps", REPO / "examples" / "compare_haps.py")
-    compare = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(compare)
     task = TASKS[args.task]
     env_config = {"models": args.models.split(","), **task["env_config"]}
     if args.data_dir:
         env_config["data_dir"] = args.data_dir
-    compare.main(["--train-table", args.train_table, "--valid-table", args.valid_table, *runs,
-                  "--env", task["assign"], "--env-config", json.dumps(env_config),
-                  "--train-split", args.train_split, "--valid-split", args.valid_split,
-                  "--lam", ",".join(regimes)])
-    return 0
+    sys.stdout.flush()  # the comparison's table (and its JSON last line) follows this output
+    compare = [sys.executable, str(REPO / "examples" / "compare_haps.py"),
+               "--train-table", args.train_table, "--valid-table", args.valid_table, *runs,
+               "--env", task["assign"], "--env-config", json.dumps(env_config),
+               "--train-split", args.train_split, "--valid-split", args.valid_split,
+               "--lam", ",".join(regimes)]
+    return subprocess.run(compare).returncode
 
 
 if __name__ == "__main__":

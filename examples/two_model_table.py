@@ -32,7 +32,12 @@ from pathlib import Path
 
 import numpy as np
 
+from routing_gym.cli import main as cli
 from routing_gym.data.outcome_table import load_outcome_table
+from routing_gym.llm.spec import BUILTIN_SPECS
+from routing_gym.retrieval.encoder import default_encoder
+from routing_gym.tasks import HOP_TASKS, LoadOptions
+from routing_gym.tasks.qa_tasks import HotpotQAGoldTask
 
 
 def from_outcome_table(source: str | None, models: list[str], out: Path) -> tuple[Path, None]:
@@ -64,15 +69,12 @@ def from_outcome_table(source: str | None, models: list[str], out: Path) -> tupl
 
 def quality_tasks() -> dict:
     """The tasks ``benchmarks/pool_quality.py`` measures, by the name its CSV's ``task`` holds."""
-    from routing_gym.tasks import HOP_TASKS
-    from routing_gym.tasks.qa_tasks import HotpotQAGoldTask
 
     return {**HOP_TASKS, "hotpotqa_gold": HotpotQAGoldTask()}
 
 
 def question_prompts(task, ids: set[str], data_dir: str | None) -> dict[str, str]:
     """The user prompt a model saw for each id (pool_quality samples test, then valid, train)."""
-    from routing_gym.tasks import LoadOptions
 
     found: dict[str, str] = {}
     for split in ("test", "valid", "train"):
@@ -90,8 +92,6 @@ def from_pool_quality(
     scores_csv: Path, models: list[str], out: Path, prices_out: Path, data_dir: str | None
 ) -> tuple[Path, Path]:
     """pool_quality's scores of two models, with each question's prompt embedding and prices."""
-    from routing_gym.llm.spec import BUILTIN_SPECS
-    from routing_gym.retrieval.encoder import default_encoder
 
     with open(scores_csv, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -200,7 +200,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"prices: {prices}")
     if not args.run:
         return 0
-    from routing_gym.cli import main as cli
 
     env_config = {"table": str(table), **({"prices": str(prices)} if prices else {})}
     bench_out = args.bench_out or str(out.with_name(out.stem + "_bench"))

@@ -20,7 +20,7 @@ from routing_gym.envs.live_base import RoutingEnvBase, require_positive_int
 from routing_gym.llm.lora import LoRAAdapter, target_layers
 from routing_gym.llm.spec import resolve_spec
 from routing_gym.protocols import make_protocol
-from routing_gym.protocols.base import ROLES, EpisodeProtocol, Turn
+from routing_gym.protocols.base import EpisodeProtocol, Turn
 from routing_gym.retrieval.encoder import EMBEDDING_DIM
 
 ACTION_TYPES = ("per-turn", "assignment", "hybrid")
@@ -43,7 +43,7 @@ class LiveRoutingEnv(RoutingEnvBase):
         if self.config["action_type"] == "per-turn":
             self.action_space = spaces.Discrete(n_models)
         elif self.config["action_type"] == "assignment":
-            self.action_space = spaces.MultiDiscrete([n_models] * len(ROLES))
+            self.action_space = spaces.MultiDiscrete([n_models] * len(self.roles))
         else:
             self.action_space = self._hybrid_action_space(n_models)
         self.observation_space = spaces.Dict(
@@ -51,7 +51,7 @@ class LiveRoutingEnv(RoutingEnvBase):
                 "context": spaces.Box(-1.0, 1.0, (EMBEDDING_DIM,), np.float32),
                 "depth": spaces.Box(0.0, 1.0, (1,), np.float32),
                 "cost": spaces.Box(0.0, 1.0, (1,), np.float32),
-                "role": spaces.Box(0.0, 1.0, (len(ROLES),), np.float32),
+                "role": spaces.Box(0.0, 1.0, (len(self.roles),), np.float32),
                 "searches_left": spaces.Box(0.0, 1.0, (1,), np.float32),
             }
         )
@@ -73,7 +73,7 @@ class LiveRoutingEnv(RoutingEnvBase):
             size = sum(out * rank + rank * inp for out, inp in self.lora_shapes[name].values())
             lora[name] = spaces.Box(-1.0, 1.0, (size,), np.float32)
         return spaces.Dict(
-            {"assignment": spaces.MultiDiscrete([n_models] * len(ROLES)), "lora": spaces.Dict(lora)}
+            {"assignment": spaces.MultiDiscrete([n_models] * len(self.roles)), "lora": spaces.Dict(lora)}
         )
 
     def adapters_from_action(self, lora_action: dict) -> dict:
@@ -189,7 +189,7 @@ class LiveRoutingEnv(RoutingEnvBase):
         if self.config["action_type"] == "hybrid":
             adapters = self.adapters_from_action(action["lora"])
             action = action["assignment"]
-        assignment = {role: self.model_names[int(a)] for role, a in zip(ROLES, np.asarray(action).tolist())}
+        assignment = {role: self.model_names[int(a)] for role, a in zip(self.roles, np.asarray(action).tolist())}
         return assignment, adapters
 
     def finish(self, move: Move, outcome: Outcome):
@@ -218,9 +218,9 @@ class LiveRoutingEnv(RoutingEnvBase):
     # -- observation, info ----------------------------------------------------------------------
     def _observation(self) -> dict[str, np.ndarray]:
         state, engine = self._state, self.engine
-        role = np.zeros(len(ROLES), dtype=np.float32)
+        role = np.zeros(len(self.roles), dtype=np.float32)
         if not engine.is_over(state):
-            role[ROLES.index(engine.next_role(state))] = 1.0
+            role[self.roles.index(engine.next_role(state))] = 1.0
         budget = max(1, engine.search_budget)
         return {
             "context": self.encode_contexts([state])[0],
