@@ -330,10 +330,12 @@ def test_cost_normalizer_fit_clip_and_round_trip():
     assert (norm(0.0), norm(4.0), norm(1.5)) == (0.0, 1.0, 0.25)
     scaled = norm(np.array([0.0, 1.5, 2.0, 4.0]))
     assert isinstance(scaled, np.ndarray) and scaled.tolist() == [0.0, 0.25, 0.5, 1.0]
+    assert norm(np.array([2.0], dtype=np.float32)).dtype == np.float64  # always float64, whatever comes in
     # a zero span scales everything to 0, keeping the shape
     flat = CostNormalizer(2.0, 2.0)
     assert flat(5.0) == 0.0 and type(flat(5.0)) is float
-    assert flat(np.array([1.0, 2.0, 3.0])).tolist() == [0.0, 0.0, 0.0]
+    zeros = flat(np.array([1, 2, 3]))
+    assert zeros.dtype == np.float64 and zeros.tolist() == [0.0, 0.0, 0.0]
     assert norm.to_dict() == {"low": 1.0, "high": 3.0}
     back = CostNormalizer.from_dict({"low": "1", "high": 3})
     assert back == CostNormalizer(1.0, 3.0) and type(back.low) is float and type(back.high) is float
