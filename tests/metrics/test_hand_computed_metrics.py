@@ -106,6 +106,9 @@ def test_letter_accuracy_is_the_share_of_right_letters():
     assert [choice_score(p, g) for p, g in zip(predictions, golds)] == [1.0, 1.0, 0.0, 1.0]
     with pytest.raises(ValueError, match="2 predictions for 1 gold"):
         choice_accuracy(["A", "B"], ["A"])
+    # "E" is a choice only when there are at least five: 4 by default
+    assert choice_accuracy(["Answer: E", "Answer: A"], ["E", "A"]) == 0.5
+    assert choice_accuracy(["Answer: E", "Answer: A"], ["E", "A"], num_choices=5) == 1.0
 
 
 # ---------------------------------------------------------------- GSM8K numbers
@@ -120,6 +123,8 @@ def test_letter_accuracy_is_the_share_of_right_letters():
         ("between 3-5 apples, i.e. 5", "5"),
         ("\\boxed{42} and later 7", "42"),  # a boxed number beats the last number
         ("no number here", None),
+        ("#### -0.00", "0"),  # zero has no sign
+        ("#### .50", "0.5"),  # a bare decimal part gets its leading 0
     ],
 )
 def test_extract_final_number_by_hand(text, number):
@@ -132,6 +137,10 @@ def test_numbers_match_compares_values():
     assert not numbers_match(True, 1)  # a bool is not a number answer
     assert gsm8k_score("the total is 1200\n#### 1200", "1,200") == 1.0
     assert gsm8k_score("#### 1201", "1200") == 0.0
+    # a Unicode minus sign, a trailing percent sign
+    assert numbers_match("\u22125", -5) and numbers_match("50%", "50")
+    # not numbers: letters after the digits, infinity (equal to itself, but never an answer)
+    assert not numbers_match("5X", 5) and not numbers_match("Infinity", "Infinity")
 
 
 # ---------------------------------------------------------------- task scorers
