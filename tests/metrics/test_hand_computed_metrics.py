@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -19,6 +20,8 @@ from routing_gym.metrics import (
     precision_recall_f1,
 )
 from routing_gym.tasks import get_task
+
+FIXTURES = Path(__file__).resolve().parents[1] / "data" / "fixtures"
 
 # ---------------------------------------------------------------- HotpotQA F1 / EM
 
@@ -171,3 +174,58 @@ def test_math_task_scores_by_equivalence_and_keeps_the_answer():
     assert get_task("math").score("so $\\boxed{2}$", example).value == 0.0
     empty = get_task("math").score("", example)
     assert (empty.value, empty.answer) == (0.0, None)
+    # the answer kept is the LaTeX math-verify read, not the sympy form ("1/2")
+    assert get_task("math").score("so $\\boxed{\\frac{1}{2}}$", example).answer == "\\frac{1}{2}"
+
+
+def test_choice_task_scores_a_fifth_choice_when_there_are_five():
+    five = SimpleNamespace(id="c5", question="q", choices=["v", "w", "x", "y", "z"], answer="E")
+    score = get_task("arc_challenge").score("Answer: E", five)
+    assert (score.value, score.answer) == (1.0, "E")
+
+
+def test_hotpotqa_gold_task_scores_the_first_line_after_its_label():
+    example = SimpleNamespace(id="h1", answer="Paris")
+    from routing_gym.tasks.qa_tasks import HotpotQAGoldTask
+
+    task = HotpotQAGoldTask()
+    score = task.score("Answer: Paris\nbecause the paragraphs say so", example)
+    assert (score.value, score.answer) == (1.0, "Paris")
+    # "paris france" against "paris": P = 1/2, R = 1, F1 = 2·(1/2)/(3/2) = 2/3
+    score = task.score("  Paris France  ", example)
+    assert score.value == pytest.approx(2 / 3) and score.answer == "Paris France"
+    # only the exact label is dropped; a lower-case one is part of the answer: "answer paris", F1 2/3
+    assert task.score("answer: Paris", example).value == pytest.approx(2 / 3)
+    empty = task.score(" \n ", example)
+    assert (empty.value, empty.answer) == (0.0, "")
+
+
+class _CountingSandbox:
+    """A real sandbox that also keeps the programs it was given."""
+
+    def __init__(self, sandbox):
+        self.sandbox, self.programs = sandbox, []
+
+    def run(self, program):
+        self.programs.append(program)
+        return self.sandbox.run(program)
+
+
+def test_code_tasks_run_the_reply_in_the_given_sandbox(tmp_path):
+    from routing_gym.data import load_humaneval, load_mbpp
+    from routing_gym.execution import Sandbox
+
+    sandbox = _CountingSandbox(Sandbox(timeout_s=3, cpu_seconds=2, temp_root=tmp_path))
+    mbpp = load_mbpp("test", data_dir=FIXTURES)[0]  # add_two(a, b)
+    right = get_task("mbpp").score("```python\ndef add_two(a, b):\n    return a + b\n```", mbpp, sandbox)
+    assert (right.value, right.answer, dict(right.details)) == (1.0, "passed", {"execution": "passed"})
+    wrong = get_task("mbpp").score("def add_two(a, b):\n    return a - b\n", mbpp, sandbox)
+    assert wrong.value == 0.0 and wrong.answer != "passed" and wrong.details == {"execution": wrong.answer}
+    # the program holds the fenced code only, and the task's own asserts
+    program = sandbox.programs[0]
+    assert "def add_two(a, b):\n    return a + b" in program.solution and "```" not in program.solution
+    assert program.tests.endswith("assert add_two(-1, 1) == 0\n")
+    problem = load_humaneval(FIXTURES / "humaneval_toy.jsonl")[0]  # add(a, b)
+    assert get_task("human_eval").score("    return a + b\n", problem, sandbox).value == 1.0
+    assert get_task("human_eval").score("    return a * b\n", problem, sandbox).value == 0.0
+    assert sandbox.programs[-1].tests.endswith("check(add)\n") and len(sandbox.programs) == 4
