@@ -110,6 +110,12 @@ def test_letter_accuracy_is_the_share_of_right_letters():
     with pytest.raises(ValueError, match="2 predictions for 1 gold"):
         choice_accuracy(["A", "B"], ["A"])
     # "E" is a choice only when there are at least five: 4 by default
+    assert choice_score("Answer: E", "E") == 0.0 and choice_score("Answer: E", "E", 5) == 1.0
+    # 2 to 26 choices, both ends included
+    assert extract_choice_letter("Answer: Z", 26) == "Z" and extract_choice_letter("Answer: B", 2) == "B"
+    for bad in (1, 27):
+        with pytest.raises(ValueError, match="num_choices"):
+            extract_choice_letter("Answer: A", bad)
     assert choice_accuracy(["Answer: E", "Answer: A"], ["E", "A"]) == 0.5
     assert choice_accuracy(["Answer: E", "Answer: A"], ["E", "A"], num_choices=5) == 1.0
 
@@ -127,6 +133,7 @@ def test_letter_accuracy_is_the_share_of_right_letters():
         ("\\boxed{42} and later 7", "42"),  # a boxed number beats the last number
         ("no number here", None),
         ("#### -0.00", "0"),  # zero has no sign
+        ("#### 5 was a guess\n#### 7", "7"),  # the number after the last ####
         ("#### .50", "0.5"),  # a bare decimal part gets its leading 0
     ],
 )
