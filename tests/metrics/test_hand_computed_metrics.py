@@ -12,6 +12,7 @@ from routing_gym.metrics import (
     choice_score,
     exact_match,
     extract_choice_letter,
+    extract_code,
     extract_final_number,
     f1_score,
     gsm8k_score,
@@ -113,6 +114,7 @@ def test_letter_accuracy_is_the_share_of_right_letters():
     assert choice_score("Answer: E", "E") == 0.0 and choice_score("Answer: E", "E", 5) == 1.0
     # 2 to 26 choices, both ends included
     assert extract_choice_letter("Answer: Z", 26) == "Z" and extract_choice_letter("Answer: B", 2) == "B"
+    assert extract_choice_letter("E) because", 4) is None  # a leading letter past the choices
     for bad in (1, 27):
         with pytest.raises(ValueError, match="num_choices"):
             extract_choice_letter("Answer: A", bad)
@@ -183,6 +185,27 @@ def test_math_task_scores_by_equivalence_and_keeps_the_answer():
     assert (empty.value, empty.answer) == (0.0, None)
     # the answer kept is the LaTeX math-verify read, not the sympy form ("1/2")
     assert get_task("math").score("so $\\boxed{\\frac{1}{2}}$", example).answer == "\\frac{1}{2}"
+
+
+def test_math_score_works_off_the_main_thread():
+    # math-verify's time limit uses signal.alarm, which only the main thread may set; in a
+    # worker thread the scorer must run without it rather than fail to parse
+    from concurrent.futures import ThreadPoolExecutor
+
+    from routing_gym.metrics import math_score
+
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(math_score, "so $\\boxed{3}$", "3").result() == 1.0
+    assert math_score("so $\\boxed{3}$", "3") == 1.0
+
+
+def test_extract_code_keeps_indentation_and_joins_blocks():
+    assert extract_code("") == ""
+    # a bare body keeps its indentation: HumanEval appends it to the prompt
+    assert extract_code("    return 2\n") == "    return 2"
+    assert extract_code("```python\n    return 1\n```") == "    return 1"
+    assert extract_code("X\n") == "X" and extract_code("```\nX\n```") == "X"
+    assert extract_code("```python\na = 1\n```\ntext\n```python\nb = 2\n```") == "a = 1\n\nb = 2"
 
 
 def test_choice_task_scores_a_fifth_choice_when_there_are_five():
