@@ -21,6 +21,7 @@ import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
 from routing_gym.cost import REGIMES, routing_reward
 from routing_gym.llm.spec import REAL_POOL
 from routing_gym.records import json_digest
+from routing_gym.stats import mean_interval
 
 #: Protocol limits that keep a CPU run to about a minute per few questions.
 CPU_PROTOCOL: dict[str, Any] = {
@@ -116,10 +117,17 @@ def compare_assignments_live(
     for key, items in sorted(by_assignment.items()):
         perf = float(np.mean([r["perf"] for r in items]))
         cost = float(np.mean([normalizer(r["cost"]) for r in items]))
+        perf_ci = mean_interval([r["perf"] for r in items])
+        reward_ci = {
+            g: mean_interval([routing_reward(r["perf"], normalizer(r["cost"]), lam) for r in items])
+            for g, lam in REGIMES.items()
+        }
         rows.append(
             {
                 **dict(zip(table.roles, key)),
                 "perf": perf,
+                "perf_ci": [perf_ci.low, perf_ci.high],
+                "reward_ci": {g: [ci.low, ci.high] for g, ci in reward_ci.items()},
                 "cost": cost,
                 "usd": float(np.mean([r["cost"] for r in items])),
                 "tokens": float(
@@ -145,12 +153,26 @@ def compare_assignments_live(
 
 
 def live_markdown(result: Mapping[str, Any]) -> str:
-    """The live comparison as a Markdown table: one line per assignment, then the oracle."""
+    """The live comparison as a Markdown table: one line per assignment, then the oracle.
+
+    Perf and rewards are means over the table's n questions with their 95% bootstrap interval
+    (``routing_gym.stats.mean_interval``); the title line gives n.
+    """
     regimes = list(REGIMES)
-    header = ["Student", "Teacher", "Perf (F1)", "Cost (norm.)", "USD", "Tokens", "Turns"] + [
-        f"Reward {g}" for g in regimes
+    header = ["Student", "Teacher", "Perf (F1) [95% CI]", "Cost (norm.)", "USD", "Tokens", "Turns"]
+    header += [f"Reward {g} [95% CI]" for g in regimes]
+
+    def cell(mean: float, bounds: Sequence[float] | None) -> str:
+        if bounds is None:
+            return f"{mean:.3f}"
+        return f"{mean:.3f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+    lines = [
+        f"n = {result.get('questions', '?')} questions, every assignment on the same ones",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|---|---|" + "---:|" * (len(header) - 2),
     ]
-    lines = ["| " + " | ".join(header) + " |", "|---|---|" + "---:|" * (len(header) - 2)]
     for r in result["rows"]:
         lines.append(
             "| "
@@ -158,13 +180,13 @@ def live_markdown(result: Mapping[str, Any]) -> str:
                 [
                     r["student"],
                     r["teacher"],
-                    f"{r['perf']:.3f}",
+                    cell(r["perf"], r.get("perf_ci")),
                     f"{r['cost']:.3f}",
                     f"{r['usd']:.2e}",
                     f"{r['tokens']:.0f}",
                     f"{r['turns']:.1f}",
                 ]
-                + [f"{r['reward'][g]:.3f}" for g in regimes]
+                + [cell(r["reward"][g], r.get("reward_ci", {}).get(g)) for g in regimes]
             )
             + " |"
         )
