@@ -201,9 +201,13 @@ def test_multihop_default_bound_is_the_dearest_hop_times_the_horizon(tmp_path):
     # the dearest hop: 1024 prompt tokens (cost_norm_prompt_tokens) and 8 new tokens on
     # tiny-qwen2, (1024·0.02 + 8·0.04) / 1e6 = 20.8e-6; two hops: high = 41.6e-6, low = 0
     env.reset(seed=0, options={"index": 0})
+    # a boolean mask (MaskablePPO reads it so): every model, and no STOP before a hop has answered
+    mask = env.action_masks()
+    assert mask.dtype == np.bool_ and mask.tolist() == [i != env.stop_action for i in range(env.action_space.n)]
     obs, reward, terminated, _, info = env.step(1)
     cost1 = tiny_qwen2_cost(info["prompt_tokens"], info["completion_tokens"])
     assert info["cost"] == pytest.approx(cost1, rel=1e-9) and cost1 > 0
+    assert env.action_masks().dtype == np.bool_ and env.action_masks().all()
     assert obs["cost"].tolist() == pytest.approx([cost1 / 41.6e-6], rel=1e-5)
     assert not terminated and reward == 0.0
     _, reward, terminated, _, info = env.step(1)
