@@ -27,7 +27,13 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     ``Box(-1, 1, (384,), float32)``: the all-MiniLM-L6-v2 embedding (unit vector) of the query.
     (A table with precomputed embeddings of another size sets the shape.) With
     ``lam_in_obs=True``: ``Dict(embedding=that Box, lam=Box(0, 1, (1,), float32))``, where
-    ``lam`` is the episode's λ/(1+λ), so one policy can follow any λ.
+    ``lam`` is the episode's λ/(1+λ), so one policy can follow any λ. With ``features``
+    naming ``"task"`` and/or ``"length"`` (``routing_gym.envs.features``), the observation is a
+    ``Dict`` with ``embedding`` and those entries: ``task`` ``Box(0, 1, (num_tasks,), float32)``,
+    a one-hot over ``env.unwrapped.task_list`` (the ``tasks`` key, else every task of the
+    table); ``length`` ``Box(0, 1, (1,), float32)``, ``log1p`` of the query's prompt tokens as
+    the table records them (the mean over the models that report one), min-max scaled by the
+    train split of the selected tasks and clipped to [0, 1].
 
     ## Action Space
     ``Discrete(num_models)``: action ``i`` calls ``env.unwrapped.model_names[i]`` (9 models in the
@@ -64,12 +70,13 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     ``reset`` draws λ from it with ``np_random``, for training across λ) and ``lam_sampling``
     (``"uniform"``: λ uniform in ``lam_range``; ``"uniform-obs"``: λ/(1+λ), the observation's
     entry, uniform, which draws small λ more often), ``lam_reward_scale`` (``"none"``, or
-    ``"1/(1+lam)"``: the reward divided by 1+λ, one scale for every λ). An unknown key or
+    ``"1/(1+lam)"``: the reward divided by 1+λ, one scale for every λ), ``features`` (default
+    ``["embedding"]``; add ``"task"``, ``"length"``; construction only). An unknown key or
     bad value raises ValueError naming the key. ``render_mode="ansi"`` makes ``render()`` return a line of text.
 
     ## Version History
-    * v0: initial version; ``lam_sampling`` and ``lam_reward_scale`` added later (their
-      defaults draw λ and scale the reward as before).
+    * v0: initial version; ``lam_sampling``, ``lam_reward_scale`` and ``features`` added later
+      (their defaults draw λ, scale the reward and observe as before).
     """
 
     _DERIVED = (
@@ -85,11 +92,8 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     ):
         super().__init__(config, render_mode, **overrides)
         embedding = spaces.Box(-1.0, 1.0, shape=self._data.embeddings.shape[1:], dtype=np.float32)
-        self.observation_space = (
-            spaces.Dict({"embedding": embedding, "lam": self.lam_space()})
-            if self.config["lam_in_obs"]
-            else embedding
-        )
+        extra = {**self.feature_spaces(), **({"lam": self.lam_space()} if self.config["lam_in_obs"] else {})}
+        self.observation_space = spaces.Dict({"embedding": embedding, **extra}) if extra else embedding
         self.action_space = spaces.Discrete(len(self.model_names))
         self._done = True
 
@@ -119,9 +123,10 @@ class TableRoutingEnv(OutcomeTableEnvBase):
 
     def _observation(self, row: int):
         embedding = self._data.embeddings[row].copy()
-        if self.config["lam_in_obs"]:
-            return {"embedding": embedding, "lam": self.lam_observation()}
-        return embedding
+        if not isinstance(self.observation_space, spaces.Dict):
+            return embedding
+        lam = {"lam": self.lam_observation()} if self.config["lam_in_obs"] else {}
+        return {"embedding": embedding, **self.feature_observation(row), **lam}
 
     def step(self, action):
         """Call model ``action`` on the current query; the episode then ends."""

@@ -25,6 +25,12 @@ from routing_gym.data.outcome_table import (
     load_prices,
     resolve_completion_tokens,
 )
+from routing_gym.envs.features import (
+    check_features,
+    feature_spaces,
+    scaled_log_length,
+    task_one_hot,
+)
 from routing_gym.envs.question_order import checked_index, checked_reset_options
 from routing_gym.envs.validation import require_render_mode
 
@@ -53,9 +59,9 @@ class OutcomeTableEnvBase(gym.Env):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
     #: Keys that fix the spaces (the number of models, λ in the observation): construction only.
-    CONSTRUCTION_ONLY = ("table", "prices", "lam_in_obs")
+    CONSTRUCTION_ONLY = ("table", "prices", "lam_in_obs", "features")
     #: Attributes rebuilt from the config by ``_load``, left out of pickles.
-    _DERIVED: tuple[str, ...] = ("_data", "cost_normalizer")
+    _DERIVED: tuple[str, ...] = ("_data", "cost_normalizer", "_features")
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -75,6 +81,7 @@ class OutcomeTableEnvBase(gym.Env):
             "lam_range": None,  # None = the fixed `lam`; or [low, high]: a new λ each episode
             "lam_sampling": "uniform",  # with lam_range: "uniform" λ, or "uniform-obs" λ/(1+λ)
             "lam_reward_scale": "none",  # reward times 1 ("none") or 1/(1+λ) ("1/(1+lam)")
+            "features": ["embedding"],  # observed query features: + "task", "length" (envs/features.py)
         }
 
     def __init__(
@@ -196,6 +203,7 @@ class OutcomeTableEnvBase(gym.Env):
                 f"config key 'lam_sampling' must be one of {LAM_SAMPLINGS}, got "
                 f"{config['lam_sampling']!r}."
             )
+        config["features"] = list(check_features(config["features"]))
         if config["lam_reward_scale"] not in LAM_REWARD_SCALES:
             raise ValueError(
                 f"config key 'lam_reward_scale' must be one of {LAM_REWARD_SCALES}, got "
@@ -261,12 +269,54 @@ class OutcomeTableEnvBase(gym.Env):
             tasks=table.tasks[rows].tolist(),
             train_costs=costs[train],
         )
+        self._features = self._query_features(table, rows, train)
         self.lam = resolve_lambda(cfg["lam"])
         if cfg["cost_bounds"] is not None:
             self.cost_normalizer = CostNormalizer(*cfg["cost_bounds"])
         else:
             self.cost_normalizer = self._fit_normalizer(self._data.train_costs)
         self._after_load()
+
+    def _query_features(self, table, rows: np.ndarray, train: np.ndarray) -> dict[str, np.ndarray]:
+        """The split's ``task`` one-hot and ``length`` rows, for the features the config names.
+
+        The task list is the ``tasks`` config key, or every task of the table (its order). The
+        length is ``log1p`` of the query's prompt tokens in the table (the mean over the models
+        that report one), min-max scaled by the train split of the selected tasks and clipped.
+        """
+        features = self.config["features"]
+        self.task_list: tuple[str, ...] = tuple(self.config["tasks"] or table.task_names)
+        out = {}
+        if "task" in features:
+            out["task"] = task_one_hot(table.tasks[rows].tolist(), self.task_list)
+        if "length" in features:
+            known = ~np.isnan(table.prompt_tokens)
+            if not known[rows | train].any(axis=1).all():
+                raise ValueError(
+                    "config key 'features': 'length' needs the prompt tokens of every query, "
+                    f"and the table {table.source} lacks some."
+                )
+            counted = np.maximum(known.sum(axis=1), 1)
+            tokens = np.where(known, table.prompt_tokens, 0.0).sum(axis=1) / counted
+            train_log = np.log1p(tokens[train])
+            out["length"] = scaled_log_length(tokens[rows], train_log.min(), train_log.max())
+        return out
+
+    def feature_spaces(self) -> dict[str, spaces.Box]:
+        """The observation entries of the ``features`` beyond the embedding (``task``, ``length``)."""
+        return feature_spaces(self.config["features"], len(self.task_list))
+
+    def feature_observation(self, row: int) -> dict[str, np.ndarray]:
+        """Fresh copies of row ``row``'s feature entries (none with the default ``features``)."""
+        return {key: values[row].copy() for key, values in self._features.items()}
+
+    @property
+    def observed_inputs(self) -> np.ndarray:
+        """What a one-shot router reads of each query of the split, ``(num_queries, D)``: the
+        embedding, then the task one-hot and the length where ``features`` names them (the
+        order of ``routing_gym.envs.features.flatten_observation``)."""
+        parts = [self._data.embeddings, *self._features.values()]
+        return _readonly(np.hstack(parts).astype(np.float32) if len(parts) > 1 else parts[0])
 
     def _fit_normalizer(self, train_costs: np.ndarray) -> CostNormalizer:
         """Min-max bounds of single-call costs on the train split, frozen from then on.

@@ -32,6 +32,8 @@ class TableCascadeEnv(OutcomeTableEnvBase):
     accumulated normalized cost; ``tried`` ``MultiBinary(m)`` models called; ``outcomes``
     ``MultiBinary(m)`` 1 where a called model's score reached ``success_threshold`` (0 elsewhere).
     With ``lam_in_obs=True`` also ``lam`` ``Box(0, 1, (1,), float32)``, the episode's λ/(1+λ).
+    With ``features`` naming ``"task"`` / ``"length"``, also ``task`` (one-hot over
+    ``task_list``) and ``length`` (scaled log prompt tokens), as in ``LLMRouting-Table-v0``.
 
     ## Action Space
     ``Discrete(m + 1)``: ``i < m`` calls ``models[i]``; ``m`` is STOP. ``action_masks()`` (the
@@ -64,7 +66,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
     ``reward_mode`` (``"final"`` or ``"per_step"``) and ``success_threshold`` (default 0.5).
 
     ## Version History
-    * v0: initial version.
+    * v0: initial version; ``features`` added later (its default observes as before).
     """
 
     _DERIVED = (*OutcomeTableEnvBase._DERIVED, "_score_rows", "_cost_rows", "_oracle")
@@ -113,6 +115,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
                 "cost": spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
                 "tried": spaces.MultiBinary(m),
                 "outcomes": spaces.MultiBinary(m),
+                **self.feature_spaces(),
                 **({"lam": self.lam_space()} if self.config["lam_in_obs"] else {}),
             }
         )
@@ -153,6 +156,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
             "cost": np.array([self._ncost], dtype=np.float32),
             "tried": self._tried.astype(np.int8),
             "outcomes": self._outcomes.astype(np.int8),
+            **self.feature_observation(self._row),
             **({"lam": self.lam_observation()} if self.config["lam_in_obs"] else {}),
         }
 
