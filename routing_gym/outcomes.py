@@ -254,7 +254,9 @@ class Outcomes:
             scores=base.scores,
             costs=base.costs,
             query_ids=tuple(base.query_ids),
-            features=base.embeddings,  # the observation's "embedding" entry
+            # what a one-shot router reads of each query: the embedding, with the task one-hot
+            # and length where the env's ``features`` name them
+            features=getattr(base, "observed_inputs", base.embeddings),
             tasks=tuple(base.query_tasks) if hasattr(base, "query_tasks") else None,
         )
         return outcomes.normalized(base.cost_normalizer) if cost_unit == "normalized" else outcomes

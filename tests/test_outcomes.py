@@ -162,7 +162,7 @@ def test_from_table_env_equals_the_envs_own_arrays():
     assert data.query_ids == tuple(base.query_ids) and data.tasks == tuple(base.query_tasks)
     np.testing.assert_array_equal(usd.costs, base.costs)
     np.testing.assert_allclose(data.costs, base.cost_normalizer(base.costs))
-    np.testing.assert_array_equal(data.features, base.embeddings)
+    np.testing.assert_array_equal(data.features, base.embeddings)  # default features: the embedding alone
     # the env's reward of one step is the matrix's reward of that (query, model)
     base.lam = 0.5
     obs, info = env.reset(seed=0)
