@@ -91,7 +91,7 @@ class TableRoutingEnv(OutcomeTableEnvBase):
         self, config: Mapping[str, Any] | None = None, render_mode: str | None = None, **overrides
     ):
         super().__init__(config, render_mode, **overrides)
-        embedding = spaces.Box(-1.0, 1.0, shape=self._data.embeddings.shape[1:], dtype=np.float32)
+        embedding = spaces.Box(-1.0, 1.0, shape=self._data.features.shape[1:], dtype=np.float32)
         extra = {**self.feature_spaces(), **({"lam": self.lam_space()} if self.config["lam_in_obs"] else {})}
         self.observation_space = spaces.Dict({"embedding": embedding, **extra}) if extra else embedding
         self.action_space = spaces.Discrete(len(self.model_names))
@@ -117,12 +117,12 @@ class TableRoutingEnv(OutcomeTableEnvBase):
         self._row = self._pick_row(seed, options)
         self._done = False
         data = self._data
-        info = {"query_id": data.ids[self._row], "task": data.tasks[self._row], "index": self._row}
+        info = {"query_id": data.query_ids[self._row], "task": data.tasks[self._row], "index": self._row}
         self._last_text = f"query {info['query_id']} [{info['task']}]"
         return self._observation(self._row), info
 
     def _observation(self, row: int):
-        embedding = self._data.embeddings[row].copy()
+        embedding = self._data.features[row].copy()
         if not isinstance(self.observation_space, spaces.Dict):
             return embedding
         lam = {"lam": self.lam_observation()} if self.config["lam_in_obs"] else {}
@@ -148,7 +148,7 @@ class TableRoutingEnv(OutcomeTableEnvBase):
             "model": self.model_names[a],
             "action": a,
             "task": self._data.tasks[i],
-            "query_id": self._data.ids[i],
+            "query_id": self._data.query_ids[i],
             "oracle_score": self._oracle[i],
         }
         if self.render_mode == "ansi":

@@ -11,7 +11,6 @@ import copy
 import math
 import os
 import warnings
-from dataclasses import dataclass
 from typing import Any, Mapping
 
 import gymnasium as gym
@@ -33,6 +32,7 @@ from routing_gym.envs.features import (
 )
 from routing_gym.envs.question_order import checked_index, checked_reset_options
 from routing_gym.envs.validation import require_render_mode
+from routing_gym.outcomes import Outcomes
 
 _SPLIT_CHOICES = (*SPLITS, "all")
 #: How ``lam_range`` draws λ: uniformly, or with λ/(1+λ) (the observation's entry) uniform.
@@ -42,18 +42,6 @@ LAM_SAMPLINGS = ("uniform", "uniform-obs")
 LAM_REWARD_SCALES = ("none", "1/(1+lam)")
 
 
-@dataclass(frozen=True)
-class SplitArrays:
-    """The rows of one split (and task selection), ready for stepping."""
-
-    embeddings: np.ndarray  # (n, d) float32
-    scores: np.ndarray  # (n, m) float64
-    costs: np.ndarray  # (n, m) float64 USD
-    ids: list[str]
-    tasks: list[str]
-    train_costs: np.ndarray  # (n_train, m) USD, what the normalizer is fitted on
-
-
 class OutcomeTableEnvBase(gym.Env):
     """Base of the envs that replay a per-query outcome table (see ``TableRoutingEnv``)."""
 
@@ -61,7 +49,7 @@ class OutcomeTableEnvBase(gym.Env):
     #: Keys that fix the spaces (the number of models, λ in the observation): construction only.
     CONSTRUCTION_ONLY = ("table", "prices", "lam_in_obs", "features")
     #: Attributes rebuilt from the config by ``_load``, left out of pickles.
-    _DERIVED: tuple[str, ...] = ("_data", "cost_normalizer", "_features")
+    _DERIVED: tuple[str, ...] = ("_data", "_train_costs", "cost_normalizer", "_features")
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -261,20 +249,14 @@ class OutcomeTableEnvBase(gym.Env):
             )
         self.model_names: tuple[str, ...] = table.models
         self.table_source = table.source
-        self._data = SplitArrays(
-            embeddings=np.ascontiguousarray(table.embeddings[rows], dtype=np.float32),
-            scores=table.scores[rows].astype(np.float64),
-            costs=costs[rows],
-            ids=table.ids[rows].tolist(),
-            tasks=table.tasks[rows].tolist(),
-            train_costs=costs[train],
-        )
+        self._data = Outcomes.from_outcome_table(table, rows, costs)  # USD costs
+        self._train_costs = costs[train]  # what the normalizer is fitted on
         self._features = self._query_features(table, rows, train)
         self.lam = resolve_lambda(cfg["lam"])
         if cfg["cost_bounds"] is not None:
             self.cost_normalizer = CostNormalizer(*cfg["cost_bounds"])
         else:
-            self.cost_normalizer = self._fit_normalizer(self._data.train_costs)
+            self.cost_normalizer = self._fit_normalizer(self._train_costs)
         self._after_load()
 
     def _query_features(self, table, rows: np.ndarray, train: np.ndarray) -> dict[str, np.ndarray]:
@@ -315,7 +297,7 @@ class OutcomeTableEnvBase(gym.Env):
         """What a one-shot router reads of each query of the split, ``(num_queries, D)``: the
         embedding, then the task one-hot and the length where ``features`` names them (the
         order of ``routing_gym.envs.features.flatten_observation``)."""
-        parts = [self._data.embeddings, *self._features.values()]
+        parts = [self._data.features, *self._features.values()]
         return _readonly(np.hstack(parts).astype(np.float32) if len(parts) > 1 else parts[0])
 
     def _fit_normalizer(self, train_costs: np.ndarray) -> CostNormalizer:
@@ -344,14 +326,19 @@ class OutcomeTableEnvBase(gym.Env):
         return self.model_names
 
     @property
+    def outcomes(self) -> Outcomes:
+        """The split's outcome matrix, costs in USD (``Outcomes.from_table_env`` normalizes them)."""
+        return self._data
+
+    @property
     def num_queries(self) -> int:
         """Questions in the configured split."""
-        return len(self._data.ids)
+        return len(self._data)
 
     @property
     def embeddings(self) -> np.ndarray:
         """Query embeddings of the split, ``(num_queries, dim)``, read-only."""
-        return _readonly(self._data.embeddings)
+        return _readonly(self._data.features)
 
     @property
     def scores(self) -> np.ndarray:
@@ -366,7 +353,7 @@ class OutcomeTableEnvBase(gym.Env):
     @property
     def query_ids(self) -> list[str]:
         """Ids of the split's questions, in table order (``options={"index": i}`` uses this order)."""
-        return list(self._data.ids)
+        return list(self._data.query_ids)
 
     @property
     def query_tasks(self) -> list[str]:

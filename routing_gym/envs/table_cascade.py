@@ -109,7 +109,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
         self.observation_space = spaces.Dict(
             {
                 "embedding": spaces.Box(
-                    -1.0, 1.0, shape=self._data.embeddings.shape[1:], dtype=np.float32
+                    -1.0, 1.0, shape=self._data.features.shape[1:], dtype=np.float32
                 ),
                 "depth": spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
                 "cost": spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32),
@@ -151,7 +151,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
 
     def _obs(self) -> dict[str, np.ndarray]:
         return {
-            "embedding": self._data.embeddings[self._row].copy(),
+            "embedding": self._data.features[self._row].copy(),
             "depth": np.array([self._depth / self.config["max_depth"]], dtype=np.float32),
             "cost": np.array([self._ncost], dtype=np.float32),
             "tried": self._tried.astype(np.int8),
@@ -172,7 +172,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
         self._done = False
         i = self._row
         info = {
-            "query_id": self._data.ids[i],
+            "query_id": self._data.query_ids[i],
             "task": self._data.tasks[i],
             "index": i,
             "action_mask": self.action_masks(),
@@ -222,7 +222,7 @@ class TableCascadeEnv(OutcomeTableEnvBase):
             "called": list(self._called),
             "depth": self._depth,
             "task": self._data.tasks[i],
-            "query_id": self._data.ids[i],
+            "query_id": self._data.query_ids[i],
             "oracle_score": self._oracle[i],
             "action_mask": self.action_masks(),
         }
