@@ -17,14 +17,12 @@ module does not import the ``agents`` package.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable
 
-import gymnasium as gym
 import numpy as np
 
-from routing_gym.action_table import ActionTable
+from routing_gym.outcomes import Outcomes
 from routing_gym.routers import (
     FIT_ON_EVAL,
     TRAIN_ONCE,
@@ -51,7 +49,7 @@ class RosterEntry:
     training: str = TRAIN_ONCE  # TRAIN_ONCE, TRAIN_PER_REGIME or FIT_ON_EVAL
     defaults: dict[str, Any] = field(default_factory=dict)  # config keys set before the user's
     #: builds config keys from the train outcomes (e.g. which model is the strongest)
-    from_data: Callable[["ArmOutcomes"], dict[str, Any]] | None = None
+    from_data: Callable[[Outcomes], dict[str, Any]] | None = None
 
     @property
     def upper_bound(self) -> bool:
@@ -59,47 +57,12 @@ class RosterEntry:
         return self.training == FIT_ON_EVAL
 
 
-@dataclass
-class ArmOutcomes:
-    """Per-query scores of every arm (a model, or one model per role) and the model names.
-
-    ``agents.RoutingData`` has the same fields, so either can be given to ``from_data``.
-    """
-
-    scores: np.ndarray  # (queries, arms)
-    arms: Sequence[tuple[int, ...]]
-    models: Sequence[str]
-
-    @classmethod
-    def from_table_env(cls, env: gym.Env) -> "ArmOutcomes":
-        """An outcome-table env's split: one arm per model."""
-        base = env.unwrapped
-        names = list(base.model_names)
-        return cls(np.asarray(base.scores), [(i,) for i in range(len(names))], names)
-
-    @classmethod
-    def from_action_table(cls, table: ActionTable, models: Sequence[str]) -> "ArmOutcomes":
-        """An exhaustive table's questions: one arm per assignment (over ``models``, student first)."""
-        index = {m: i for i, m in enumerate(models)}
-        cells: dict[str, dict[tuple[int, ...], float]] = {}
-        for row in table.rows:
-            arm = tuple(index[row["assignment"][role]] for role in table.roles)
-            cells.setdefault(str(row["question_id"]), {})[arm] = float(row["perf"])
-        arms = [
-            a
-            for a in itertools.product(range(len(models)), repeat=len(table.roles))
-            if all(a in c for c in cells.values())
-        ]
-        scores = np.array([[c[a] for a in arms] for c in cells.values()], dtype=np.float64)
-        return cls(scores, arms, list(models))
-
-
-def strongest_model(data: ArmOutcomes) -> dict[str, Any]:
+def strongest_model(data: Outcomes) -> dict[str, Any]:
     """FixedRouter keys for the arm with the best mean train score."""
-    arm = data.arms[int(np.argmax(data.scores.mean(axis=0)))]
-    if len(arm) == 1:
-        return {"model": data.models[arm[0]]}
-    return {"assignment": {"student": data.models[arm[0]], "teacher": data.models[arm[1]]}}
+    names = data.arm_models[int(np.argmax(data.scores.mean(axis=0)))]
+    if len(names) == 1:
+        return {"model": names[0]}
+    return {"assignment": dict(zip(data.roles, names))}
 
 
 #: Benchmark name -> entry, in table order.
@@ -139,7 +102,7 @@ def entry(name: str) -> RosterEntry:
 
 
 def build_agent(
-    name: str, seed: int, config: dict[str, Any] | None = None, data: ArmOutcomes | None = None
+    name: str, seed: int, config: dict[str, Any] | None = None, data: Outcomes | None = None
 ):
     """An unfitted agent: the entry's defaults, keys derived from ``data``, then ``config``.
 

@@ -42,12 +42,12 @@ from routing_gym.bench.roster import (
     FIT_ON_EVAL,
     TRAIN_ONCE,
     TRAIN_PER_REGIME,
-    ArmOutcomes,
     build_agent,
     entry,
 )
 from routing_gym.cost import REGIMES, resolve_lambda
 from routing_gym.envs.registration import is_live_env_id
+from routing_gym.outcomes import Outcomes
 from routing_gym.evaluation import evaluate_agent
 from routing_gym.routers import Router, TrainingRun, load_router_class, router_names
 
@@ -482,7 +482,7 @@ def env_seed_records(
     if not todo:
         return
     train_env = make_table_env(env_id, config.train_split, REGIMES["balanced"], config.env_config)
-    train_data: ArmOutcomes | None = None
+    train_data: Outcomes | None = None
     fitted: dict[str, tuple[Router, float]] = {}  # one-shot routers: fit once, used at every λ
     for regime in config.regimes:
         label, lam = regime_label(regime), resolve_lambda(regime)
@@ -497,7 +497,7 @@ def env_seed_records(
             if spec.training == TRAIN_ONCE:
                 if name not in fitted:
                     if spec.from_data is not None and train_data is None:
-                        train_data = ArmOutcomes.from_table_env(train_env)
+                        train_data = Outcomes.from_table_env(train_env)
                     agent = build_agent(name, seed, config.agent_config.get(name), train_data)
                     agent.learn(TrainingRun(env_id, env=train_env))
                     fitted[name] = (agent, time.perf_counter() - start)
@@ -618,9 +618,9 @@ def train_agent(
         data = None
         if entry(name).from_data is not None:
             data = (
-                ArmOutcomes.from_action_table(table, train_env.unwrapped.model_names)
+                Outcomes.from_action_table(table, train_env.unwrapped.model_names)
                 if table
-                else ArmOutcomes.from_table_env(train_env)
+                else Outcomes.from_table_env(train_env)
             )
         agent = build_agent(name, seed, agent_config, data)
         agent.learn(TrainingRun(env_id, train_config, env=train_env, action_table=table))
