@@ -36,6 +36,7 @@ from threadpoolctl import threadpool_limits
 from routing_gym.checkpoints import from_plain_state, plain_state, read_agent_file
 from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
 from routing_gym.data.outcome_table import load_outcome_table
+from routing_gym.envs.features import EMBEDDING_KEYS, flatten_observation
 from routing_gym.errors import CheckpointError
 from routing_gym.routers import (
     TRAIN_ONCE,
@@ -44,8 +45,6 @@ from routing_gym.routers import (
     TrainingRun,
 )
 
-#: Observation keys that hold the query embedding (table cascade, live envs).
-EMBEDDING_KEYS: tuple[str, ...] = ("embedding", "context")
 ACTION_MODES = ("single", "cascade", "assignment", "per-turn")
 SAVE_FORMAT = 2  # tensors and plain data only (format 1 pickled fitted objects)
 #: Formats ``load`` reads; format 1 only with ``trust_pickle=True``.
@@ -265,7 +264,7 @@ class RoutingData:
                     f"{type(base).__name__} is not an outcome-table env (no {attr!r}); "
                     "pass an ActionTable for a live env."
                 )
-        return cls(
+        return cls(  # "embeddings": what the router observes (with the env's ``features``)
             embeddings=table_env_embeddings(base),
             scores=np.asarray(base.scores),
             costs=np.asarray(base.cost_normalizer(np.asarray(base.costs))),
@@ -334,7 +333,10 @@ def arm_columns(
 
 
 def table_env_embeddings(base: Any) -> np.ndarray:
-    """The query embeddings of a table env's split, in ``query_ids`` order (its observations)."""
+    """What a router observes of each query of a table env's split, in ``query_ids`` order: the
+    embedding, with the task one-hot and length where the env's ``features`` name them."""
+    if hasattr(base, "observed_inputs"):
+        return np.asarray(base.observed_inputs, dtype=np.float32)
     if hasattr(base, "embeddings"):
         return np.asarray(base.embeddings, dtype=np.float32)
     table = load_outcome_table(base.config["table"])  # cached per process: no second read
@@ -409,8 +411,8 @@ def require_embeddings(owner: str, x: np.ndarray, dim: int | None) -> None:
     """Raise ValueError unless every row of ``x`` is a finite embedding of the trained size."""
     if dim is not None and x.shape[-1] != dim:
         raise ValueError(
-            f"{owner} was trained on {dim}-dimensional query embeddings; the observation has "
-            f"{x.shape[-1]} values per query."
+            f"{owner} was trained on {dim} input values per query (the embedding and the env's "
+            f"'features'); the observation has {x.shape[-1]}: use an env with the same features."
         )
     if not np.isfinite(x).all():
         raise ValueError(f"{owner}: the observation holds NaN or infinite values.")
@@ -437,6 +439,8 @@ def action_mode_of(env: Any) -> str:
             return "cascade"
         if "role" in obs_space.spaces:
             return "assignment" if isinstance(act_space, gym.spaces.MultiDiscrete) else "per-turn"
+        if "embedding" in obs_space.spaces and isinstance(act_space, gym.spaces.Discrete):
+            return "single"  # a table env observing features (or λ) beside the embedding
     raise ValueError(
         f"No one-shot routing for observation space {obs_space} with action space {act_space}."
     )
@@ -445,19 +449,10 @@ def action_mode_of(env: Any) -> str:
 def observation_embeddings(
     observation: np.ndarray | Mapping[str, np.ndarray],
 ) -> tuple[np.ndarray, bool]:
-    """The query embeddings of an observation or batch, as ``(b, d)``, and whether it was a batch."""
-    if isinstance(observation, Mapping):
-        key = next((k for k in EMBEDDING_KEYS if k in observation), None)
-        if key is None:
-            raise ValueError(f"observation has none of the embedding keys {EMBEDDING_KEYS}.")
-        x = np.asarray(observation[key], dtype=np.float32)
-    else:
-        x = np.asarray(observation, dtype=np.float32)
-    if x.ndim == 1:
-        return x[None, :], False
-    if x.ndim != 2:
-        raise ValueError(f"expected an embedding of shape (d,) or (batch, d), got {x.shape}.")
-    return x, True
+    """A router's inputs of an observation or batch, as ``(b, D)``, and whether it was a batch:
+    the query embedding, then the ``task`` one-hot and ``length`` where the observation has them
+    (``routing_gym.envs.features.flatten_observation``)."""
+    return flatten_observation(observation)
 
 
 # ---------------------------------------------------------------------------- one-shot routers
@@ -697,7 +692,7 @@ class OneShotRouter(Agent):
             return "single"
         if "tried" in observation:
             return "cascade"
-        return "assignment"
+        return "assignment" if "role" in observation else "single"
 
     # -- saving ----------------------------------------------------------------------------
     def _get_state(self) -> dict[str, Any]:

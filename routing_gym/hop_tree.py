@@ -143,7 +143,8 @@ def _build_chunk(env, indices: list[int], depth: int) -> list[dict[str, Any]]:
     for index, state, context in zip(indices, roots, env.encode_contexts(roots)):
         task, example = env.examples[index]
         rows[index] = {"question_id": str(example.id), "question_digest": content_digest(example), "task": task,
-                       "index": index, "nodes": [_node((), context, state, protocol.stop_score(state))]}
+                       "index": index, "question_chars": env.question_chars(index),  # the 'length' feature
+                       "nodes": [_node((), context, state, protocol.stop_score(state))]}
     frontier = [(index, (), state) for index, state in zip(indices, roots)]
     for _level in range(depth):
         children = [(index, path + (action,), _fork(state))

@@ -10,6 +10,7 @@ from gymnasium import spaces
 
 from routing_gym.data.splits import DEFAULT_FRACTIONS
 from routing_gym.engine import Move, Outcome
+from routing_gym.envs.features import check_features, scaled_log_length
 from routing_gym.envs.live_base import RoutingEnvBase
 from routing_gym.llm.spec import DEFAULT_POOL, resolve_spec
 from routing_gym.protocols.base import EpisodeProtocol
@@ -24,18 +25,42 @@ PROTOCOL_KEYS = ("horizon", "temperature", "max_new_tokens", "response_chars", "
 #: Config keys of a task's data set beyond its split.
 TASK_EXTRAS = ("math_source", "mmlu_subjects", "humaneval_path", "mbpp_variant")
 
+#: The multi-hop envs' default ``features``: the observation they always had.
+MULTIHOP_FEATURES: tuple[str, ...] = ("embedding", "task")
+#: Question lengths (characters) that the ``length`` feature maps to 0 and 1, in log1p units:
+#: fixed, not fitted, so the live env and every hop tree scale a question alike.
+QUESTION_CHARS_RANGE: tuple[int, int] = (16, 8192)
 
-def hop_observation_space(num_models: int) -> spaces.Dict:
-    """HierRouter's state as an observation: context embedding, depth, cost, task, who answered."""
+
+def hop_observation_space(num_models: int, features=MULTIHOP_FEATURES) -> spaces.Dict:
+    """HierRouter's state as an observation: context embedding, depth, cost, who answered, and
+    the ``task`` one-hot and question ``length`` where ``features`` names them."""
     return spaces.Dict(
         {
             "context": spaces.Box(-1.0, 1.0, (EMBEDDING_DIM,), np.float32),
             "depth": spaces.Box(0.0, 1.0, (1,), np.float32),
             "cost": spaces.Box(0.0, 1.0, (1,), np.float32),
-            "task": spaces.Box(0.0, 1.0, (len(HOP_TASKS),), np.float32),
+            **({"task": spaces.Box(0.0, 1.0, (len(HOP_TASKS),), np.float32)} if "task" in features else {}),
             "answered": spaces.Box(0.0, 1.0, (num_models,), np.float32),
+            **({"length": spaces.Box(0.0, 1.0, (1,), np.float32)} if "length" in features else {}),
         }
     )
+
+
+def hop_features(task: str, question_chars: int | None, features, source: str) -> dict[str, np.ndarray]:
+    """The ``task`` one-hot (over ``HOP_TASKS``) and ``length`` entries the features name."""
+    out = {}
+    if "task" in features:
+        one_hot = np.zeros(len(HOP_TASKS), dtype=np.float32)
+        one_hot[list(HOP_TASKS).index(task)] = 1.0
+        out["task"] = one_hot
+    if "length" in features:
+        if question_chars is None:
+            raise ValueError(f"{source} has no question length ('question_chars'): the 'length' feature "
+                             "needs a tree built with it; rebuild the tree or leave 'length' out of features.")
+        low, high = (float(np.log1p(c)) for c in QUESTION_CHARS_RANGE)
+        out["length"] = scaled_log_length(np.array([question_chars]), low, high)[0]
+    return out
 
 
 class MultiHopEnv(RoutingEnvBase):
@@ -59,7 +84,10 @@ class MultiHopEnv(RoutingEnvBase):
     A single-level ``Dict``: ``context`` (384-d MiniLM embedding of the question plus every
     response so far), ``depth`` (hops / horizon), ``cost`` (normalized accumulated cost),
     ``task`` (one-hot over the six tasks, same order in every variant) and ``answered``
-    (1 for each model that has already answered).
+    (1 for each model that has already answered). ``features`` (default ``["embedding",
+    "task"]``, the observation above) may drop ``"task"`` or add ``"length"``: ``Box(0, 1, (1,))``,
+    ``log1p`` of the question's length in characters (the task's question text, as the first hop
+    reads it) min-max scaled over ``QUESTION_CHARS_RANGE`` = 16 to 8,192 characters, clipped.
 
     ## Rewards
     At the end: the task score of the final answer − λ · normalized episode cost. The score
@@ -82,7 +110,7 @@ class MultiHopEnv(RoutingEnvBase):
     ``temperature``, ``max_new_tokens`` (None: each task's own), ``response_chars`` (how much
     of each earlier response the next hop sees), ``cache_path``/``cache_mode``,
     ``cost_bounds`` (None, or finite ``{"low": x, "high": y}`` with x <= y), ``per_step_cost``, ``record_text`` (prompts and responses in ``info``),
-    ``sandbox`` (``SandboxLimits`` fields) and task extras (``math_source``,
+    ``sandbox`` (``SandboxLimits`` fields), ``features`` (construction only) and task extras (``math_source``,
     ``mmlu_subjects``, ``humaneval_path``, ``mbpp_variant``).
 
     ## Registered Configurations
@@ -90,17 +118,17 @@ class MultiHopEnv(RoutingEnvBase):
     * ``LLMRouting-MultiHop-v0``: all six tasks mixed.
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release; ``features`` added later (its default observes as before).
     """
 
-
+    structural_keys = ("models", "features")
     data_keys = ("tasks", "split", "splits", "fractions", "data_dir", "limit", *TASK_EXTRAS)
 
     def __init__(self, config: dict | None = None, render_mode: str | None = None, **overrides):
         super().__init__(config, render_mode, **overrides)
         self.stop_action = len(self.model_names)
         self.action_space = spaces.Discrete(len(self.model_names) + 1)
-        self.observation_space = hop_observation_space(len(self.model_names))
+        self.observation_space = hop_observation_space(len(self.model_names), self.config["features"])
 
     # -- configuration ----------------------------------------------------------------------
     @classmethod
@@ -117,9 +145,11 @@ class MultiHopEnv(RoutingEnvBase):
             "mmlu_subjects": None,
             "humaneval_path": None,
             "mbpp_variant": "full",
+            "features": list(MULTIHOP_FEATURES),
         }
 
     def validate_config(self, config: dict[str, Any]) -> None:
+        config["features"] = list(check_features(config["features"]))
         tasks = config["tasks"]
         if not tasks or isinstance(tasks, str) or not isinstance(tasks, (list, tuple)):
             raise ValueError(f"config['tasks'] must be a non-empty list of task names, got {tasks!r}.")
@@ -178,10 +208,16 @@ class MultiHopEnv(RoutingEnvBase):
         return self._observation(), self._reward(cost_before, done), done, False, self._info()
 
     # -- observation, info ----------------------------------------------------------------------
+    def question_chars(self, index: int) -> int:
+        """Characters of question ``index``'s text (what the ``length`` feature scales)."""
+        task, example = self.examples[index]
+        return len(get_task(task).question(example))
+
     def _observation(self) -> dict[str, np.ndarray]:
         state = self._state
-        one_hot = np.zeros(len(HOP_TASKS), dtype=np.float32)
-        one_hot[list(HOP_TASKS).index(state.extra["task"])] = 1.0
+        features = self.config["features"]
+        chars = self.question_chars(state.extra["question_index"]) if "length" in features else None
+        extra = hop_features(state.extra["task"], chars, features, type(self).__name__)
         answered = np.zeros(len(self.model_names), dtype=np.float32)
         for turn in state.turns:
             answered[self.model_names.index(turn.model)] = 1.0
@@ -189,8 +225,8 @@ class MultiHopEnv(RoutingEnvBase):
             "context": self.encode_contexts([state])[0],
             "depth": np.array([len(state.turns) / self.config["horizon"]], dtype=np.float32),
             "cost": np.array([self.cost_normalizer(self._episode_cost)], dtype=np.float32),
-            "task": one_hot,
             "answered": answered,
+            **extra,
         }
 
     def _info(self) -> dict[str, Any]:

@@ -10,10 +10,10 @@ import numpy as np
 from gymnasium import spaces
 
 from routing_gym.cost import CostNormalizer, resolve_lambda, routing_reward
-from routing_gym.envs.multihop import hop_observation_space
+from routing_gym.envs.features import check_features
+from routing_gym.envs.multihop import MULTIHOP_FEATURES, hop_features, hop_observation_space
 from routing_gym.envs.question_order import QuestionOrder
 from routing_gym.hop_tree import HopTree, decode_vector
-from routing_gym.tasks import HOP_TASKS
 
 
 class MultiHopTableEnv(gym.Env):
@@ -29,7 +29,9 @@ class MultiHopTableEnv(gym.Env):
     ``action_masks()``; stopping at once scores 0 at no cost).
 
     ## Observation Space
-    As ``MultiHopEnv``: ``context`` (the stored embedding), ``depth``, ``cost``, ``task``, ``answered``.
+    As ``MultiHopEnv``: ``context`` (the stored embedding), ``depth``, ``cost``, ``task``, ``answered``,
+    and with ``features`` the same entries as there (``length`` from the row's ``question_chars``,
+    which trees built before it was recorded lack: such a tree refuses ``"length"``).
 
     ## Rewards
     The stored score of the final node − λ · normalized cost (bounds from the tree header,
@@ -40,17 +42,17 @@ class MultiHopTableEnv(gym.Env):
 
     ## Arguments
     ``tree_path`` (required), ``lam``, ``per_step_cost``, ``cost_bounds``, ``shuffle``,
-    ``question_ids`` (replay only these queries).
+    ``question_ids`` (replay only these queries), ``features`` (default ``["embedding", "task"]``).
 
     ## Version History
-    * v0: initial release.
+    * v0: initial release; ``features`` added later (its default observes as before).
     """
 
     metadata = {"render_modes": [], "render_fps": 1}
 
     def __init__(self, tree_path: str | None = None, lam: float | str = "balanced", per_step_cost: bool = False,
                  cost_bounds: dict | None = None, shuffle: bool = True, question_ids: list[str] | None = None,
-                 render_mode: str | None = None):
+                 features: list[str] | tuple[str, ...] = MULTIHOP_FEATURES, render_mode: str | None = None):
         if tree_path is None:
             raise ValueError("MultiHopTableEnv needs tree_path=<a file written by build_hop_tree>.")
         self.render_mode = render_mode
@@ -66,11 +68,17 @@ class MultiHopTableEnv(gym.Env):
             raise ValueError(f"question_ids not in the tree {self.tree_path}: {missing[:5]}" if missing
                              else f"the tree {self.tree_path} has no queries.")
         self.question_ids = ids
+        self.features = list(check_features(features))
+        if "length" in self.features:
+            lacking = [q for q in ids if "question_chars" not in self.tree.queries[q]]
+            if lacking:
+                raise ValueError(f"features: 'length' needs each row's question_chars, and the tree {self.tree_path} "
+                                 f"lacks it for {len(lacking)} queries (e.g. {lacking[0]!r}); rebuild those rows.")
         self.model_names = self.tree.models
         self.horizon = self.tree.depth
         self.stop_action = len(self.model_names)
         self.action_space = spaces.Discrete(len(self.model_names) + 1)
-        self.observation_space = hop_observation_space(len(self.model_names))
+        self.observation_space = hop_observation_space(len(self.model_names), self.features)
         self._questions = QuestionOrder()
         self._question: str | None = None
         self._path: list[int] = []
@@ -130,16 +138,15 @@ class MultiHopTableEnv(gym.Env):
     def _observation(self) -> dict[str, np.ndarray]:
         node = self._node()
         row = self.tree.queries[self._question]
-        one_hot = np.zeros(len(HOP_TASKS), dtype=np.float32)
-        one_hot[list(HOP_TASKS).index(row["task"])] = 1.0
+        extra = hop_features(row["task"], row.get("question_chars"), self.features, self.tree_path)
         answered = np.zeros(len(self.model_names), dtype=np.float32)
         answered[self._path] = 1.0
         return {
             "context": decode_vector(node["context"]),
             "depth": np.array([len(self._path) / self.horizon], dtype=np.float32),
             "cost": np.array([self.cost_normalizer(node["cost"])], dtype=np.float32),
-            "task": one_hot,
             "answered": answered,
+            **extra,
         }
 
     def _info(self) -> dict[str, Any]:
