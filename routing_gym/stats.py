@@ -7,6 +7,9 @@ interval, paired over the same questions when two methods are compared:
   (``scipy.stats.bootstrap``, BCa, a fixed seed so that printed tables are reproducible).
 * ``paired_difference_interval(a, b)``: the mean of ``a − b`` over the same questions, resampled
   in pairs (``paired=True``): a question drawn brings both methods' values with it.
+* ``gap_captured_interval(router, best, oracle[, baseline])``: the share of the
+  best-single-to-oracle gap a router captures (or the difference of two routers' shares), with
+  its paired bootstrap interval.
 * ``mcnemar_exact(a, b)``: the exact McNemar test for paired 0/1 outcomes; it is a two-sided
   binomial test (``scipy.stats.binomtest``, p = 1/2) on the discordant pairs only.
 * ``seed_spread(values)``: mean ± sample std (ddof=1) over training seeds and how many seeds.
@@ -176,6 +179,52 @@ def paired_difference_interval(
         return Interval(estimate, estimate, estimate, int(differences.size), level)
     low, high = _bootstrap((first, second), _mean_difference, True, level, n_resamples, rng)
     return Interval(estimate, low, high, int(differences.size), level)
+
+
+def _gap_share(router, best, oracle, axis=-1):
+    return np.mean(router - best, axis=axis) / np.mean(oracle - best, axis=axis)
+
+
+def _gap_share_difference(a, b, best, oracle, axis=-1):
+    return np.mean(a - b, axis=axis) / np.mean(oracle - best, axis=axis)
+
+
+def gap_captured_interval(
+    router: Iterable[float],
+    best_single: Iterable[float],
+    oracle: Iterable[float],
+    baseline: Iterable[float] | None = None,
+    level: float = LEVEL,
+    n_resamples: int = N_RESAMPLES,
+    rng: int | np.random.Generator = SEED,
+) -> Interval:
+    """The share of the best-single-to-oracle gap a router captures, ``mean(router − best) /
+    mean(oracle − best)``, and its paired bootstrap interval over the same questions (a question
+    drawn brings its router, best-single and oracle rewards along).
+
+    With ``baseline`` (another router's per-question rewards) it is the difference of the two
+    shares, ``mean(router − baseline) / mean(oracle − best)``. The best single model is the
+    one given (chosen once on the whole sample), not re-chosen per resample.
+    """
+    _check_level(level)
+    parts = [_as_sample(router, "router"), _as_sample(best_single, "best_single"),
+             _as_sample(oracle, "oracle")]
+    if baseline is not None:
+        parts.insert(1, _as_sample(baseline, "baseline"))
+    if len({p.size for p in parts}) != 1:
+        raise ValueError(
+            f"the rewards must hold the same questions, got sizes {[p.size for p in parts]}."
+        )
+    statistic = _gap_share if baseline is None else _gap_share_difference
+    best, oracle_values = parts[-2], parts[-1]
+    if not float(np.mean(oracle_values - best)) > 0:
+        raise ValueError("gap captured needs an oracle above the best single model on average.")
+    estimate = float(statistic(*parts))
+    numerator = parts[0] - parts[1]
+    if _constant(numerator) and _constant(oracle_values - best):
+        return Interval(estimate, estimate, estimate, int(best.size), level)
+    low, high = _bootstrap(tuple(parts), statistic, True, level, n_resamples, rng)
+    return Interval(estimate, low, high, int(best.size), level)
 
 
 @dataclass(frozen=True)
