@@ -17,7 +17,9 @@ the rest are that table's arguments:
 * ``pool_quality FILE REFERENCE``: ``benchmarks/pool_quality.py``'s ``scores.csv``, compared
   with the model REFERENCE;
 * ``curves FILE LAM``: ``routing_gym.bench.curves``'s per-query routes at one λ
-  (``curves_comparison``).
+  (``curves_comparison``);
+* ``feature_gap FILE LAM_KEY``: ``examples/llmrouter_features.py``'s JSON, gap captured with
+  and without the task and length features at one λ (``feature_gap.feature_gap_table``).
 
 ``python -m routing_gym.bench.published docs/results/*.md`` rewrites every block from its
 data; ``--check`` only compares and exits 1 naming the blocks that differ (the test suite runs
@@ -80,12 +82,19 @@ def _curves(path: Path, lam: str) -> str:
     return curves_comparison(json.loads(path.read_text(encoding="utf-8")), float(lam))
 
 
+def _feature_gap(path: Path, lam_key: str) -> str:
+    from routing_gym.bench.feature_gap import feature_gap_table
+
+    return feature_gap_table(json.loads(path.read_text(encoding="utf-8")), lam_key)
+
+
 TABLES: dict[str, Callable[..., str]] = {
     "haps": _haps,
     "multihop": _multihop,
     "multihop_counts": _multihop_counts,
     "pool_quality": _pool_quality,
     "curves": _curves,
+    "feature_gap": _feature_gap,
 }
 
 
