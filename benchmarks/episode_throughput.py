@@ -154,7 +154,7 @@ def run_haps(models: list[str], batch: int, dtype: str, both_rollouts: bool) -> 
     advantages = [1.0 - 2.0 * (i % 2) for i in range(len(episodes))]  # fixed, nonzero: every episode backpropagates
     for path in ("old", "new"):
         transformers_backend.reset_profiles()
-        optimizer = agent._optimizer()
+        optimizer = agent.joint_optimizer()
         start = time.perf_counter()
         agent.update(episodes, advantages, envs[path].unwrapped.engine, optimizer=optimizer)
         out[f"update_s_{path}"] = time.perf_counter() - start

@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agents.haps_training import main as train_haps
+from agents.haps.cli import main as train_haps
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "qwen2.5-coder-0.5b,qwen2.5-coder-1.5b"

@@ -6,12 +6,14 @@
         --train-limit 16 --valid-limit 24 --updates 8 --episodes-per-update 2 \
         --tensorboard-log runs/haps --out runs/haps_agent
 
-``python examples/train_haps.py --help`` lists every flag (ablations, profiling, λ).
+``python examples/train_haps.py --help`` lists every flag (ablations, profiling, λ). The
+command is ``agents.haps.cli``: the environments, warm-up, joint phase and scoring read top to
+bottom in its ``main``.
 """
 
 import sys
 
-from agents.haps_training import main
+from agents.haps.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

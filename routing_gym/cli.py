@@ -16,7 +16,7 @@ from routing_gym.errors import UsageError
 
 
 #: ``routing-gym train-haps`` runs this, resolved when called (routing_gym never imports agents).
-HAPS_TRAINING_ENTRY_POINT = "agents.haps_training:main"
+HAPS_TRAINING_ENTRY_POINT = "agents.haps.cli:main"
 
 
 class _ArgumentParser(argparse.ArgumentParser):
@@ -579,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", default=None, help="defaults to $ROUTING_GYM_DATA")
     demo.set_defaults(func=cmd_demo)
 
-    # listed for --help only: main() hands its arguments to agents.haps_training unparsed
+    # listed for --help only: main() hands its arguments to agents.haps.cli, whose parser is the one
     commands.add_parser(
         "train-haps",
         help="train the HAPS agent (warm-up + joint REINFORCE) on a hybrid Teacher–Student env",

@@ -129,7 +129,7 @@ def test_generated_adapters_are_the_envs_adapters(env):
     prompt = agent.prompt_for(QUESTIONS["toy-bridge-1"])
     for model, adapter in from_env.items():
         generator = agent.policy.generator(model)
-        flat = generator(agent._features([prompt])[1])[0]
+        flat = generator(agent.features([prompt])[1])[0]
         ours = generator.adapter(flat, agent.layout.alpha, agent.layout.scale, model)
         assert ours.digest == adapter.digest
         assert flat.requires_grad

@@ -202,7 +202,7 @@ def test_joint_phase_plays_its_episodes_in_lockstep_env_copies(tmp_path, monkeyp
 
 
 def test_mixed_source_setting_gives_lora_only_to_the_open_model(capsys):
-    from agents.haps_training import pool_models
+    from agents.haps.cli import pool_models
     from routing_gym.errors import UsageError
 
     with pytest.raises(UsageError, match="gpt-17"):

@@ -42,15 +42,9 @@ import torch
 
 import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
 from agents.evaluation import evaluate_agent
-from agents.haps import (
-    ROUTERS,
-    TIES,
-    HAPSAgent,
-    HAPSConfig,
-    JointCheckpoint,
-    haps_env_config,
-    run_fingerprint,
-)
+from agents.haps.agent import HAPSAgent
+from agents.haps.checkpoints import JointCheckpoint, run_fingerprint
+from agents.haps.config import ROUTERS, TIES, HAPSConfig, haps_env_config
 from routing_gym.action_table import ActionTable
 from routing_gym.errors import UsageError
 from routing_gym.llm.spec import REAL_POOL, closed, resolve_spec
@@ -166,7 +160,7 @@ def check_disjoint(stop_env: gym.Env, others: dict[str, gym.Env]) -> None:
                              f"(e.g. {sorted(shared)[0]!r}); choose another --stop-split or --stop-skip.")
 
 
-def make_config(args: argparse.Namespace) -> HAPSConfig:
+def config_from_args(args: argparse.Namespace) -> HAPSConfig:
     """The agent's config from the flags."""
     layers = args.lora_layers if args.lora_layers == "all" else int(args.lora_layers)
     return HAPSConfig(
@@ -253,18 +247,20 @@ def pool_models(models: str, closed_models: str) -> list[Any]:
     return [closed(resolve_spec(m)).to_dict() if m in wanted else m for m in names]
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build the envs, warm up, train jointly, save and score on the valid split."""
-    args = parse_args(argv)
-    config = make_config(args)
+#: Env settings that have their own flag, refused in --env-config.
+OWN_FLAGS = ("models", "lam", "data_dir", "cache_mode", "lora_alpha", "lora_scale", "protocol", "split", "limit",
+             "skip", "cost_bounds")
+
+
+def env_settings(args: argparse.Namespace, table: ActionTable | None) -> dict[str, Any]:
+    """The settings every env shares (train, valid, early stopping): the flags and --env-config."""
     try:
         extra = json.loads(args.env_config)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--env-config: not valid JSON ({exc.msg}).") from None
     if not isinstance(extra, dict):
         raise UsageError(f"--env-config must be a JSON object, got {args.env_config!r}.")
-    reserved = sorted(set(extra) & {"models", "lam", "data_dir", "cache_mode", "lora_alpha", "lora_scale",
-                                    "protocol", "split", "limit", "skip", "cost_bounds"})
+    reserved = sorted(set(extra) & set(OWN_FLAGS))
     if reserved:
         raise UsageError(f"--env-config {reserved[0]!r}: set it with its own flag.")
     common = {
@@ -277,61 +273,45 @@ def main(argv: list[str] | None = None) -> int:
         "lora_scale": args.lora_scale,
         "protocol": json.loads(args.protocol),
     }
-    table = ActionTable.load(args.action_table) if args.action_table else None
     if table is not None:  # frozen bounds fitted on the train table, shared by every env
         common["cost_bounds"] = table.fit_cost_normalizer().to_dict()
-    train_env = gym.make(
-        args.env,
-        config=haps_env_config(
-            config, args.temperature, split=args.train_split, limit=args.train_limit, **common
-        ),
-    )
-    # validation and the final score play greedy episodes
-    valid_env = gym.make(
-        args.env,
-        config=haps_env_config(
-            config, None, split=args.valid_split, limit=args.valid_limit, **common
-        ),
-    )
-    agent = HAPSAgent(config)
-    if args.profile_step is not None:
-        rows = []
-        for batch in args.profile_step or [1]:
-            rows.append(profile_step(agent, train_env, batch, lockstep=True))
-            if batch > 1:  # the same batch one episode after another, for the ratio
-                rows.append(profile_step(agent, train_env, batch, lockstep=False))
-                print(f"batch {batch}: episodes in lockstep take "
-                      f"{rows[-2]['episodes_s'] / rows[-1]['episodes_s']:.2f}x the time of one after another")
-        print(json.dumps({"profile": [{k: round(v, 3) for k, v in r.items()} for r in rows]}))
-        return 0
-    valid_table = ActionTable.load(args.valid_table) if args.valid_table else None
-    stop_env = valid_env
-    if args.stop_split is not None:  # early stopping on questions kept apart from the reported ones
-        stop_env = gym.make(args.env, config=haps_env_config(
-            config, None, split=args.stop_split, skip=args.stop_skip, limit=args.stop_limit, **common))
-        check_disjoint(stop_env, {"train": train_env, "reported": valid_env})
-    start = time.perf_counter()
-    checkpoint = args.checkpoint or (str(Path(args.out) / "joint_checkpoint.pt") if args.out else None)
-    if checkpoint:
-        saved = JointCheckpoint(checkpoint, run_fingerprint(
-            agent, train_env, stop_env, config.joint_updates, table, valid_table)).load()
-        if saved is not None:
-            print(f"Resuming from {checkpoint}: " + ("training finished" if saved["finished"] else
-                  f"update {saved['next_update']} of {config.joint_updates}") + ".", file=sys.stderr)
-    agent.fit_env(train_env, action_table=table, valid_env=stop_env, valid_table=valid_table,
-                  checkpoint=checkpoint)
-    trained = time.perf_counter() - start
-    print(f"Trained in {trained:.0f} s.", file=sys.stderr)
-    if args.out:
-        print(f"Saved to {agent.save(args.out)}.")
+    return common
+
+
+def profile(agent: HAPSAgent, env: gym.Env, batches: list[int]) -> None:
+    """``--profile-step``: one joint update per batch size, in lockstep and one after another."""
+    rows = []
+    for batch in batches or [1]:
+        rows.append(profile_step(agent, env, batch, lockstep=True))
+        if batch > 1:  # the same batch one episode after another, for the ratio
+            rows.append(profile_step(agent, env, batch, lockstep=False))
+            print(f"batch {batch}: episodes in lockstep take "
+                  f"{rows[-2]['episodes_s'] / rows[-1]['episodes_s']:.2f}x the time of one after another")
+    print(json.dumps({"profile": [{k: round(v, 3) for k, v in r.items()} for r in rows]}))
+
+
+def checkpoint_path(args: argparse.Namespace) -> str | None:
+    """--checkpoint, else <out>/joint_checkpoint.pt with --out, else none."""
+    return args.checkpoint or (str(Path(args.out) / "joint_checkpoint.pt") if args.out else None)
+
+
+def say_if_resuming(path: str, fingerprint: str, updates: int) -> None:
+    """Tell (on stderr) that this run's checkpoint is there and where the run stands."""
+    saved = JointCheckpoint(path, fingerprint).load()
+    if saved is not None:
+        where = "training finished" if saved["finished"] else f"update {saved['next_update']} of {updates}"
+        print(f"Resuming from {path}: {where}.", file=sys.stderr)
+
+
+def score(agent: HAPSAgent, env: gym.Env, args: argparse.Namespace) -> dict[str, Any]:
+    """Greedy episodes on every question of ``env`` (in lockstep copies with --rollout-envs)."""
     if args.rollout_envs > 1:  # the valid questions in lockstep copies too, each once
-        scores = agent.evaluate_questions(
-            valid_env, args.rollout_envs, progress_bar=not args.no_progress_bar
-        )
-    else:
-        scores = evaluate_agent(
-            agent, valid_env, return_episodes=True, progress_bar=not args.no_progress_bar
-        )
+        return agent.evaluate_questions(env, args.rollout_envs, progress_bar=not args.no_progress_bar)
+    return evaluate_agent(agent, env, return_episodes=True, progress_bar=not args.no_progress_bar)
+
+
+def report(args: argparse.Namespace, scores: dict[str, Any], trained: float) -> None:
+    """Write --results-json and print the valid scores (the last line one JSON object)."""
     if args.results_json:
         summary = {"config": vars(args), "train_seconds": trained, **scores}
         Path(args.results_json).parent.mkdir(parents=True, exist_ok=True)
@@ -341,11 +321,42 @@ def main(argv: list[str] | None = None) -> int:
         f"normalized cost {scores['cost']:.3f}, reward {scores['reward']:.3f}"
     )
     print("Call shares: " + ", ".join(f"{m} {s:.2f}" for m, s in scores["share"].items()))
-    print(
-        json.dumps(
-            {k: v for k, v in scores.items() if isinstance(v, (int, float)) and np.isfinite(v)}
-        )
-    )
+    print(json.dumps({k: v for k, v in scores.items() if isinstance(v, (int, float)) and np.isfinite(v)}))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the envs, warm up, train jointly, save and score on the valid split."""
+    args = parse_args(argv)
+    config = config_from_args(args)
+    table = ActionTable.load(args.action_table) if args.action_table else None
+    common = env_settings(args, table)
+
+    def make_env(split: str, temperature: float | None, **where) -> gym.Env:
+        return gym.make(args.env, config=haps_env_config(config, temperature, split=split, **where, **common))
+
+    train_env = make_env(args.train_split, args.temperature, limit=args.train_limit)
+    valid_env = make_env(args.valid_split, None, limit=args.valid_limit)  # greedy: validation and the score
+    agent = HAPSAgent(config)
+    if args.profile_step is not None:
+        profile(agent, train_env, args.profile_step)
+        return 0
+    valid_table = ActionTable.load(args.valid_table) if args.valid_table else None
+    stop_env = valid_env
+    if args.stop_split is not None:  # early stopping on questions kept apart from the reported ones
+        stop_env = make_env(args.stop_split, None, skip=args.stop_skip, limit=args.stop_limit)
+        check_disjoint(stop_env, {"train": train_env, "reported": valid_env})
+    start = time.perf_counter()
+    checkpoint = checkpoint_path(args)
+    if checkpoint:
+        fingerprint = run_fingerprint(agent, train_env, stop_env, config.joint_updates, table, valid_table)
+        say_if_resuming(checkpoint, fingerprint, config.joint_updates)
+    agent.fit_env(train_env, action_table=table, valid_env=stop_env, valid_table=valid_table,
+                  checkpoint=checkpoint)
+    trained = time.perf_counter() - start
+    print(f"Trained in {trained:.0f} s.", file=sys.stderr)
+    if args.out:
+        print(f"Saved to {agent.save(args.out)}.")
+    report(args, score(agent, valid_env, args), trained)
     train_env.close()
     valid_env.close()
     return 0
