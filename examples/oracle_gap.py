@@ -31,13 +31,13 @@ settings; a rerun skips it. Prints the tables and, last, one JSON line.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,9 +47,10 @@ import numpy as np
 import routing_gym  # noqa: F401  (registers the IDs)
 from agents import GraphRouter, HierRouter, IRTRouter, KNNRouter, MFRouter, MLPRouter
 from routing_gym.bench import metrics
-from routing_gym.bench.curves import TableOutcomes, curve_point, policy_lambda_grid
+from routing_gym.bench.curves import curve_point, policy_lambda_grid
 from routing_gym.bench.runner import append_record, read_records
 from routing_gym.data.outcome_table import load_outcome_table
+from routing_gym.outcomes import Outcomes
 
 ENV_ID = "LLMRouting-Table-v0"
 GAP_LAMS = (0.0, 0.5)
@@ -62,44 +63,26 @@ VERSION = 2  # bump when a step's results would change for the same settings
 # ---------------------------------------------------------------------------- data
 
 
-@dataclass
-class Split:
-    """One split: outcomes (normalized costs), task and log prompt length of every query."""
-
-    name: str
-    outcomes: TableOutcomes
-    tasks: np.ndarray
-    log_length: np.ndarray
-
-    @property
-    def scores(self) -> np.ndarray:
-        return self.outcomes.scores
-
-    @property
-    def costs(self) -> np.ndarray:
-        return self.outcomes.costs
-
-    def reward(self, lam: float) -> np.ndarray:
-        return self.scores - lam * self.costs
+def load_splits() -> dict[str, Outcomes]:
+    """Train, valid and test of the env (normalized costs)."""
+    return {name: Outcomes.from_table_env(gym.make(ENV_ID, split=name)) for name in ("train", "valid", "test")}
 
 
-def load_splits() -> dict[str, Split]:
-    """Train, valid and test of the env, with the table's prompt lengths matched by query id."""
+@functools.lru_cache(maxsize=1)
+def _log_prompt_length_by_id() -> dict[str, float]:
     table = load_outcome_table()
-    row_of = {str(i): r for r, i in enumerate(table.ids.tolist())}
-    splits = {}
-    for name in ("train", "valid", "test"):
-        env = gym.make(ENV_ID, split=name)
-        base = env.unwrapped
-        rows = np.array([row_of[q] for q in base.query_ids])
-        tokens = np.nanmean(table.prompt_tokens[rows], axis=1)
-        splits[name] = Split(
-            name,
-            TableOutcomes.from_table_env(env),
-            np.array(base.query_tasks),
-            np.log1p(tokens),
-        )
-    return splits
+    tokens = np.nanmean(table.prompt_tokens, axis=1)
+    return dict(zip(table.ids.tolist(), np.log1p(tokens).tolist()))
+
+
+def log_length(split: Outcomes) -> np.ndarray:
+    """log(1 + prompt tokens) of every query of ``split``, the table's lengths matched by query id."""
+    by_id = _log_prompt_length_by_id()
+    return np.array([by_id[q] for q in split.query_ids])
+
+
+def task_labels(split: Outcomes) -> np.ndarray:
+    return np.asarray(split.tasks)
 
 
 class QueryFeatures:
@@ -108,38 +91,39 @@ class QueryFeatures:
     Both are known when a query arrives (its benchmark, its text); scaled on train only.
     """
 
-    def __init__(self, train: Split, weight: float = 1.0):
-        self.tasks = sorted(set(train.tasks.tolist()))
-        self.low, self.high = float(train.log_length.min()), float(train.log_length.max())
+    def __init__(self, train: Outcomes, weight: float = 1.0):
+        self.tasks = sorted(set(train.tasks))
+        lengths = log_length(train)
+        self.low, self.high = float(lengths.min()), float(lengths.max())
         self.weight = weight
 
     @property
     def dim(self) -> int:
         return len(self.tasks) + 1
 
-    def of(self, tasks: np.ndarray, log_length: np.ndarray) -> np.ndarray:
+    def of(self, tasks: np.ndarray, lengths: np.ndarray) -> np.ndarray:
         """``(n, dim)`` features in [0, weight]."""
         onehot = (np.asarray(tasks)[:, None] == np.array(self.tasks)[None, :]).astype(np.float32)
         span = max(self.high - self.low, 1e-9)
-        length = np.clip((np.asarray(log_length) - self.low) / span, 0.0, 1.0)[:, None]
+        length = np.clip((np.asarray(lengths) - self.low) / span, 0.0, 1.0)[:, None]
         return self.weight * np.hstack([onehot, length]).astype(np.float32)
 
-    def inputs(self, split: Split) -> np.ndarray:
+    def inputs(self, split: Outcomes) -> np.ndarray:
         """The embedding with the features appended."""
-        return np.hstack([split.outcomes.embeddings, self.of(split.tasks, split.log_length)])
+        return np.hstack([split.features, self.of(task_labels(split), log_length(split))])
 
 
 # ---------------------------------------------------------------------------- scoring
 
 
-def gap(split: Split, arms: np.ndarray, lam: float) -> float:
+def gap(split: Outcomes, arms: np.ndarray, lam: float) -> float:
     """Gap captured of per-query choices ``arms`` at λ on ``split``."""
-    reward = split.reward(lam)
+    reward = split.rewards(lam)
     value = reward[np.arange(len(arms)), arms].mean()
     return metrics.gap_captured(value, reward.mean(axis=0).max(), reward.max(axis=1).mean())
 
 
-def estimate_scores(split: Split, scores: np.ndarray, costs: np.ndarray) -> dict[str, float]:
+def estimate_scores(split: Outcomes, scores: np.ndarray, costs: np.ndarray) -> dict[str, float]:
     """Gap captured at λ = 0 and 0.5 of ``argmax ŝ − λ·ĉ``, and their mean (the objective)."""
     out = {
         f"gap{lam:g}": gap(split, np.argmax(scores - lam * costs, axis=1), lam) for lam in GAP_LAMS
@@ -148,9 +132,9 @@ def estimate_scores(split: Split, scores: np.ndarray, costs: np.ndarray) -> dict
     return out
 
 
-def sweep_aiq(split: Split, choose: Callable[[float], np.ndarray], lams=SWEEP_LAMS) -> float:
+def sweep_aiq(split: Outcomes, choose: Callable[[float], np.ndarray], lams=SWEEP_LAMS) -> float:
     """AIQ of the points ``choose(λ)`` gives over ``lams``, over [0, dearest single model]."""
-    points = [curve_point(split.outcomes, choose(lam), lam) for lam in lams]
+    points = [curve_point(split, choose(lam), lam) for lam in lams]
     high = float(split.costs.mean(axis=0).max())
     return metrics.aiq([(p["cost"], p["perf"]) for p in points], (0.0, high))
 
@@ -205,22 +189,22 @@ class CalibratedPredictor:
         return p, np.clip(self.cost_model.predict(x), 0.0, 1.0)
 
 
-def per_task_lookup(train: Split, split: Split) -> tuple[np.ndarray, np.ndarray]:
+def per_task_lookup(train: Outcomes, split: Outcomes) -> tuple[np.ndarray, np.ndarray]:
     """Each model's mean train score and cost on the query's task (the task-identity router)."""
     scores = np.tile(train.scores.mean(axis=0), (len(split.tasks), 1))
     costs = np.tile(train.costs.mean(axis=0), (len(split.tasks), 1))
-    for task in set(split.tasks.tolist()):
-        mine = train.tasks == task
+    for task in set(split.tasks):
+        mine = task_labels(train) == task
         if mine.any():
-            rows = split.tasks == task
+            rows = task_labels(split) == task
             scores[rows] = train.scores[mine].mean(axis=0)
             costs[rows] = train.costs[mine].mean(axis=0)
     return scores, costs
 
 
-def agent_estimates(agent, train: Split, x_train, evaluate: dict[str, np.ndarray]):
+def agent_estimates(agent, train: Outcomes, x_train, evaluate: dict[str, np.ndarray]):
     """Fit an estimate router on train inputs; its (ŝ, ĉ) on each evaluated input."""
-    agent.fit(x_train, train.scores, train.costs, models=train.outcomes.models, tasks=train.tasks)
+    agent.fit(x_train, train.scores, train.costs, models=train.models, tasks=list(train.tasks))
     return {name: agent.estimate(x) for name, x in evaluate.items()}
 
 
@@ -247,7 +231,7 @@ class Steps:
         return result
 
 
-def one_shot_steps(steps: Steps, splits: dict[str, Split], quick: bool) -> list[dict[str, Any]]:
+def one_shot_steps(steps: Steps, splits: dict[str, Outcomes], quick: bool) -> list[dict[str, Any]]:
     """Every one-shot candidate: valid objective for each setting, then test for the chosen one."""
     train, valid = splits["train"], splits["valid"]
     candidates: list[dict[str, Any]] = []  # {"router", "features", "setting", "valid", "test"}
@@ -255,7 +239,7 @@ def one_shot_steps(steps: Steps, splits: dict[str, Split], quick: bool) -> list[
 
     def inputs(kind: str, weight: float) -> dict[str, np.ndarray]:
         if kind == "emb":
-            return {s: splits[s].outcomes.embeddings for s in splits}
+            return {s: splits[s].features for s in splits}
         feats = QueryFeatures(train, weight)
         return {s: feats.inputs(splits[s]) for s in splits}
 
@@ -334,8 +318,8 @@ def one_shot_steps(steps: Steps, splits: dict[str, Split], quick: bool) -> list[
         lambda: agent_estimates(
             GraphRouter(),
             train,
-            train.outcomes.embeddings,
-            {s: splits[s].outcomes.embeddings for s in ("valid", "test")},
+            train.features,
+            {s: splits[s].features for s in ("valid", "test")},
         ),
     )
     consider(
@@ -379,7 +363,7 @@ def one_shot_steps(steps: Steps, splits: dict[str, Split], quick: bool) -> list[
     # RouteLLM's MF keeps its own rule (α calibrated for λ): embeddings only, as published
     def mf() -> dict[str, Any]:
         router = MFRouter().fit(
-            train.outcomes.embeddings, train.scores, train.costs, models=train.outcomes.models
+            train.features, train.scores, train.costs, models=train.models
         )
         out = {}
         for s in ("valid", "test"):
@@ -387,13 +371,13 @@ def one_shot_steps(steps: Steps, splits: dict[str, Split], quick: bool) -> list[
             arms = {}
             for lam in GAP_LAMS:
                 router.lam = lam
-                arms[lam] = router.select_arms(split.outcomes.embeddings)
+                arms[lam] = router.select_arms(split.features)
             out[s] = {f"gap{lam:g}": gap(split, arms[lam], lam) for lam in GAP_LAMS}
             out[s]["objective"] = float(np.mean(list(out[s].values())))
-            win = router.threshold_values(split.outcomes.embeddings)
+            win = router.threshold_values(split.features)
             alphas = np.unique(np.quantile(win, np.linspace(0, 1, 101)))
             points = [
-                curve_point(split.outcomes, router.select_arms_at(split.outcomes.embeddings, a), a)
+                curve_point(split, router.select_arms_at(split.features, a), a)
                 for a in alphas
             ]
             out[s]["aiq"] = metrics.aiq(
@@ -477,14 +461,14 @@ def train_ppo(
 
 
 def ppo_choices(
-    agent: HierRouter, split: Split, lam: float, features: QueryFeatures | None, lam_in_obs: bool
+    agent: HierRouter, split: Outcomes, lam: float, features: QueryFeatures | None, lam_in_obs: bool
 ) -> np.ndarray:
     """The PPO's model per query of ``split`` at λ, all queries in one batched predict."""
-    obs: dict[str, np.ndarray] | np.ndarray = split.outcomes.embeddings
+    obs: dict[str, np.ndarray] | np.ndarray = split.features
     if features is not None or lam_in_obs:
-        obs = {"embedding": split.outcomes.embeddings}
+        obs = {"embedding": split.features}
         if features is not None:
-            obs["features"] = features.of(split.tasks, split.log_length)
+            obs["features"] = features.of(task_labels(split), log_length(split))
         if lam_in_obs:
             obs["lam"] = np.full((len(split.tasks), 1), lam / (1.0 + lam), np.float32)
     actions, _ = agent.predict(obs, deterministic=True)
@@ -492,7 +476,7 @@ def ppo_choices(
 
 
 def ppo_steps(
-    steps: Steps, splits: dict[str, Split], ppo_steps_per_lam: int, quick: bool
+    steps: Steps, splits: dict[str, Outcomes], ppo_steps_per_lam: int, quick: bool
 ) -> dict[str, Any]:
     """Tune PPO on valid at λ = 0 and 0.5, then per-λ against one any-λ PPO on test."""
     train, valid = splits["train"], splits["valid"]
@@ -532,7 +516,7 @@ def ppo_steps(
             agent = train_ppo(setting, {"lam": lam}, ppo_steps_per_lam, feats)
             points[repr(lam)] = {
                 s: curve_point(
-                    splits[s].outcomes, ppo_choices(agent, splits[s], lam, feats, False), lam
+                    splits[s], ppo_choices(agent, splits[s], lam, feats, False), lam
                 )
                 for s in ("valid", "test")
             }
@@ -545,7 +529,7 @@ def ppo_steps(
         return {
             repr(lam): {
                 s: curve_point(
-                    splits[s].outcomes, ppo_choices(agent, splits[s], lam, feats, True), lam
+                    splits[s], ppo_choices(agent, splits[s], lam, feats, True), lam
                 )
                 for s in ("valid", "test")
             }
@@ -574,7 +558,7 @@ def ppo_steps(
 
 
 def ppo_summary(
-    splits: dict[str, Split], result: dict[str, Any], kinds=("per_lam", "any_lam")
+    splits: dict[str, Outcomes], result: dict[str, Any], kinds=("per_lam", "any_lam")
 ) -> dict[str, Any]:
     """Gap captured (λ = 0, 0.5), AIQ and the reward at each per-λ point, for both PPO kinds."""
     out = {}
@@ -583,8 +567,8 @@ def ppo_summary(
         row = {}
         for s in ("valid", "test"):
             split = splits[s]
-            best = {lam: split.reward(lam).mean(axis=0).max() for lam in PER_LAMS}
-            oracle = {lam: split.reward(lam).max(axis=1).mean() for lam in PER_LAMS}
+            best = {lam: split.rewards(lam).mean(axis=0).max() for lam in PER_LAMS}
+            oracle = {lam: split.rewards(lam).max(axis=1).mean() for lam in PER_LAMS}
             row[s] = {
                 f"gap{lam:g}": metrics.gap_captured(
                     points[lam][s]["perf"] - lam * points[lam][s]["cost"], best[lam], oracle[lam]
