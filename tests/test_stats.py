@@ -146,3 +146,25 @@ def test_resolved_best_names_a_method_only_when_it_beats_every_other():
 def test_bad_input_names_what_is_wrong(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_gap_captured_interval_estimate_by_hand_and_paired_difference():
+    from routing_gym.stats import gap_captured_interval
+
+    # best single 0.5 everywhere, oracle 1.0: a gap of 0.5 per question; the router gains
+    # 0.25 on half the questions and 0 on the rest: mean gain 0.125, share 0.125 / 0.5 = 0.25
+    best = np.full(40, 0.5)
+    oracle = np.ones(40)
+    router = np.where(np.arange(40) % 2 == 0, 0.75, 0.5)
+    share = gap_captured_interval(router, best, oracle)
+    assert share.estimate == pytest.approx(0.25) and share.n == 40
+    assert share.low < 0.25 < share.high and share.excludes_zero
+    # against itself the difference is exactly 0 and calls nothing
+    same = gap_captured_interval(router, best, oracle, baseline=router)
+    assert (same.estimate, same.low, same.high) == (0.0, 0.0, 0.0) and not same.excludes_zero
+    # against the best single model the difference is the share itself
+    assert gap_captured_interval(router, best, oracle, baseline=best).estimate == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="oracle above the best single"):
+        gap_captured_interval(router, best, best)
+    with pytest.raises(ValueError, match="same questions"):
+        gap_captured_interval(router[:10], best, oracle)
