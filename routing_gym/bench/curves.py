@@ -40,6 +40,7 @@ import numpy as np
 
 from routing_gym.bench import metrics
 from routing_gym.cost import REGIMES, resolve_lambda
+from routing_gym.outcomes import Outcomes
 from routing_gym.records import append_record, drop_partial_last_line, json_digest, read_records
 
 #: λ values at which the gap captured is reported: performance only, and balanced.
@@ -51,6 +52,20 @@ CURVES_FILE = "curves.jsonl"
 #: Uniform λ on [0, 2] left two-model pools, whose break-even λ is often 0.1–0.3, with a PPO
 #: that called the cheap model at every λ (docs/results/two_model_lambda.md).
 ANY_LAM_SAMPLING = "uniform-obs"
+#: Curve names of a PPO agent trained at each λ, and trained once across λ.
+PER_LAM_SUFFIX, ANY_LAM_SUFFIX = "-per-lam", "-any-lam"
+
+
+def any_lam_env_config(env_config: Mapping[str, Any], split: str, lam_max: float) -> dict:
+    """The training env config of one PPO for every λ: λ in the observation, a new λ in
+    ``[0, lam_max]`` every episode, drawn as ``ANY_LAM_SAMPLING`` says."""
+    return {
+        **env_config,
+        "split": split,
+        "lam_in_obs": True,
+        "lam_range": [0.0, float(lam_max)],
+        "lam_sampling": ANY_LAM_SAMPLING,
+    }
 
 
 # ---------------------------------------------------------------------------- outcomes and grids
@@ -105,10 +120,11 @@ def lambda_grid(
     return np.unique(np.asarray(values, dtype=np.float64))
 
 
-def policy_lambda_grid(high: float, steps: int = 41) -> np.ndarray:
-    """λ grid of a policy trained across ``[0, high]``: evenly spaced, plus the regimes inside."""
+def policy_lambda_grid(high: float, steps: int = 41, extra: Iterable[float] = ()) -> np.ndarray:
+    """λ grid of a policy trained across ``[0, high]``: evenly spaced, plus the regimes and
+    ``extra`` inside."""
     values = [*np.linspace(0.0, high, steps), *GAP_LAMS]
-    values += [lam for lam in REGIMES.values() if lam <= high]
+    values += [lam for lam in [*REGIMES.values(), *extra] if lam <= high]
     return np.unique(np.asarray(values, dtype=np.float64))
 
 
@@ -352,8 +368,22 @@ def env_references(data: TableOutcomes, curves: Iterable[Curve] = ()) -> EnvRefe
     )
 
 
-def curve_metrics(curve: Curve, refs: EnvReferences) -> dict[str, Any]:
-    """AIQ, RouteLLM's APGR / CPT(50%) / CPT(80%) on two-model pools, and the gap captured."""
+def points_at_knobs(points: Sequence[Mapping[str, Any]], knobs: Iterable[float]) -> list:
+    """The points whose knob is one of ``knobs`` (up to float rounding), in curve order."""
+    knobs = np.asarray(list(knobs), dtype=np.float64)
+    return [p for p in points if np.isclose(float(p["knob"]), knobs, rtol=0, atol=1e-9).any()]
+
+
+def curve_metrics(
+    curve: Curve, refs: EnvReferences, apgr_knobs: Sequence[float] | None = None
+) -> dict[str, Any]:
+    """AIQ, RouteLLM's APGR / CPT(50%) / CPT(80%) on two-model pools, and the gap captured.
+
+    ``apgr_knobs``: read APGR, CPT and the strong share swept off the points at these knobs
+    only (the λ of the per-λ PPOs, for the PPO across λ). APGR is a mean PGR over the share
+    range a curve covers, so two curves are compared over the same λ or not at all; the APGR
+    over every point is kept as ``apgr_all_points``.
+    """
     points = curve.points
     out: dict[str, Any] = {
         "aiq": metrics.aiq([(p["cost"], p["perf"]) for p in points], refs.cost_range)
@@ -366,10 +396,20 @@ def curve_metrics(curve: Curve, refs: EnvReferences) -> dict[str, Any]:
         "cpt80_reached": None,
         "strong_share_range": None,
     }
+    if apgr_knobs is not None:
+        out["apgr_knobs"] = sorted(float(k) for k in apgr_knobs)
+        out["apgr_all_points"] = None
+    if refs.two_model and points:
+        weak, strong = refs.singles[refs.weak]["perf"], refs.singles[refs.strong]["perf"]
+        if apgr_knobs is not None:
+            all_share = [p["share"][refs.strong] for p in points]
+            if max(all_share) > min(all_share):
+                all_perf = [p["perf"] for p in points]
+                out["apgr_all_points"] = metrics.routellm_apgr(all_share, all_perf, weak, strong)
+            points = points_at_knobs(points, apgr_knobs)
     if refs.two_model and points:
         share = [p["share"][refs.strong] for p in points]
         perf = [p["perf"] for p in points]
-        weak, strong = refs.singles[refs.weak]["perf"], refs.singles[refs.strong]["perf"]
         out["strong_share_range"] = [float(min(share)), float(max(share))]
         if max(share) > min(share):
             out["apgr"] = metrics.routellm_apgr(share, perf, weak, strong)
@@ -438,11 +478,11 @@ def env_seed_curves(
     back, not recomputed. The fingerprint is None for curves that cost nothing to rebuild (the
     Oracle, the per-λ PPO points read from the bench rows).
     """
-    from routing_gym.bench.roster import ArmOutcomes, build_agent, entry
+    from routing_gym.bench.roster import build_agent, entry
     from routing_gym.bench.runner import make_table_env
     from routing_gym.routers import FIT_ON_EVAL, TRAIN_ONCE, TrainingRun
 
-    train_data = ArmOutcomes.from_table_env(train_env)
+    train_data = Outcomes.from_table_env(train_env)
     for name in config.agents:
         spec = entry(name)
         if spec.training == FIT_ON_EVAL:
@@ -476,7 +516,7 @@ def env_seed_curves(
             points = [point_from_scores(r["lam"], r, data.models, data.ids) for r in rows]
             at = {float(r["lam"]): p for r, p in zip(rows, points) if float(r["lam"]) in GAP_LAMS}
             label = f"{spec.label}, one PPO per λ"
-            yield None, Curve(f"{name}-per-lam", label, "λ (trained at each)", points, at)
+            yield None, Curve(f"{name}{PER_LAM_SUFFIX}", label, "λ (trained at each)", points, at)
         if spec.agent != "hierrouter":
             continue
         # ... and one PPO trained across λ is swept over λ, with the steps of all regimes together
@@ -484,7 +524,7 @@ def env_seed_curves(
         extra = {"seed": seed, "lam_max": lam_max, "steps": steps}
         extra["lam_sampling"] = ANY_LAM_SAMPLING
         fingerprint = _fingerprint(config, name, env_id, extra)
-        curve_name = f"{name}-any-lam"
+        curve_name = f"{name}{ANY_LAM_SUFFIX}"
         if (curve_name, fingerprint) in done:
             yield fingerprint, Curve.from_dict(done[(curve_name, fingerprint)]["curve"])
             continue
@@ -493,17 +533,12 @@ def env_seed_curves(
         agent = build_agent(
             name, seed, {**config.agent_config.get(name, {}), "total_timesteps": steps}
         )
-        train_config = {
-            **config.env_config,
-            "split": config.train_split,
-            "lam_in_obs": True,
-            "lam_range": [0.0, lam_max],
-            "lam_sampling": ANY_LAM_SAMPLING,
-        }
+        train_config = any_lam_env_config(config.env_config, config.train_split, lam_max)
         agent.learn(TrainingRun(env_id, train_config, timesteps=steps))
         fit_s = time.perf_counter() - start
         eval_config = {**config.env_config, "lam_in_obs": True}
-        lams = policy_lambda_grid(lam_max)
+        # the per-λ PPOs' λ are on the grid, so its APGR can be read at the same λ as theirs
+        lams = policy_lambda_grid(lam_max, extra=[resolve_lambda(r) for r in config.regimes])
         points = sweep_policy(
             agent,
             lambda lam: make_table_env(env_id, config.eval_split, lam, eval_config),
@@ -613,6 +648,18 @@ def best_fixed_on_train(train: TableOutcomes, data: TableOutcomes, lam: float) -
     }
 
 
+def per_lam_knobs(curves: Sequence[Curve], curve: Curve) -> list[float] | None:
+    """For a PPO across λ (``<agent>-any-lam``), the λ of its agent's per-λ PPOs in the same
+    seed (``<agent>-per-lam``), over which its APGR is read; None for any other curve."""
+    if not curve.name.endswith(ANY_LAM_SUFFIX):
+        return None
+    sibling = curve.name[: -len(ANY_LAM_SUFFIX)] + PER_LAM_SUFFIX
+    per_lam = next((c for c in curves if c.name == sibling), None)
+    if per_lam is None or not per_lam.points:
+        return None
+    return [float(p["knob"]) for p in per_lam.points]
+
+
 def env_summary(
     data: TableOutcomes, by_seed: Mapping[int, list[Curve]], train: TableOutcomes | None = None
 ) -> dict[str, Any]:
@@ -624,12 +671,16 @@ def env_summary(
     for name in names:
         mine = {seed: c for seed, cs in by_seed.items() for c in cs if c.name == name}
         first = next(iter(mine.values()))
-        per_seed = {seed: curve_metrics(c, refs) for seed, c in mine.items()}
+        per_seed = {
+            seed: curve_metrics(c, refs, per_lam_knobs(by_seed[seed], c)) for seed, c in mine.items()
+        }
         keys = list(next(iter(per_seed.values())))
         mean, std = {}, {}
         for key in keys:
-            values = [m[key] for m in per_seed.values()]
-            if all(isinstance(v, (int, float)) for v in values):
+            values = [m.get(key) for m in per_seed.values()]  # a seed may lack per-λ PPOs
+            if key == "apgr_knobs":  # the λ read in any seed
+                mean[key], std[key] = sorted({k for v in values if v for k in v}), None
+            elif all(isinstance(v, (int, float)) for v in values):
                 mean[key], std[key] = metrics.mean_std(values)
             elif all(isinstance(v, list) for v in values):  # a range: the union over seeds
                 mean[key], std[key] = [min(v[0] for v in values), max(v[1] for v in values)], None
@@ -810,6 +861,14 @@ def curves_markdown(summary: Mapping[str, Any]) -> str:
                 f"{env['weak']} (CPT = share of calls to the strong model; †: the curve never "
                 "reaches that perf, and RouteLLM's interpolation reads its last share)"
             )
+            same = [c for c in env["curves"] if c["metrics"].get("apgr_knobs")]
+            if same:
+                knobs = ", ".join(f"{k:g}" for k in same[0]["metrics"]["apgr_knobs"])
+                text += (
+                    f"; one PPO for every λ: APGR, CPT and the share swept are read at the λ of "
+                    f"the per-λ PPOs ({knobs}), since APGR is a mean over the share range a "
+                    "curve covers"
+                )
         parts.append(
             text
             + ". ± is the std over seeds (the spread of training runs), not an interval over "

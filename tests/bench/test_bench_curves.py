@@ -21,6 +21,7 @@ from routing_gym.bench.curves import (
     curve_metrics,
     curve_point,
     env_references,
+    env_summary,
     lambda_grid,
     oracle_arms,
     router_at_lams,
@@ -172,6 +173,55 @@ def test_curve_metrics_on_a_hand_made_two_model_curve():
     assert GAP_LAMS == (0.0, 0.5)
 
 
+def test_one_ppo_across_lam_is_scored_at_the_lams_of_the_per_lam_ppos():
+    # APGR is a mean PGR over the share range a curve covers: a PPO across λ swept to λ = 2
+    # also covers low shares that the per-λ PPOs (λ = 0.1, 0.5, 1) never reach
+    data = TableOutcomes(
+        embeddings=np.zeros((4, 2), np.float32),
+        scores=np.array([[1, 1], [0, 1], [1, 0], [0, 1]], float),
+        costs=np.array([[0.1, 0.5]] * 4),
+        models=("weak", "strong"),
+    )
+
+    def point(knob, strong_share, perf):
+        share = {"weak": 1.0 - strong_share, "strong": strong_share}
+        return {"knob": knob, "cost": 0.1 + 0.4 * strong_share, "perf": perf, "share": share}
+
+    per_lam = [point(0.1, 1.0, 0.75), point(0.5, 0.5, 0.75), point(1.0, 0.25, 0.625)]
+    # the same points at those λ, a point at λ = 0.3 between them, and two beyond λ = 1
+    across = [
+        point(0.0, 1.0, 0.75),
+        point(0.1, 1.0, 0.75),
+        point(0.30000000000000004, 0.75, 0.75),
+        point(0.5, 0.5, 0.75),
+        point(1.0, 0.25, 0.625),
+        point(1.5, 0.1, 0.5),
+        point(2.0, 0.0, 0.5),
+    ]
+    by_seed = {
+        0: [
+            Curve("hierrouter-per-lam", "per λ", "λ (trained at each)", per_lam, {}),
+            Curve("hierrouter-any-lam", "across λ", "λ (in the observation)", across, {}),
+        ]
+    }
+    curves = {c["name"]: c for c in env_summary(data, by_seed)["curves"]}
+    mine, theirs = curves["hierrouter-any-lam"]["metrics"], curves["hierrouter-per-lam"]["metrics"]
+    # per λ: trapz over shares 0.25, 0.5, 1 of 0.625, 0.75, 0.75 = 0.171875 + 0.375 = 0.546875;
+    # (0.546875 − 0.5·0.75) / (0.25·0.75) = 0.916...
+    assert theirs["apgr"] == pytest.approx((0.546875 - 0.375) / 0.1875)
+    assert "apgr_knobs" not in theirs
+    assert mine["apgr_knobs"] == [0.1, 0.5, 1.0]
+    assert mine["apgr"] == pytest.approx(theirs["apgr"])
+    assert mine["strong_share_range"] == theirs["strong_share_range"] == [0.25, 1.0]
+    # over every point (shares 0–100%): trapz 0.05 + 0.084375 + 0.171875 + 0.1875 + 0.1875
+    assert mine["apgr_all_points"] == pytest.approx((0.68125 - 0.5) / 0.25)
+    assert mine["apgr_all_points"] < mine["apgr"]
+    # without per-λ PPOs in the seed, its APGR is over its own points
+    alone = env_summary(data, {0: [by_seed[0][1]]})["curves"][0]["metrics"]
+    assert alone["apgr"] == pytest.approx(mine["apgr_all_points"])
+    assert "apgr_knobs" not in alone
+
+
 # ---------------------------------------------------------------- bring your own two-model table
 
 
@@ -247,6 +297,9 @@ def test_bring_your_own_two_model_table_end_to_end(two_model_csv, tmp_path, caps
     # one PPO per regime gives two points; the PPO trained across λ is swept over a grid
     assert len(curves["hierrouter-per-lam"]["points"]["0"]) == 2
     assert len(curves["hierrouter-any-lam"]["points"]["0"]) > 10
+    # ... and read at the per-λ PPOs' λ for APGR, as they are
+    assert curves["hierrouter-any-lam"]["metrics"]["apgr_knobs"] == [0.5, 1.0]
+    assert "read at the λ of the per-λ PPOs (0.5, 1)" in (out / "curves.md").read_text()
     rows = list(csv.DictReader((out / "curves.csv").open()))
     assert {r["curve"] for r in rows} >= {"single", "knn", "oracle", "hierrouter-any-lam"}
     for r in rows:
