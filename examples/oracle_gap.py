@@ -22,6 +22,12 @@ Then, on the same test curve: HierRouter trained once across λ (``lam_in_obs``,
 episode from [0, 2], [0, 1] or [0, 0.5], chosen on valid) against one HierRouter per λ, with the same
 total number of PPO steps.
 
+The task and length features are now an env option (``features=["embedding", "task",
+"length"]``, read by every router through the observation) and the calibrated predictor an
+agent (``agents.calibrated_router.CalibratedRouter``); ``examples/llmrouter_features.py``
+measures them that way, with intervals. This script keeps its own copies so that the steps it
+has recorded stay comparable.
+
 Resumable: each finished step is one line of ``<out>/steps.jsonl``, keyed by a digest of its
 settings; a rerun skips it. Prints the tables and, last, one JSON line.
 
