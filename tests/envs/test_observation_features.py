@@ -236,3 +236,31 @@ def test_ppo_observes_the_features(tiny_table):
     obs, _ = env.reset(options={"index": 0})
     action, _ = agent.predict(obs)
     assert 0 <= int(action) < 2
+
+
+def test_live_multihop_length_equals_its_replay_and_the_question_text(tmp_path):
+    from pathlib import Path
+
+    from routing_gym.envs.multihop import MultiHopEnv
+    from routing_gym.hop_tree import build_hop_tree
+    from routing_gym.llm import TINY_POOL
+    from routing_gym.tasks import get_task
+
+    fixtures = Path(__file__).resolve().parents[1] / "data" / "fixtures"
+    config = {"models": list(TINY_POOL), "data_dir": str(fixtures), "fractions": {"test": 1.0},
+              "tasks": ["gsm8k"], "limit": 2, "cache_path": str(tmp_path / "cache.sqlite"),
+              "max_new_tokens": 4}
+    tree = build_hop_tree(tmp_path / "tree.jsonl", config, depth=1, progress=False)
+    live = MultiHopEnv(config={**config, "features": ALL})
+    replay = MultiHopTableEnv(tree_path=str(tree), features=ALL, shuffle=False)
+    assert live.observation_space == replay.observation_space
+    low, high = math.log1p(16), math.log1p(8192)
+    for index, (task, example) in enumerate(live.examples):
+        live_obs, info = live.reset(options={"index": index})
+        replay_obs, _ = replay.reset(options={"question_id": info["question_id"]})
+        chars = len(get_task(task).question(example))
+        expected = min(max((math.log1p(chars) - low) / (high - low), 0.0), 1.0)
+        assert live_obs["length"].tolist() == pytest.approx([expected], abs=1e-6)
+        assert replay_obs["length"].tolist() == live_obs["length"].tolist()
+        assert replay_obs["task"].tolist() == live_obs["task"].tolist() == [1.0, 0, 0, 0, 0, 0]
+    live.close()
