@@ -7,7 +7,7 @@ Every agent has ``predict(observation, state, episode_start, deterministic)`` (s
 ``routing_gym`` finds these classes by entry point (``routing_gym.routers``), never by import.
 """
 
-from agents.base import Agent, OneShotRouter, RoutingData
+from agents.base import Agent, OneShotRouter, action_table_outcomes
 from agents.fixed import FixedRouter
 from agents.graph_router import GraphRouter
 from agents.haps import HAPSAgent
@@ -46,7 +46,7 @@ __all__ = [
     "ONE_SHOT_ROUTERS",
     "Agent",
     "OneShotRouter",
-    "RoutingData",
+    "action_table_outcomes",
     "HierRouter",
     "HAPSAgent",
     "RandomRouter",

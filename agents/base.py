@@ -24,7 +24,6 @@ import dataclasses
 import itertools
 import os
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
@@ -35,9 +34,9 @@ from threadpoolctl import threadpool_limits
 
 from routing_gym.checkpoints import from_plain_state, plain_state, read_agent_file
 from routing_gym.cost import REGIMES, CostNormalizer, resolve_lambda
-from routing_gym.data.outcome_table import load_outcome_table
 from routing_gym.envs.features import EMBEDDING_KEYS, flatten_observation
 from routing_gym.errors import CheckpointError
+from routing_gym.outcomes import Outcomes
 from routing_gym.routers import (
     TRAIN_ONCE,
     TRAIN_PER_REGIME,
@@ -171,149 +170,64 @@ class Agent(ABC):
 # ---------------------------------------------------------------------------- training data
 
 
-@dataclass
-class RoutingData:
-    """Training (or evaluation) data of a one-shot router: one row per query, one column per arm.
+# A router's training (or evaluation) data is a ``routing_gym.outcomes.Outcomes``: one row per
+# query, one column per arm, features = what the router observes, and *normalized* costs (the
+# env's frozen normalizer), so ``data.rewards(λ)`` is the env's reward of each arm.
 
-    ``scores`` are performance in [0, 1] and ``costs`` *normalized* costs in [0, 1] (the
-    env's frozen normalizer), so ``scores - λ·costs`` is the env's reward of each arm.
+
+def outcomes_from_arrays(
+    embeddings: np.ndarray,
+    scores: np.ndarray,
+    costs: np.ndarray,
+    models: Sequence[str] | None = None,
+    arms: Sequence[Sequence[int]] | None = None,
+    tasks: Sequence[str] | None = None,
+) -> Outcomes:
+    """Arrays of an outcome table as ``Outcomes``: embeddings X (n×d), scores S (n×K) and
+    normalized costs C (n×K); models default to ``model_0...``, rows are ids ``"0"...``."""
+    k = np.shape(scores)[1] if np.ndim(scores) == 2 else 0
+    return Outcomes(
+        models=tuple(models) if models is not None else tuple(f"model_{i}" for i in range(max(k, 1))),
+        scores=scores,
+        costs=costs,
+        query_ids=tuple(str(i) for i in range(len(scores))),
+        arms=tuple(tuple(a) for a in arms) if arms is not None else (),
+        features=embeddings,
+        tasks=tuple(tasks) if tasks is not None else None,
+        cost_unit="normalized",
+    )
+
+
+def action_table_outcomes(
+    table: Any,
+    env: gym.Env,
+    normalizer: CostNormalizer | None = None,
+    question_ids: Sequence[str] | None = None,
+) -> Outcomes:
+    """One row per question of an exhaustive-builder ``ActionTable``, one column per assignment.
+
+    The features are the live env's observation at the question's start (``context`` of
+    ``reset(options={"index": i})``), so a router trained here sees at test time exactly what
+    it saw in training. Costs are normalized with ``normalizer`` (default: the env's).
+    Assignments are ordered as ``itertools.product`` over the env's models (student first).
     """
-
-    embeddings: np.ndarray  # (n, d) float32
-    scores: np.ndarray  # (n, K)
-    costs: np.ndarray  # (n, K) normalized
-    arms: list[tuple[int, ...]]  # K arms, each a model index per role
-    models: tuple[str, ...]
-    tasks: list[str] | None = None
-    query_ids: list[str] | None = None
-    #: The roles an arm names a model for, in its order (an action table's); () for one pick.
-    roles: tuple[str, ...] = ()
-
-    def __post_init__(self):
-        self.embeddings = np.ascontiguousarray(self.embeddings, dtype=np.float32)
-        self.scores = np.asarray(self.scores, dtype=np.float64)
-        self.costs = np.asarray(self.costs, dtype=np.float64)
-        n, k = self.scores.shape if self.scores.ndim == 2 else (-1, -1)
-        if self.embeddings.ndim != 2 or self.embeddings.shape[0] != n:
-            raise ValueError(
-                f"embeddings must be (n, d) with n = scores rows ({n}), got {self.embeddings.shape}."
-            )
-        if self.costs.shape != self.scores.shape:
-            raise ValueError(
-                f"costs {self.costs.shape} and scores {self.scores.shape} differ in shape."
-            )
-        if len(self.arms) != k:
-            raise ValueError(f"{len(self.arms)} arms for {k} score columns.")
-        for name in ("tasks", "query_ids"):
-            value = getattr(self, name)
-            if value is not None and len(value) != n:
-                raise ValueError(f"{name} has {len(value)} entries for {n} rows.")
-
-    def __len__(self) -> int:
-        return len(self.scores)
-
-    def rewards(self, lam: float) -> np.ndarray:
-        """Reward of every (query, arm): ``score − λ·normalized cost``."""
-        return self.scores - lam * self.costs
-
-    def subset(self, rows: np.ndarray | Sequence[int]) -> "RoutingData":
-        """The given rows (e.g. a subsample or a held-out part)."""
-        rows = np.asarray(rows)
-        pick = lambda values: None if values is None else [values[i] for i in rows]  # noqa: E731
-        return RoutingData(
-            self.embeddings[rows],
-            self.scores[rows],
-            self.costs[rows],
-            list(self.arms),
-            self.models,
-            pick(self.tasks),
-            pick(self.query_ids),
-            self.roles,
+    base = env.unwrapped
+    names = list(getattr(base, "model_names", []))
+    if not names:
+        raise ValueError(f"{type(base).__name__} is not a live routing env (no 'model_names').")
+    outcomes = Outcomes.from_action_table(table, names, normalizer or base.cost_normalizer, question_ids)
+    features = question_embeddings(env)
+    missing = [q for q in outcomes.query_ids if q not in features]
+    if missing:
+        raise ValueError(
+            f"ActionTable question {missing[0]!r} is not in the env's split; build the env with the "
+            "split (and limit) the table was built on."
         )
-
-    @classmethod
-    def from_arrays(
-        cls,
-        embeddings: np.ndarray,
-        scores: np.ndarray,
-        costs: np.ndarray,
-        models: Sequence[str] | None = None,
-        arms: Sequence[Sequence[int]] | None = None,
-        tasks: Sequence[str] | None = None,
-    ) -> "RoutingData":
-        """Arrays of an outcome table: embeddings X, scores S (n×M), normalized costs C (n×M)."""
-        k = np.shape(scores)[1]
-        models = tuple(models) if models is not None else tuple(f"model_{i}" for i in range(k))
-        arms = (
-            [tuple(int(i) for i in a) for a in arms]
-            if arms is not None
-            else [(i,) for i in range(k)]
-        )
-        return cls(
-            embeddings, scores, costs, arms, models, list(tasks) if tasks is not None else None
-        )
-
-    @classmethod
-    def from_table_env(cls, env: gym.Env) -> "RoutingData":
-        """The configured split of an outcome-table env (``LLMRouting-Table-*``), costs normalized
-        with the env's frozen normalizer (so rewards are the env's one-call rewards)."""
-        base = env.unwrapped
-        for attr in ("scores", "costs", "cost_normalizer", "model_names", "query_ids"):
-            if not hasattr(base, attr):
-                raise ValueError(
-                    f"{type(base).__name__} is not an outcome-table env (no {attr!r}); "
-                    "pass an ActionTable for a live env."
-                )
-        return cls(  # "embeddings": what the router observes (with the env's ``features``)
-            embeddings=table_env_embeddings(base),
-            scores=np.asarray(base.scores),
-            costs=np.asarray(base.cost_normalizer(np.asarray(base.costs))),
-            arms=[(i,) for i in range(len(base.model_names))],
-            models=tuple(base.model_names),
-            tasks=list(base.query_tasks),
-            query_ids=list(base.query_ids),
-        )
-
-    @classmethod
-    def from_action_table(
-        cls,
-        table: Any,
-        env: gym.Env,
-        normalizer: CostNormalizer | None = None,
-        question_ids: Sequence[str] | None = None,
-    ) -> "RoutingData":
-        """One row per question of an exhaustive-builder ``ActionTable``, one column per assignment.
-
-        The embeddings are the live env's observation at the question's start (``context`` of
-        ``reset(options={"index": i})``), so a router trained here sees at test time exactly what
-        it saw in training. Costs are normalized with ``normalizer`` (default: the env's).
-        Assignments are ordered as ``itertools.product`` over the env's models (student first).
-        """
-        base = env.unwrapped
-        names = list(getattr(base, "model_names", []))
-        if not names:
-            raise ValueError(f"{type(base).__name__} is not a live routing env (no 'model_names').")
-        outcomes = table.outcomes(names, normalizer or base.cost_normalizer, question_ids)
-        embeddings = question_embeddings(env)
-        missing = [q for q in outcomes.question_ids if q not in embeddings]
-        if missing:
-            raise ValueError(
-                f"ActionTable question {missing[0]!r} is not in the env's split; build the env with the "
-                "split (and limit) the table was built on."
-            )
-        return cls(
-            embeddings=np.stack([embeddings[q] for q in outcomes.question_ids]),
-            scores=outcomes.perf,
-            costs=outcomes.cost,
-            arms=outcomes.arms,
-            models=tuple(names),
-            query_ids=outcomes.question_ids,
-            roles=table.roles,
-        )
+    return dataclasses.replace(outcomes, features=np.stack([features[q] for q in outcomes.query_ids]))
 
 
 def arm_columns(
-    owner: str, models: Sequence[str], arms: Sequence[Sequence[int]], data: RoutingData
+    owner: str, models: Sequence[str], arms: Sequence[Sequence[int]], data: Outcomes
 ) -> np.ndarray:
     """The column of ``data`` that holds each arm (model indices into ``models``), by model names.
 
@@ -330,19 +244,6 @@ def arm_columns(
             )
         columns.append(column_of[names])
     return np.array(columns, dtype=np.int64)
-
-
-def table_env_embeddings(base: Any) -> np.ndarray:
-    """What a router observes of each query of a table env's split, in ``query_ids`` order: the
-    embedding, with the task one-hot and length where the env's ``features`` name them."""
-    if hasattr(base, "observed_inputs"):
-        return np.asarray(base.observed_inputs, dtype=np.float32)
-    if hasattr(base, "embeddings"):
-        return np.asarray(base.embeddings, dtype=np.float32)
-    table = load_outcome_table(base.config["table"])  # cached per process: no second read
-    row_of = {str(i): r for r, i in enumerate(table.ids.tolist())}
-    rows = np.array([row_of[q] for q in base.query_ids])
-    return np.ascontiguousarray(table.embeddings[rows], dtype=np.float32)
 
 
 def question_embeddings(env: gym.Env) -> dict[str, np.ndarray]:
@@ -506,7 +407,7 @@ class OneShotRouter(Agent):
     # -- training --------------------------------------------------------------------------
     def fit(
         self,
-        embeddings: np.ndarray | RoutingData,
+        embeddings: np.ndarray | Outcomes,
         scores: np.ndarray | None = None,
         costs: np.ndarray | None = None,
         models: Sequence[str] | None = None,
@@ -516,21 +417,25 @@ class OneShotRouter(Agent):
         """Train on outcome arrays: embeddings X (n×d), scores S (n×K), normalized costs C (n×K).
 
         ``models`` names the columns (default ``model_0...``); ``arms`` maps columns to model
-        indices per role for assignment tables (default: column i is model i). A ``RoutingData``
-        can be passed instead of the arrays.
+        indices per role for assignment tables (default: column i is model i). An ``Outcomes``
+        with normalized costs can be passed instead of the arrays.
         """
         data = (
             embeddings
-            if isinstance(embeddings, RoutingData)
-            else RoutingData.from_arrays(embeddings, scores, costs, models, arms, tasks)
+            if isinstance(embeddings, Outcomes)
+            else outcomes_from_arrays(embeddings, scores, costs, models, arms, tasks)
         )
         if not len(data):
             raise ValueError("fit needs at least one row.")
+        if data.features is None:
+            raise ValueError("fit needs the features (embeddings) of the queries; the Outcomes has none.")
+        if data.cost_unit != "normalized":
+            raise ValueError("costs must be normalized to [0, 1]: pass outcomes.normalized(env.cost_normalizer).")
         if data.costs.min() < 0 or data.costs.max() > 1:
             raise ValueError("costs must be normalized to [0, 1] (use the env's cost_normalizer).")
         self.models, self.arms = tuple(data.models), list(data.arms)
         self.roles = tuple(data.roles) or self.roles
-        self.embedding_dim = int(data.embeddings.shape[1])
+        self.embedding_dim = int(data.features.shape[1])
         self._env_index, self._stop_action = None, None  # actions follow the data's columns
         with single_threaded():
             self._fit(data)
@@ -553,9 +458,9 @@ class OneShotRouter(Agent):
         self._env_lam = env_lam(env)
         self.roles = tuple(getattr(base, "roles", ()))
         if action_table is not None:
-            data = RoutingData.from_action_table(action_table, env, **kwargs)
+            data = action_table_outcomes(action_table, env, **kwargs)
         elif hasattr(base, "scores"):
-            data = RoutingData.from_table_env(env)
+            data = Outcomes.from_table_env(env)
         elif not self.needs_data and hasattr(base, "model_names"):
             # a live env without outcomes: Random and Fixed only need the arms
             self.models = tuple(base.model_names)
@@ -593,7 +498,7 @@ class OneShotRouter(Agent):
             self._env_lam = lam
 
     @abstractmethod
-    def _fit(self, data: RoutingData | None) -> None:
+    def _fit(self, data: Outcomes | None) -> None:
         """Learn from the data (``None`` for data-free routers on a live env)."""
 
     # -- acting ----------------------------------------------------------------------------
@@ -754,6 +659,6 @@ class OneShotRouter(Agent):
         return agent
 
 
-def mean_arm_costs(data: RoutingData) -> np.ndarray:
+def mean_arm_costs(data: Outcomes) -> np.ndarray:
     """Mean normalized cost of each arm over the data, ``(K,)``: the price-driven cost estimate."""
     return data.costs.mean(axis=0)

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import OneShotRouter, RoutingData
+from agents.base import OneShotRouter
+from routing_gym.outcomes import Outcomes
 
 
 @dataclass
@@ -68,12 +69,12 @@ class CalibratedRouter(OneShotRouter):
         model.fit(xx[keep], labels[keep], sample_weight=weights[keep])
         return model.coef_[0].astype(np.float64), float(model.intercept_[0])
 
-    def _fit(self, data: RoutingData) -> None:
+    def _fit(self, data: Outcomes) -> None:
         from sklearn.isotonic import IsotonicRegression
         from sklearn.linear_model import Ridge
         from sklearn.model_selection import KFold
 
-        x = data.embeddings.astype(np.float64)
+        x = data.features.astype(np.float64)
         k = data.scores.shape[1]
         self.coefs = np.zeros((k, x.shape[1]))
         self.intercepts = np.zeros(k)

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import RoutingData, arm_columns
+from agents.base import arm_columns
 from routing_gym.evaluation import (
     METRICS,
     evaluate_agent,
@@ -25,6 +25,7 @@ from routing_gym.evaluation import (
     questions_in,
     summarize,
 )
+from routing_gym.outcomes import Outcomes
 
 __all__ = [
     "METRICS",
@@ -37,15 +38,15 @@ __all__ = [
 ]
 
 
-def evaluate_on_data(agent: Any, data: RoutingData, lam: float | None = None) -> dict[str, Any]:
+def evaluate_on_data(agent: Any, data: Outcomes, lam: float | None = None) -> dict[str, Any]:
     """Offline scores of a one-shot router on outcome arrays: each row's chosen arm, looked up."""
     if lam is not None:
         agent.lam = lam
     # the agent's arms are matched to the data's columns by model names, not by position
     columns = arm_columns(type(agent).__name__, agent.models, agent.arms, data)
-    arms = columns[agent.select_arms(data.embeddings)]
+    arms = columns[agent.select_arms(data.features)]
     rows = np.arange(len(data))
-    perf, cost = data.scores[rows, arms], data.costs[rows, arms]
+    perf, cost = data.picked(arms)
     return summarize(
         perf=perf,
         cost=cost,

@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import OneShotRouter, RoutingData
+from agents.base import OneShotRouter
+from routing_gym.outcomes import Outcomes
 
 RULES = ("best", "cheapest")
 
@@ -54,7 +55,7 @@ class FixedRouter(OneShotRouter):
     def needs_data(self) -> bool:  # type: ignore[override]
         return self.config.model is None and self.config.assignment is None
 
-    def _fit(self, data: RoutingData | None) -> None:
+    def _fit(self, data: Outcomes | None) -> None:
         self._means = None if data is None else (data.scores.mean(axis=0), data.costs.mean(axis=0))
         self._named = self._named_arm()
 

@@ -32,7 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.base import OneShotRouter, RoutingData
+from agents.base import OneShotRouter
+from routing_gym.outcomes import Outcomes
 
 
 @dataclass
@@ -140,14 +141,14 @@ class GraphRouter(OneShotRouter):
                 f"GraphRouterConfig key 'mask_fraction' must be in (0, 1), got {self.config.mask_fraction!r}."
             )
 
-    def _fit(self, data: RoutingData) -> None:
+    def _fit(self, data: Outcomes) -> None:
         cfg = self.config
         task_names = sorted(set(data.tasks)) if data.tasks is not None else ["default"]
         task_of = {t: i for i, t in enumerate(task_names)}
         tasks = torch.tensor(
             [task_of[t] for t in data.tasks] if data.tasks is not None else [0] * len(data)
         )
-        x = torch.tensor(data.embeddings)  # a copy: the env hands out read-only arrays
+        x = torch.tensor(data.features)  # a copy: the env hands out read-only arrays
         edges = torch.from_numpy(
             np.stack([data.scores, data.costs, np.ones_like(data.scores)], axis=-1)
         ).float()

@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import OneShotRouter, RoutingData, mean_arm_costs
+from agents.base import OneShotRouter, mean_arm_costs
+from routing_gym.outcomes import Outcomes
 
 
 @dataclass
@@ -60,12 +61,12 @@ class IRTRouter(OneShotRouter):
     name = "irt-router"
     Config = IRTRouterConfig
 
-    def _fit(self, data: RoutingData) -> None:
+    def _fit(self, data: Outcomes) -> None:
         cfg = self.config
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
-            self.net = MIRT(data.embeddings.shape[1], len(data.arms), cfg.dim)
-            x = torch.tensor(data.embeddings)  # a copy: the env hands out read-only arrays
+            self.net = MIRT(data.features.shape[1], len(data.arms), cfg.dim)
+            x = torch.tensor(data.features)  # a copy: the env hands out read-only arrays
             y = torch.from_numpy(data.scores.astype(np.float32))
             optimizer = torch.optim.Adam(
                 self.net.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay

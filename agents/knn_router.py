@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import faiss
 
-from agents.base import OneShotRouter, RoutingData
+from agents.base import OneShotRouter
+from routing_gym.outcomes import Outcomes
 
 
 @dataclass
@@ -44,8 +45,8 @@ class KNNRouter(OneShotRouter):
                 f"KNNRouterConfig key 'weights' must be 'uniform' or 'distance', got {self.config.weights!r}."
             )
 
-    def _fit(self, data: RoutingData) -> None:
-        self._build(data.embeddings, np.hstack([data.scores, data.costs]))
+    def _fit(self, data: Outcomes) -> None:
+        self._build(data.features, np.hstack([data.scores, data.costs]))
 
     def _build(self, embeddings: np.ndarray, targets: np.ndarray) -> None:
         self.embeddings, self.targets = embeddings, targets

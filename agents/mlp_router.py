@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import OneShotRouter, RoutingData
+from agents.base import OneShotRouter
+from routing_gym.outcomes import Outcomes
 
 
 @dataclass
@@ -38,7 +39,7 @@ class MLPRouter(OneShotRouter):
     name = "mlp"
     Config = MLPRouterConfig
 
-    def _fit(self, data: RoutingData) -> None:
+    def _fit(self, data: Outcomes) -> None:
         # imported here: scikit-learn takes seconds to import, and `import agents` should not
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.neural_network import MLPRegressor
@@ -58,7 +59,7 @@ class MLPRouter(OneShotRouter):
         )
         with warnings.catch_warnings():  # max_iter is a budget here, not a convergence promise
             warnings.simplefilter("ignore", ConvergenceWarning)
-            self.regressor.fit(data.embeddings, np.hstack([data.scores, data.costs]))
+            self.regressor.fit(data.features, np.hstack([data.scores, data.costs]))
 
     def _estimate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = self.regressor.predict(x).reshape(len(x), -1)

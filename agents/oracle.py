@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import OneShotRouter, RoutingData
+from agents.base import OneShotRouter
+from routing_gym.outcomes import Outcomes
 from routing_gym.routers import FIT_ON_EVAL
 
 
@@ -33,10 +34,10 @@ class OracleRouter(OneShotRouter):
     Config = OracleConfig
     training = FIT_ON_EVAL  # reads the evaluation split's outcomes
 
-    def _fit(self, data: RoutingData) -> None:
+    def _fit(self, data: Outcomes) -> None:
         self._scores, self._costs = data.scores, data.costs
         self._row_of: dict[bytes, int] = {}
-        for row, x in enumerate(data.embeddings):
+        for row, x in enumerate(data.features):
             self._row_of.setdefault(x.tobytes(), row)
 
     def _rows(self, x: np.ndarray) -> np.ndarray:

@@ -11,7 +11,8 @@ from typing import Any
 
 import numpy as np
 
-from agents.base import OneShotRouter, RoutingData
+from agents.base import OneShotRouter
+from routing_gym.outcomes import Outcomes
 
 
 @dataclass
@@ -29,7 +30,7 @@ class RandomRouter(OneShotRouter):
     Config = RandomRouterConfig
     needs_data = False
 
-    def _fit(self, data: RoutingData | None) -> None:
+    def _fit(self, data: Outcomes | None) -> None:
         self.rng = np.random.default_rng(self.config.seed)
 
     def reseed(self, seed: int) -> None:

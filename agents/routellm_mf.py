@@ -29,7 +29,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from agents.base import OneShotRouter, RoutingData, mean_arm_costs
+from agents.base import OneShotRouter, mean_arm_costs
+from routing_gym.outcomes import Outcomes
 
 
 @dataclass
@@ -98,7 +99,7 @@ class MFRouter(OneShotRouter):
                 f"MFRouterConfig key 'calibration_fraction' must be in (0, 1), got {cfg.calibration_fraction!r}."
             )
 
-    def _fit(self, data: RoutingData) -> None:
+    def _fit(self, data: Outcomes) -> None:
         cfg = self.config
         rng = np.random.default_rng(cfg.seed)
         n = len(data)
@@ -124,10 +125,10 @@ class MFRouter(OneShotRouter):
         self._calibration = data.subset(np.flatnonzero(held_out)) if held_out.any() else None
         self._thresholds: dict[float, float] = {}
 
-    def _train_net(self, data: RoutingData) -> None:
+    def _train_net(self, data: Outcomes) -> None:
         cfg = self.config
         pairs = torch.from_numpy(battles(data.scores))
-        x = torch.tensor(data.embeddings)  # a copy: the env hands out read-only arrays
+        x = torch.tensor(data.features)  # a copy: the env hands out read-only arrays
         with torch.random.fork_rng():
             torch.manual_seed(cfg.seed)
             self.net = MFModel(x.shape[1], len(data.arms), cfg.dim)
@@ -181,7 +182,7 @@ class MFRouter(OneShotRouter):
         data = self._calibration
         if data is None:
             return 0.5
-        win = self.win_probabilities(data.embeddings)
+        win = self.win_probabilities(data.features)
         candidates = np.unique(
             np.concatenate([np.quantile(win, np.linspace(0, 1, 101)), [0.0, 1.0 + 1e-6]])
         )
@@ -215,7 +216,7 @@ class MFRouter(OneShotRouter):
             "embed_dim": self.net.text_proj.in_features,
             "strong": self.strong,
             "arm_costs": self.arm_costs,
-            # plain fields, not the RoutingData object: a checkpoint holds no Python objects
+            # plain fields, not the Outcomes object: a checkpoint holds no Python objects
             "calibration": None if self._calibration is None else vars(self._calibration),
         }
 
@@ -226,5 +227,16 @@ class MFRouter(OneShotRouter):
         self.strong, self.arm_costs = state["strong"], state["arm_costs"]
         calibration = state["calibration"]
         if isinstance(calibration, dict):
-            calibration = RoutingData(**calibration)
+            calibration = _calibration_outcomes(calibration)
         self._calibration, self._thresholds = calibration, {}
+
+
+def _calibration_outcomes(fields: dict[str, Any]) -> Outcomes:
+    """The held-out calibration rows of a checkpoint as ``Outcomes``."""
+    fields = dict(fields)
+    if "embeddings" in fields:  # written before Outcomes, with the fields of its former data type
+        fields["features"] = fields.pop("embeddings")
+        fields["cost_unit"] = "normalized"
+        if fields.get("query_ids") is None:
+            fields["query_ids"] = [str(i) for i in range(len(fields["scores"]))]
+    return Outcomes(**fields)

@@ -34,12 +34,13 @@ import numpy as np
 
 import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
 from agents import HierRouter, KNNRouter
-from agents.base import RoutingData, env_models
+from agents.base import env_models
 from agents.evaluation import evaluate_agent, evaluate_on_data
 from routing_gym.bench import BenchConfig, run_bench
 from routing_gym.bench.runner import current_records, read_records
 from routing_gym.data.outcome_table import load_outcome_table, read_wide_table
 from routing_gym.llm.cache import ResponseCache
+from routing_gym.outcomes import Outcomes
 
 ENV = "LLMRouting-Table-GSM8K-v0"
 CASCADE = "LLMRouting-Table-Cascade-GSM8K-v0"
@@ -239,8 +240,8 @@ def model_order_probes(p: Probes, work: Path) -> None:
     p.correct("saved PPO zip keeps the model names", saved_zip)
 
     def offline() -> str:
-        a = evaluate_on_data(knn, RoutingData.from_table_env(default_test))
-        b = evaluate_on_data(knn, RoutingData.from_table_env(other_test))
+        a = evaluate_on_data(knn, Outcomes.from_table_env(default_test))
+        b = evaluate_on_data(knn, Outcomes.from_table_env(other_test))
         expect(a["perf"] == b["perf"] and a["share"] == b["share"], "columns matched by position")
         return "evaluate_on_data matches arms to columns by name"
 

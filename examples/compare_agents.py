@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 import routing_gym  # noqa: F401  (registers the LLMRouting IDs)
-from agents import OracleRouter, RoutingData
+from agents import OracleRouter, action_table_outcomes
 from agents.evaluation import evaluate_on_data, markdown_table
 from routing_gym.action_table import ActionTable
 from routing_gym.bench import BenchConfig
@@ -80,7 +80,7 @@ def compare_action_table(
 
     table = ActionTable.load(path)
     env = gym.make(env_id, config=config)
-    data = RoutingData.from_action_table(table, env)
+    data = action_table_outcomes(table, env)
     parts = np.array(
         [
             assign_split(q, fractions={"train": train_fraction, "test": 1 - train_fraction})

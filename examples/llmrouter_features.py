@@ -28,9 +28,10 @@ import gymnasium as gym
 import numpy as np
 
 import routing_gym  # noqa: F401  (registers the IDs)
-from agents import HierRouter, KNNRouter, MLPRouter, RoutingData
+from agents import HierRouter, KNNRouter, MLPRouter
 from agents.calibrated_router import CalibratedRouter
 from routing_gym.cost import REGIMES
+from routing_gym.outcomes import Outcomes
 
 ENV_ID = "LLMRouting-Table-v0"
 FEATURE_SETS = {
@@ -51,14 +52,14 @@ def split_envs(features: list[str]) -> dict[str, gym.Env]:
     return {s: gym.make(ENV_ID, split=s, features=features) for s in ("train", "valid", "test")}
 
 
-def gap(data: RoutingData, arms: np.ndarray, lam: float) -> float:
+def gap(data: Outcomes, arms: np.ndarray, lam: float) -> float:
     """Gap captured by per-query arms at λ on ``data`` (best single and oracle of ``data``)."""
     reward = data.rewards(lam)
     best, oracle = reward.mean(axis=0).max(), reward.max(axis=1).mean()
     return float((reward[np.arange(len(arms)), arms].mean() - best) / (oracle - best))
 
 
-def per_task_best(train: RoutingData, data: RoutingData, lam: float) -> np.ndarray:
+def per_task_best(train: Outcomes, data: Outcomes, lam: float) -> np.ndarray:
     """Each query's arm: its task's best model on train at λ (the overall best for a new task)."""
     reward = train.rewards(lam)
     tasks = np.array(train.tasks)
@@ -71,12 +72,12 @@ def one_shot(name: str, features: list[str], log: list[str]) -> dict[str, Any]:
     """Fit each setting on train, choose on valid, return the chosen one's test arms per λ."""
     cls, grid = GRIDS[name]
     envs = split_envs(features)
-    data = {s: RoutingData.from_table_env(env) for s, env in envs.items()}
+    data = {s: Outcomes.from_table_env(env) for s, env in envs.items()}
     tried = []
     for setting in grid:
         start = time.perf_counter()
         router = cls(**setting).fit_env(envs["train"])
-        estimates = {s: router.estimate(data[s].embeddings) for s in ("valid", "test")}
+        estimates = {s: router.estimate(data[s].features) for s in ("valid", "test")}
         arms = {
             s: {key: np.argmax(sc - lam * co, axis=1) for key, lam in LAMS.items()}
             for s, (sc, co) in estimates.items()
@@ -89,7 +90,7 @@ def one_shot(name: str, features: list[str], log: list[str]) -> dict[str, Any]:
     chosen = max(tried, key=lambda t: t["valid_objective"])
     return {"setting": chosen["setting"], "valid_objective": chosen["valid_objective"],
             "valid_tried": [{**t["setting"], "objective": t["valid_objective"]} for t in tried],
-            "arms": chosen["test_arms"], "inputs": int(data["train"].embeddings.shape[1])}
+            "arms": chosen["test_arms"], "inputs": int(data["train"].features.shape[1])}
 
 
 def ppo(features: list[str], steps: int, seed: int, test: gym.Env) -> dict[str, np.ndarray]:
@@ -121,8 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=UserWarning)
     start = time.perf_counter()
     test_env = gym.make(ENV_ID, split="test")
-    test = RoutingData.from_table_env(test_env)
-    train = RoutingData.from_table_env(gym.make(ENV_ID, split="train"))
+    test = Outcomes.from_table_env(test_env)
+    train = Outcomes.from_table_env(gym.make(ENV_ID, split="train"))
     methods: dict[str, dict[str, Any]] = {}  # label -> {"router", "features", "arms", ...}
     log: list[str] = []
     for name in args.routers:

@@ -20,9 +20,9 @@ from agents import (
     OneShotRouter,
     OracleRouter,
     RandomRouter,
-    RoutingData,
 )
 from agents.evaluation import evaluate_agent
+from routing_gym.outcomes import Outcomes
 
 #: Small, quick configurations of every one-shot router.
 ONE_SHOT = {
@@ -77,8 +77,8 @@ def test_cli_list_prints_the_agents(capsys):
 @pytest.mark.parametrize("name", list(ONE_SHOT))
 def test_predict_handles_single_and_batched_observations(name, fitted, small_env):
     agent = fitted[name]
-    data = RoutingData.from_table_env(small_env)
-    batch = data.embeddings[:7]
+    data = Outcomes.from_table_env(small_env)
+    batch = data.features[:7]
     actions, state = agent.predict(batch)
     assert actions.shape == (7,) and state is None
     assert all(small_env.action_space.contains(int(a)) for a in actions)
@@ -102,7 +102,7 @@ def test_evaluate_policy_scores_every_agent(name, fitted):
     if name == "random":  # its own random stream: between always the worst and always the best model
         assert rewards.min(axis=1).mean() <= mean <= rewards.max(axis=1).mean() and std > 0
     else:
-        actions, _ = fitted[name].predict(RoutingData.from_table_env(env).embeddings)
+        actions, _ = fitted[name].predict(Outcomes.from_table_env(env).features)
         per_query = rewards[np.arange(n), actions]
         assert mean == pytest.approx(per_query.mean()) and std == pytest.approx(per_query.std())
 
@@ -110,7 +110,7 @@ def test_evaluate_policy_scores_every_agent(name, fitted):
 @pytest.mark.parametrize("name", list(ONE_SHOT))
 def test_save_load_round_trip(name, fitted, small_env, tmp_path):
     agent = fitted[name]
-    queries = RoutingData.from_table_env(small_env).embeddings
+    queries = Outcomes.from_table_env(small_env).features
     path = agent.save(tmp_path / f"{name}.pt")
     expected, _ = agent.predict(queries)  # Random: the copy resumes the stream from the save
     loaded = type(agent).load(path)

@@ -21,7 +21,7 @@ from agents import (
     MLPRouter,
     OracleRouter,
     RandomRouter,
-    RoutingData,
+    action_table_outcomes,
 )
 from agents.base import single_threaded
 from agents.evaluation import evaluate_agent, evaluate_on_data
@@ -78,11 +78,11 @@ def turn_env(config):
 
 
 def test_routing_data_from_action_table_has_every_assignment(table, assign_env):
-    data = RoutingData.from_action_table(table, assign_env)
+    data = action_table_outcomes(table, assign_env)
     m = len(TINY_POOL)
-    assert data.arms == list(itertools.product(range(m), repeat=2))
+    assert list(data.arms) == list(itertools.product(range(m), repeat=2))
     assert data.scores.shape == (len(table.question_ids), m * m)
-    assert data.embeddings.shape == (len(table.question_ids), 384)
+    assert data.features.shape == (len(table.question_ids), 384)
     row = table.rows[0]
     q = data.query_ids.index(row["question_id"])
     arm = data.arms.index(
@@ -108,7 +108,7 @@ def test_assignment_routers_play_the_assign_env_under_the_oracle(table, assign_e
     best = evaluate_agent(oracle, assign_env)
     n = len(table.question_ids)
     assert best["episodes"] == n
-    data = RoutingData.from_action_table(table, assign_env)
+    data = action_table_outcomes(table, assign_env)
     # the env replays the table: the Oracle's live reward is the table's hindsight best
     assert best["reward"] == pytest.approx(
         data.rewards(assign_env.unwrapped.lam).max(axis=1).mean()

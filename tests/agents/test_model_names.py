@@ -12,9 +12,10 @@ import pytest
 
 import routing_gym  # noqa: F401
 from agents import HierRouter, KNNRouter
-from agents.base import RoutingData, env_models
+from agents.base import env_models
 from agents.evaluation import evaluate_agent, evaluate_on_data
 from routing_gym.errors import CheckpointError
+from routing_gym.outcomes import Outcomes
 
 ENV = "LLMRouting-Table-GSM8K-v0"
 CASCADE = "LLMRouting-Table-Cascade-GSM8K-v0"
@@ -96,8 +97,8 @@ def test_routers_refuse_a_table_missing_one_of_their_models_naming_it(knn, ppo, 
 
 
 def test_offline_scores_match_arms_to_data_columns_by_name(knn, reordered):
-    default = RoutingData.from_table_env(gym.make(ENV, split="test"))
-    other = RoutingData.from_table_env(
+    default = Outcomes.from_table_env(gym.make(ENV, split="test"))
+    other = Outcomes.from_table_env(
         gym.make("LLMRouting-Table-v0", table=str(reordered), split="test")
     )
     ours, theirs = evaluate_on_data(knn, other), evaluate_on_data(knn, default)

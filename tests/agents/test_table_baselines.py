@@ -16,10 +16,10 @@ from agents import (
     MLPRouter,
     OracleRouter,
     RandomRouter,
-    RoutingData,
 )
 from agents.evaluation import evaluate_agent
 from routing_gym.cost import REGIMES
+from routing_gym.outcomes import Outcomes
 
 TRAIN_ROWS = 1500  # a third of the train split keeps every fit to a second or two
 #: Measured on the test split at λ = 0.5 with subsamples of seeds 0-2: Random's expected reward
@@ -37,8 +37,8 @@ FACTORIES = {
 
 
 @pytest.fixture(scope="module")
-def train_data() -> RoutingData:
-    data = RoutingData.from_table_env(gym.make("LLMRouting-Table-v0", split="train"))
+def train_data() -> Outcomes:
+    data = Outcomes.from_table_env(gym.make("LLMRouting-Table-v0", split="train"))
     rows = np.random.default_rng(0).choice(len(data), TRAIN_ROWS, replace=False)
     return data.subset(np.sort(rows))
 
@@ -101,7 +101,7 @@ def test_higher_lambda_buys_cheaper_calls(name, fitted):
 
 def test_mf_threshold_spans_cheapest_to_strongest(train_data, fitted):
     mf = fitted["routellm-mf"]
-    x = train_data.embeddings[:200]
+    x = train_data.features[:200]
     cheapest = int(np.argmin(mf.arm_costs))
     mf.config.threshold = 0.0  # P(strong wins) < 0 never holds: always the strong model
     assert set(mf.select_arms(x)) == {mf.strong}
@@ -117,8 +117,8 @@ def test_fit_env_reads_the_train_split(train_data):
     assert agent.models == base.models
     assert agent.lam == 1.0  # followed the env's λ
     # a training query's own outcome is among its 5 neighbours: predictions match the data
-    data = RoutingData.from_table_env(env)
+    data = Outcomes.from_table_env(env)
     np.testing.assert_allclose(data.scores, base.scores)
     np.testing.assert_allclose(data.costs, base.normalized_costs)
     obs, info = env.reset(options={"index": 3})
-    np.testing.assert_array_equal(obs, data.embeddings[3])
+    np.testing.assert_array_equal(obs, data.features[3])
