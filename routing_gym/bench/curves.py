@@ -52,55 +52,32 @@ CURVES_FILE = "curves.jsonl"
 #: Uniform λ on [0, 2] left two-model pools, whose break-even λ is often 0.1–0.3, with a PPO
 #: that called the cheap model at every λ (docs/results/two_model_lambda.md).
 ANY_LAM_SAMPLING = "uniform-obs"
+#: How many entries of its observation hold λ/(1+λ). With one entry beside a 384-d embedding,
+#: Adam (about one step per weight) turned the policy with λ far more slowly than with the query:
+#: the PPO across λ swept too few shares (docs/results/two_model_lambda.md).
+ANY_LAM_OBS_COPIES = 32
 #: Curve names of a PPO agent trained at each λ, and trained once across λ.
 PER_LAM_SUFFIX, ANY_LAM_SUFFIX = "-per-lam", "-any-lam"
 
 
-def any_lam_env_config(env_config: Mapping[str, Any], split: str, lam_max: float) -> dict:
-    """The training env config of one PPO for every λ: λ in the observation, a new λ in
-    ``[0, lam_max]`` every episode, drawn as ``ANY_LAM_SAMPLING`` says."""
-    return {
+def any_lam_env_config(
+    env_config: Mapping[str, Any], split: str, lam_max: float | None = None
+) -> dict:
+    """The env config of one PPO for every λ: λ in ``ANY_LAM_OBS_COPIES`` entries of the
+    observation; to train (``lam_max``), a new λ in ``[0, lam_max]`` every episode, drawn as
+    ``ANY_LAM_SAMPLING`` says; to evaluate (None), the env's fixed λ."""
+    config = {
         **env_config,
         "split": split,
         "lam_in_obs": True,
-        "lam_range": [0.0, float(lam_max)],
-        "lam_sampling": ANY_LAM_SAMPLING,
+        "lam_obs_copies": ANY_LAM_OBS_COPIES,
     }
+    if lam_max is not None:
+        config.update(lam_range=[0.0, float(lam_max)], lam_sampling=ANY_LAM_SAMPLING)
+    return config
 
 
 # ---------------------------------------------------------------------------- outcomes and grids
-
-
-@dataclasses.dataclass
-class TableOutcomes:
-    """An outcome-table env's split as arrays: what every model scores and costs on every query.
-
-    ``costs`` are normalized with the env's frozen normalizer, so ``scores − λ·costs`` is the
-    env's reward of each (query, model). ``embeddings`` are the env's observations.
-    """
-
-    embeddings: np.ndarray  # (n, d) float32
-    scores: np.ndarray  # (n, m)
-    costs: np.ndarray  # (n, m) normalized
-    models: tuple[str, ...]
-    ids: tuple[str, ...] = ()  # the queries' ids, in row order (pairs bench rows with these rows)
-
-    @classmethod
-    def from_table_env(cls, env) -> "TableOutcomes":
-        """The configured split of an ``LLMRouting-Table-*`` env."""
-        base = env.unwrapped
-        if not hasattr(base, "scores"):
-            raise ValueError(f"{type(base).__name__} is not an outcome-table env (no 'scores').")
-        return cls(
-            embeddings=np.array(base.embeddings, dtype=np.float32),  # writable: torch reads it
-            scores=np.asarray(base.scores, dtype=np.float64),
-            costs=np.asarray(base.cost_normalizer(np.asarray(base.costs)), dtype=np.float64),
-            models=tuple(base.model_names),
-            ids=tuple(str(q) for q in base.query_ids),
-        )
-
-    def __len__(self) -> int:
-        return len(self.scores)
 
 
 def lambda_grid(
@@ -140,29 +117,26 @@ def threshold_grid(values: np.ndarray, bins: int = 100) -> np.ndarray:
 
 
 def curve_point(
-    data: TableOutcomes, arms: np.ndarray, knob: float, per_query: bool = False
+    data: Outcomes, arms: np.ndarray, knob: float, per_query: bool = False
 ) -> dict[str, Any]:
     """The point of one knob setting: mean normalized cost and perf of the chosen models, and
     each model's share of the calls; ``per_query`` adds each query's perf and cost (row order),
     which the paired comparisons at the λ of the gap captured need."""
     arms = np.asarray(arms, dtype=np.int64).reshape(len(data))
-    rows = np.arange(len(data))
+    perf, cost = data.picked(arms)
     counts = np.bincount(arms, minlength=len(data.models)) / max(1, len(data))
     point = {
         "knob": float(knob),
-        "cost": float(data.costs[rows, arms].mean()),
-        "perf": float(data.scores[rows, arms].mean()),
+        "cost": float(cost.mean()),
+        "perf": float(perf.mean()),
         "share": {model: float(counts[i]) for i, model in enumerate(data.models)},
     }
     if per_query:
-        point["per_query"] = {
-            "perf": data.scores[rows, arms].tolist(),
-            "cost": data.costs[rows, arms].tolist(),
-        }
+        point["per_query"] = {"perf": perf.tolist(), "cost": cost.tolist()}
     return point
 
 
-def _check_models(router: Any, data: TableOutcomes) -> None:
+def _check_models(router: Any, data: Outcomes) -> None:
     """The router's models must be the data's columns, matched by name and order."""
     models = tuple(getattr(router, "models", ()))
     arms = [tuple(a) for a in getattr(router, "arms", [])]
@@ -173,17 +147,12 @@ def _check_models(router: Any, data: TableOutcomes) -> None:
         )
 
 
-def oracle_arms(data: TableOutcomes, lam: float) -> np.ndarray:
-    """Per query the model with the best true ``score − λ·cost`` (ties to the cheaper one)."""
-    return np.argmax(data.scores - lam * data.costs - 1e-9 * data.costs, axis=1)
-
-
-def oracle_curve(data: TableOutcomes, lams: Sequence[float]) -> list[dict[str, Any]]:
+def oracle_curve(data: Outcomes, lams: Sequence[float]) -> list[dict[str, Any]]:
     """The Oracle at every λ: an upper bound on what any router reaches at that λ."""
-    return [curve_point(data, oracle_arms(data, lam), lam) for lam in lams]
+    return [curve_point(data, data.oracle_arms(lam), lam) for lam in lams]
 
 
-def single_model_points(data: TableOutcomes) -> dict[str, dict[str, Any]]:
+def single_model_points(data: Outcomes) -> dict[str, dict[str, Any]]:
     """Every single model's point (always calling it)."""
     return {
         model: curve_point(data, np.full(len(data), i), float("nan"))
@@ -218,7 +187,7 @@ class Curve:
 
 
 def router_at_lams(
-    router: Any, data: TableOutcomes, lams: Iterable[float] = GAP_LAMS
+    router: Any, data: Outcomes, lams: Iterable[float] = GAP_LAMS
 ) -> dict[float, dict[str, Any]]:
     """A fitted one-shot router's own decisions at each λ (``router.lam = λ``, ``select_arms``):
     MF calibrates α for that λ, a Fixed "best" rule re-picks its model."""
@@ -228,14 +197,14 @@ def router_at_lams(
         out = {}
         for lam in lams:
             router.lam = float(lam)
-            out[float(lam)] = curve_point(data, router.select_arms(data.embeddings), lam, True)
+            out[float(lam)] = curve_point(data, router.select_arms(data.features), lam, True)
         return out
     finally:
         router.lam = previous
 
 
 def sweep_router(
-    router: Any, data: TableOutcomes, lams: Sequence[float] | None = None, bins: int = 100
+    router: Any, data: Outcomes, lams: Sequence[float] | None = None, bins: int = 100
 ) -> tuple[str, list[dict[str, Any]]]:
     """``(knob name, points)`` of a fitted one-shot router over its knob (see the module docstring).
 
@@ -249,14 +218,14 @@ def sweep_router(
     if lams is None:
         lams = lambda_grid(two_model=len(data.models) == 2)
     if hasattr(router, "select_arms_at"):
-        thresholds = threshold_grid(router.threshold_values(data.embeddings), bins)
+        thresholds = threshold_grid(router.threshold_values(data.features), bins)
         points = [
-            curve_point(data, router.select_arms_at(data.embeddings, alpha), alpha)
+            curve_point(data, router.select_arms_at(data.features, alpha), alpha)
             for alpha in thresholds
         ]
         return "threshold α", points
     if getattr(router, "routes_by_estimates", False):
-        scores, costs = router.estimate(data.embeddings)
+        scores, costs = router.estimate(data.features)
         points = [curve_point(data, np.argmax(scores - lam * costs, axis=1), lam) for lam in lams]
         return "λ", points
     at = router_at_lams(router, data, [lam for lam in lams if lam >= 0])
@@ -286,9 +255,9 @@ def sweep_policy(
         if single_step:
             if hasattr(agent, "adapt_to"):  # models matched by name, as evaluate_agent does
                 agent.adapt_to(env)
-            data = TableOutcomes.from_table_env(env)
+            data = Outcomes.from_table_env(env)
             observation = {
-                "embedding": data.embeddings,
+                "embedding": np.array(base.embeddings, dtype=np.float32),
                 "lam": np.repeat(base.lam_observation()[None, :], len(data), axis=0),
             }
             actions, _ = agent.predict(observation, deterministic=True)
@@ -344,7 +313,7 @@ class EnvReferences:
         )
 
 
-def env_references(data: TableOutcomes, curves: Iterable[Curve] = ()) -> EnvReferences:
+def env_references(data: Outcomes, curves: Iterable[Curve] = ()) -> EnvReferences:
     """Single models, the two-model roles, and the best-single / Oracle rewards at GAP_LAMS."""
     singles = single_model_points(data)
     strong = weak = None
@@ -467,7 +436,7 @@ def env_seed_curves(
     env_id: str,
     seed: int,
     train_env,
-    data: TableOutcomes,
+    data: Outcomes,
     lam_max: float,
     done: Mapping[tuple[str, str], Mapping[str, Any]],
     log: Callable[[str], None],
@@ -486,7 +455,7 @@ def env_seed_curves(
     for name in config.agents:
         spec = entry(name)
         if spec.training == FIT_ON_EVAL:
-            at = {lam: curve_point(data, oracle_arms(data, lam), lam, True) for lam in GAP_LAMS}
+            at = {lam: curve_point(data, data.oracle_arms(lam), lam, True) for lam in GAP_LAMS}
             lams = lambda_grid(two_model=len(data.models) == 2)
             yield None, Curve(name, spec.label, "λ", oracle_curve(data, lams), at)
             continue
@@ -513,7 +482,7 @@ def env_seed_curves(
         # trained per regime: the bench rows are its per-λ points ...
         rows = _per_lam_rows(config, env_id, seed, name)
         if rows:
-            points = [point_from_scores(r["lam"], r, data.models, data.ids) for r in rows]
+            points = [point_from_scores(r["lam"], r, data.models, data.query_ids) for r in rows]
             at = {float(r["lam"]): p for r, p in zip(rows, points) if float(r["lam"]) in GAP_LAMS}
             label = f"{spec.label}, one PPO per λ"
             yield None, Curve(f"{name}{PER_LAM_SUFFIX}", label, "λ (trained at each)", points, at)
@@ -523,6 +492,7 @@ def env_seed_curves(
         steps = config.timesteps * len(config.regimes)
         extra = {"seed": seed, "lam_max": lam_max, "steps": steps}
         extra["lam_sampling"] = ANY_LAM_SAMPLING
+        extra["lam_obs_copies"] = ANY_LAM_OBS_COPIES
         fingerprint = _fingerprint(config, name, env_id, extra)
         curve_name = f"{name}{ANY_LAM_SUFFIX}"
         if (curve_name, fingerprint) in done:
@@ -536,7 +506,7 @@ def env_seed_curves(
         train_config = any_lam_env_config(config.env_config, config.train_split, lam_max)
         agent.learn(TrainingRun(env_id, train_config, timesteps=steps))
         fit_s = time.perf_counter() - start
-        eval_config = {**config.env_config, "lam_in_obs": True}
+        eval_config = any_lam_env_config(config.env_config, config.eval_split)
         # the per-λ PPOs' λ are on the grid, so its APGR can be read at the same λ as theirs
         lams = policy_lambda_grid(lam_max, extra=[resolve_lambda(r) for r in config.regimes])
         points = sweep_policy(
@@ -589,7 +559,7 @@ def write_curves(
             env_id, config.train_split, REGIMES["balanced"], config.env_config
         )
         eval_env = make_table_env(env_id, config.eval_split, REGIMES["balanced"], config.env_config)
-        data = TableOutcomes.from_table_env(eval_env)
+        data = Outcomes.from_table_env(eval_env)
         by_seed: dict[int, list[Curve]] = {}
         for seed in config.seeds:
             by_seed[seed] = []
@@ -608,7 +578,7 @@ def write_curves(
                     }
                     append_record(path, record)
                 by_seed[seed].append(curve)
-        train_data = TableOutcomes.from_table_env(train_env)
+        train_data = Outcomes.from_table_env(train_env)
         train_env.close()
         eval_env.close()
         summary["envs"][env_id] = env_summary(data, by_seed, train_data)
@@ -629,16 +599,15 @@ def write_curves(
     return summary, paths
 
 
-def best_fixed_on_train(train: TableOutcomes, data: TableOutcomes, lam: float) -> dict[str, Any]:
+def best_fixed_on_train(train: Outcomes, data: Outcomes, lam: float) -> dict[str, Any]:
     """The single model with the best mean reward at ``lam`` on the train split, and its
     per-query perf and cost on the evaluation split (the reference of the paired comparisons)."""
-    rewards = (train.scores - lam * train.costs).mean(axis=0)
-    model = train.models[int(np.argmax(rewards))]
+    (model,) = train.arm_models[train.best_fixed_arm(lam)]
     if model not in data.models:
         raise ValueError(
             f"the best fixed model on train, {model!r}, is not in the evaluation data."
         )
-    column = data.models.index(model)
+    column = data.column(model)
     return {
         "model": model,
         "per_query": {
@@ -661,7 +630,7 @@ def per_lam_knobs(curves: Sequence[Curve], curve: Curve) -> list[float] | None:
 
 
 def env_summary(
-    data: TableOutcomes, by_seed: Mapping[int, list[Curve]], train: TableOutcomes | None = None
+    data: Outcomes, by_seed: Mapping[int, list[Curve]], train: Outcomes | None = None
 ) -> dict[str, Any]:
     """One env's references, curves (points per seed) and metrics (mean and std over seeds);
     with the ``train`` split also the best fixed model on train at each λ of GAP_LAMS."""

@@ -17,19 +17,25 @@ from agents import KNNRouter, MFRouter
 from routing_gym.bench.curves import (
     GAP_LAMS,
     Curve,
-    TableOutcomes,
     curve_metrics,
     curve_point,
     env_references,
     env_summary,
     lambda_grid,
-    oracle_arms,
     router_at_lams,
     sweep_router,
 )
 from routing_gym.cli import main
+from routing_gym.outcomes import Outcomes
 
 WEAK, STRONG = "small-model", "large-model"
+
+
+def normalized_outcomes(embeddings, scores, costs, models) -> Outcomes:
+    """Hand-made rows with normalized costs (ids "0"...)."""
+    ids = tuple(str(i) for i in range(len(scores)))
+    return Outcomes(models=models, scores=scores, costs=costs, query_ids=ids, features=embeddings,
+                    cost_unit="normalized")
 
 
 def write_two_model_table(path: Path, n: int = 90, seed: int = 0) -> Path:
@@ -79,7 +85,7 @@ def table_env(table: Path, split: str, **config) -> gym.Env:
 
 
 def test_curve_point_means_and_call_shares():
-    data = TableOutcomes(
+    data = normalized_outcomes(
         embeddings=np.zeros((4, 2), np.float32),
         scores=np.array([[0, 1], [1, 1], [0, 0], [1, 0]], float),
         costs=np.array([[0.1, 0.9]] * 4),
@@ -91,12 +97,12 @@ def test_curve_point_means_and_call_shares():
     kept = curve_point(data, np.array([1, 0, 0, 1]), knob=0.3, per_query=True)["per_query"]
     assert kept == {"perf": [1.0, 1.0, 0.0, 0.0], "cost": [0.9, 0.1, 0.1, 0.9]}
     # the Oracle at λ = 0 takes the better model, ties to the cheaper one: a, a, a, a
-    assert oracle_arms(data, 0.0).tolist() == [1, 0, 0, 0]
+    assert data.oracle_arms(0.0).tolist() == [1, 0, 0, 0]
 
 
 def test_an_estimate_router_sweep_is_the_router_at_each_lambda(two_model_csv):
     knn = KNNRouter(k=5).fit_env(table_env(two_model_csv, "train"))
-    data = TableOutcomes.from_table_env(table_env(two_model_csv, "test"))
+    data = Outcomes.from_table_env(table_env(two_model_csv, "test"))
     lams = [0.0, 0.1, 0.5, 1.0, 3.0]
     knob, points = sweep_router(knn, data, lams)
     assert knob == "λ"
@@ -111,7 +117,7 @@ def test_an_estimate_router_sweep_is_the_router_at_each_lambda(two_model_csv):
 
 def test_two_model_sweeps_cover_every_share_of_strong_calls(two_model_csv):
     train, test = table_env(two_model_csv, "train"), table_env(two_model_csv, "test")
-    data = TableOutcomes.from_table_env(test)
+    data = Outcomes.from_table_env(test)
     knn = KNNRouter(k=5).fit_env(train)
     assert lambda_grid(two_model=True).min() < 0 < lambda_grid(two_model=True).max()
     _, points = sweep_router(knn, data)
@@ -122,16 +128,16 @@ def test_two_model_sweeps_cover_every_share_of_strong_calls(two_model_csv):
     shares = [p["share"][STRONG] for p in points]
     assert knob == "threshold α" and min(shares) == 0.0 and max(shares) == 1.0
     # RouteLLM's rule on two models: strong iff P(strong wins) >= α
-    win = mf.threshold_values(data.embeddings)[:, 0]
+    win = mf.threshold_values(data.features)[:, 0]
     alpha = float(np.median(win))
     strong = STRONG == data.models[1]
-    chosen = mf.select_arms_at(data.embeddings, alpha)
+    chosen = mf.select_arms_at(data.features, alpha)
     assert np.array_equal(chosen == (1 if strong else 0), win >= alpha)
 
 
 def test_a_router_fit_on_another_pool_is_refused(two_model_csv):
     knn = KNNRouter(k=5).fit_env(gym.make("LLMRouting-Table-GSM8K-v0", split="train"))
-    data = TableOutcomes.from_table_env(table_env(two_model_csv, "test"))
+    data = Outcomes.from_table_env(table_env(two_model_csv, "test"))
     with pytest.raises(ValueError, match="was fit on models"):
         sweep_router(knn, data)
 
@@ -141,7 +147,7 @@ def test_a_router_fit_on_another_pool_is_refused(two_model_csv):
 
 def test_curve_metrics_on_a_hand_made_two_model_curve():
     # 4 queries; weak model perf 0.5 at cost 0.1, strong 0.75 at cost 0.5; oracle rewards differ
-    data = TableOutcomes(
+    data = normalized_outcomes(
         embeddings=np.zeros((4, 2), np.float32),
         scores=np.array([[1, 1], [0, 1], [1, 0], [0, 1]], float),
         costs=np.array([[0.1, 0.5]] * 4),
@@ -176,7 +182,7 @@ def test_curve_metrics_on_a_hand_made_two_model_curve():
 def test_one_ppo_across_lam_is_scored_at_the_lams_of_the_per_lam_ppos():
     # APGR is a mean PGR over the share range a curve covers: a PPO across λ swept to λ = 2
     # also covers low shares that the per-λ PPOs (λ = 0.1, 0.5, 1) never reach
-    data = TableOutcomes(
+    data = normalized_outcomes(
         embeddings=np.zeros((4, 2), np.float32),
         scores=np.array([[1, 1], [0, 1], [1, 0], [0, 1]], float),
         costs=np.array([[0.1, 0.5]] * 4),
@@ -326,13 +332,13 @@ def test_curves_comparison_is_paired_against_the_best_fixed_model_on_train():
     from routing_gym.bench.curves import best_fixed_on_train, curves_comparison
 
     # train: model a has reward 0.5 at λ = 0, b 0.4; the evaluation data: a 0.5, b 0.5
-    train = TableOutcomes(
+    train = normalized_outcomes(
         embeddings=np.zeros((2, 1), np.float32),
         scores=np.array([[0.5, 0.4], [0.5, 0.4]]),
         costs=np.zeros((2, 2)),
         models=("a", "b"),
     )
-    data = TableOutcomes(
+    data = normalized_outcomes(
         embeddings=np.zeros((4, 1), np.float32),
         scores=np.array([[0.0, 1.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]]),
         costs=np.zeros((4, 2)),
@@ -392,4 +398,6 @@ def test_one_ppo_for_every_lam_trains_on_lams_drawn_uniformly_in_the_observation
     assert env_config["lam_in_obs"] is True and env_config["split"] == "train"
     assert env_config["lam_range"] == [0.0, 2.0]  # twice the largest regime (1.0), at least 2
     assert env_config["lam_sampling"] == "uniform-obs"
+    # one λ entry beside the embedding left the policy nearly blind to λ: 32 copies of it
+    assert env_config["lam_obs_copies"] == 32
     assert steps == 600  # the steps of both regimes together
