@@ -42,13 +42,15 @@ from scipy import stats
 import routing_gym  # noqa: F401  (registers the envs)
 from agents.hierrouter import HierRouter
 from routing_gym.bench import metrics
-from routing_gym.bench.curves import TableOutcomes, policy_lambda_grid
+from routing_gym.bench.curves import policy_lambda_grid
 from routing_gym.bench.runner import make_table_env
+from routing_gym.outcomes import Outcomes
 from routing_gym.routers import TrainingRun
 from routing_gym.stats import mean_interval, paired_difference_interval
 
 ENV_ID = "LLMRouting-Table-v0"
 SHARE_LAMS = (0.0, 0.1, 0.2, 0.3, 0.5, 1.0, 2.0)  # where the report prints the strong share
+ENT_COEF = HierRouter.Config.ent_coef
 
 
 def write_break_even_table(path: Path, n: int = 200) -> Path:
@@ -75,18 +77,24 @@ def write_break_even_table(path: Path, n: int = 200) -> Path:
     return path
 
 
-def train(env_config: dict, seed: int, steps: int) -> HierRouter:
-    """HierRouter PPO with the bench's defaults, on the train split."""
-    agent = HierRouter(seed=seed, total_timesteps=steps)
+def train(env_config: dict, seed: int, steps: int, ent_coef: float = ENT_COEF) -> HierRouter:
+    """HierRouter PPO with the bench's defaults (but ``ent_coef``), on the train split."""
+    agent = HierRouter(seed=seed, total_timesteps=steps, ent_coef=ent_coef)
     return agent.learn(TrainingRun(ENV_ID, {**env_config, "split": "train"}, timesteps=steps))
 
 
-def choices(agent: HierRouter, table: str, lam: float, lam_in_obs: bool) -> list[int]:
-    """The agent's model for every test query at ``lam`` (λ in the observation or not)."""
-    env = make_table_env(ENV_ID, "test", lam, {"table": table, "lam_in_obs": lam_in_obs})
+def choices(
+    agent: HierRouter, table: str, lam: float, lam_in_obs: bool, copies: int = 1
+) -> list[int]:
+    """The agent's model for every test query at ``lam`` (λ in the observation, in ``copies``
+    entries, or not)."""
+    config = {"table": table, "lam_in_obs": lam_in_obs}
+    if lam_in_obs:
+        config["lam_obs_copies"] = copies
+    env = make_table_env(ENV_ID, "test", lam, config)
     agent.adapt_to(env)
-    data = TableOutcomes.from_table_env(env)
-    obs = data.embeddings
+    data = Outcomes.from_table_env(env)
+    obs = data.features
     if lam_in_obs:
         lam_obs = env.unwrapped.lam_observation()
         obs = {"embedding": obs, "lam": np.repeat(lam_obs[None, :], len(data), axis=0)}
@@ -95,9 +103,16 @@ def choices(agent: HierRouter, table: str, lam: float, lam_in_obs: bool) -> list
     return [int(a) for a in actions]
 
 
-def curve_name(sampling: str, scale: str) -> str:
-    """The record's name of the curve across λ of one draw and one reward scale."""
-    return f"any-lam-{sampling}" + ("" if scale == "none" else "-scaled")
+def curve_name(
+    sampling: str, scale: str, lam_max: float = 2.0, ent_coef: float = ENT_COEF, copies: int = 1
+) -> str:
+    """The record's name of the curve across λ of one draw, reward scale, λ range, entropy
+    coefficient and copies of λ in the observation (the parts left at the first recipe's values
+    are left out of the name)."""
+    name = f"any-lam-{sampling}" + ("" if scale == "none" else "-scaled")
+    name += "" if lam_max == 2.0 else f"-max{lam_max:g}"
+    name += "" if ent_coef == ENT_COEF else f"-ent{ent_coef:g}"
+    return name + ("" if copies == 1 else f"-copies{copies}")
 
 
 def reused_curves(path: str | None, args) -> dict:
@@ -141,7 +156,7 @@ def run(args) -> dict:
     grid = [lam for lam in grid if lam <= args.lam_max]
     for sampling in args.samplings:
         for scale in args.reward_scales:
-            name = curve_name(sampling, scale)
+            name = curve_name(sampling, scale, args.lam_max, args.ent_coef, args.lam_obs_copies)
             if name in record["curves"]:
                 continue
             config = {
@@ -150,10 +165,14 @@ def run(args) -> dict:
                 "lam_range": [0.0, args.lam_max],
                 "lam_sampling": sampling,
                 "lam_reward_scale": scale,
+                "lam_obs_copies": args.lam_obs_copies,
             }
             start = time.perf_counter()
-            agent = train(config, args.seed, args.steps * len(lams))
-            arms = {repr(lam): choices(agent, args.table, lam, lam_in_obs=True) for lam in grid}
+            agent = train(config, args.seed, args.steps * len(lams), args.ent_coef)
+            arms = {
+                repr(lam): choices(agent, args.table, lam, True, args.lam_obs_copies)
+                for lam in grid
+            }
             fit_s = time.perf_counter() - start
             record["curves"][name] = {"arms": arms, "fit_s": fit_s}
             print(f"one PPO across λ ({sampling}, reward scale {scale}) trained", flush=True)
@@ -165,7 +184,7 @@ def run(args) -> dict:
 def summarize(record: dict, table: str, resamples: int, seed: int) -> dict:
     """Strong share per λ and APGR of each curve, with 95% bootstrap intervals over queries."""
     env = make_table_env(ENV_ID, "test", 0.0, {"table": table})
-    data = TableOutcomes.from_table_env(env)
+    data = Outcomes.from_table_env(env)
     env.close()
     n = len(data)
     singles = data.scores.mean(axis=0)
@@ -321,6 +340,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samplings", nargs="+", default=["uniform", "uniform-obs"])
     parser.add_argument(
         "--reward-scales", nargs="+", default=["none"], choices=["none", "1/(1+lam)"]
+    )
+    parser.add_argument(
+        "--ent-coef", type=float, default=ENT_COEF, help="entropy coefficient of the PPO across λ"
+    )
+    parser.add_argument(
+        "--lam-obs-copies", type=int, default=1, help="entries of the observation that hold λ"
     )
     parser.add_argument("--reuse", help="an earlier record of this table, seed and steps")
     parser.add_argument("--seed", type=int, default=0)

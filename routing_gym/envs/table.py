@@ -26,8 +26,9 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     ## Observation Space
     ``Box(-1, 1, (384,), float32)``: the all-MiniLM-L6-v2 embedding (unit vector) of the query.
     (A table with precomputed embeddings of another size sets the shape.) With
-    ``lam_in_obs=True``: ``Dict(embedding=that Box, lam=Box(0, 1, (1,), float32))``, where
-    ``lam`` is the episode's λ/(1+λ), so one policy can follow any λ. With ``features``
+    ``lam_in_obs=True``: ``Dict(embedding=that Box, lam=Box(0, 1, (lam_obs_copies,),
+    float32))``, where each entry of ``lam`` is the episode's λ/(1+λ), so one policy can follow
+    any λ. With ``features``
     naming ``"task"`` and/or ``"length"`` (``routing_gym.envs.features``), the observation is a
     ``Dict`` with ``embedding`` and those entries: ``task`` ``Box(0, 1, (num_tasks,), float32)``,
     a one-hot over ``env.unwrapped.task_list`` (the ``tasks`` key, else every task of the
@@ -66,7 +67,8 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     (``train``/``valid``/``test``/``all``), ``split_salt``, ``tasks`` (list or None), ``lam``
     (number or ``"performance-first"``/``"balanced"``/``"cost-first"``), ``cost_bounds``
     (None = fit, or ``[low, high]`` USD), ``cost_quantile``, ``shuffle``, ``lam_in_obs`` (λ in
-    the observation; construction only), ``lam_range`` (None, or ``[low, high]``: every
+    the observation; construction only), ``lam_obs_copies`` (how many entries of the
+    observation's ``lam`` hold λ/(1+λ), default 1; construction only), ``lam_range`` (None, or ``[low, high]``: every
     ``reset`` draws λ from it with ``np_random``, for training across λ) and ``lam_sampling``
     (``"uniform"``: λ uniform in ``lam_range``; ``"uniform-obs"``: λ/(1+λ), the observation's
     entry, uniform, which draws small λ more often), ``lam_reward_scale`` (``"none"``, or
@@ -75,8 +77,8 @@ class TableRoutingEnv(OutcomeTableEnvBase):
     bad value raises ValueError naming the key. ``render_mode="ansi"`` makes ``render()`` return a line of text.
 
     ## Version History
-    * v0: initial version; ``lam_sampling``, ``lam_reward_scale`` and ``features`` added later
-      (their defaults draw λ, scale the reward and observe as before).
+    * v0: initial version; ``lam_sampling``, ``lam_reward_scale``, ``lam_obs_copies`` and
+      ``features`` added later (their defaults draw λ, scale the reward and observe as before).
     """
 
     _DERIVED = (

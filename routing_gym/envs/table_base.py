@@ -47,7 +47,7 @@ class OutcomeTableEnvBase(gym.Env):
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
     #: Keys that fix the spaces (the number of models, λ in the observation): construction only.
-    CONSTRUCTION_ONLY = ("table", "prices", "lam_in_obs", "features")
+    CONSTRUCTION_ONLY = ("table", "prices", "lam_in_obs", "lam_obs_copies", "features")
     #: Attributes rebuilt from the config by ``_load``, left out of pickles.
     _DERIVED: tuple[str, ...] = ("_data", "_train_costs", "cost_normalizer", "_features")
 
@@ -66,6 +66,7 @@ class OutcomeTableEnvBase(gym.Env):
             "cost_quantile": 0.99,  # fitted high bound = this quantile of train costs (1.0 = max)
             "shuffle": True,  # visit the split's questions in a seeded random order
             "lam_in_obs": False,  # observation gets a "lam" entry, λ/(1+λ): one policy for every λ
+            "lam_obs_copies": 1,  # how many times the "lam" entry holds λ/(1+λ) (see lam_space)
             "lam_range": None,  # None = the fixed `lam`; or [low, high]: a new λ each episode
             "lam_sampling": "uniform",  # with lam_range: "uniform" λ, or "uniform-obs" λ/(1+λ)
             "lam_reward_scale": "none",  # reward times 1 ("none") or 1/(1+λ) ("1/(1+lam)")
@@ -186,6 +187,11 @@ class OutcomeTableEnvBase(gym.Env):
                     f"got {lam_range!r}."
                 )
             config["lam_range"] = [float(b) for b in lam_range]
+        copies = config["lam_obs_copies"]
+        if isinstance(copies, bool) or not isinstance(copies, int) or copies < 1:
+            raise ValueError(
+                f"config key 'lam_obs_copies' must be an int >= 1, got {copies!r}."
+            )
         if config["lam_sampling"] not in LAM_SAMPLINGS:
             raise ValueError(
                 f"config key 'lam_sampling' must be one of {LAM_SAMPLINGS}, got "
@@ -406,14 +412,22 @@ class OutcomeTableEnvBase(gym.Env):
         n = self.num_queries
         return self.np_random.permutation(n) if self.config["shuffle"] else np.arange(n)
 
-    @staticmethod
-    def lam_space() -> spaces.Box:
-        """The space of the observation's ``lam`` entry (with ``lam_in_obs``)."""
-        return spaces.Box(0.0, 1.0, shape=(1,), dtype=np.float32)
+    def lam_space(self) -> spaces.Box:
+        """The space of the observation's ``lam`` entry (with ``lam_in_obs``): ``lam_obs_copies``
+        copies of λ/(1+λ).
+
+        Copies, because a policy network trained with Adam moves each input weight by about the
+        same step: one λ entry beside a 384-d embedding then turns the policy with λ tens of
+        times more slowly than with the query, and one PPO across λ routes nearly alike at
+        every λ (docs/results/two_model_lambda.md).
+        """
+        return spaces.Box(0.0, 1.0, shape=(self.config["lam_obs_copies"],), dtype=np.float32)
 
     def lam_observation(self) -> np.ndarray:
-        """The episode's λ as the observation sees it: λ/(1+λ), in [0, 1) for any λ >= 0."""
-        return np.array([self.lam / (1.0 + self.lam)], dtype=np.float32)
+        """The episode's λ as the observation sees it: λ/(1+λ), in [0, 1) for any λ >= 0, in
+        each of the ``lam_obs_copies`` entries."""
+        w = self.lam / (1.0 + self.lam)
+        return np.full((self.config["lam_obs_copies"],), w, dtype=np.float32)
 
     def render(self) -> str | None:
         """``"ansi"``: a one-line text of the current query or last step."""

@@ -31,7 +31,8 @@ class TableCascadeEnv(OutcomeTableEnvBase):
     ``Box(0, 1, (1,), float32)`` calls made / ``max_depth``; ``cost`` ``Box(0, 1, (1,), float32)``
     accumulated normalized cost; ``tried`` ``MultiBinary(m)`` models called; ``outcomes``
     ``MultiBinary(m)`` 1 where a called model's score reached ``success_threshold`` (0 elsewhere).
-    With ``lam_in_obs=True`` also ``lam`` ``Box(0, 1, (1,), float32)``, the episode's λ/(1+λ).
+    With ``lam_in_obs=True`` also ``lam`` ``Box(0, 1, (lam_obs_copies,), float32)``, the
+    episode's λ/(1+λ) in each entry.
     With ``features`` naming ``"task"`` / ``"length"``, also ``task`` (one-hot over
     ``task_list``) and ``length`` (scaled log prompt tokens), as in ``LLMRouting-Table-v0``.
 
@@ -66,7 +67,8 @@ class TableCascadeEnv(OutcomeTableEnvBase):
     ``reward_mode`` (``"final"`` or ``"per_step"``) and ``success_threshold`` (default 0.5).
 
     ## Version History
-    * v0: initial version; ``features`` added later (its default observes as before).
+    * v0: initial version; ``features`` and ``lam_obs_copies`` added later (their defaults
+      observe as before).
     """
 
     _DERIVED = (*OutcomeTableEnvBase._DERIVED, "_score_rows", "_cost_rows", "_oracle")

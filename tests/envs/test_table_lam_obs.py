@@ -209,3 +209,30 @@ def test_bad_lam_reward_scale_names_the_key():
         gym.make("LLMRouting-Table-v0", lam_reward_scale="1/lam")
     with pytest.raises(ValueError, match="'lam_reward_scale'"):
         gym.make("LLMRouting-Table-Cascade-v0", lam_reward_scale=None)
+
+
+@pytest.mark.parametrize("env_id", IDS)
+def test_lam_obs_copies_repeat_lam_in_every_entry_and_pass_both_checkers(env_id):
+    env = gym.make(env_id, lam_in_obs=True, lam_obs_copies=4, lam_range=[0.0, 2.0]).unwrapped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env, skip_render_check=True)
+        sb3_check_env(env, warn=True)
+    assert [str(w.message) for w in caught] == []
+    assert env.observation_space["lam"] == gym.spaces.Box(0.0, 1.0, (4,), np.float32)
+    obs, _ = env.reset(seed=3)
+    lam = env.lam
+    assert obs["lam"].shape == (4,) and obs["lam"].dtype == np.float32
+    np.testing.assert_array_equal(obs["lam"], np.float32(lam / (1.0 + lam)))
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True, "32", None])
+def test_bad_lam_obs_copies_names_the_key(bad):
+    with pytest.raises(ValueError, match="'lam_obs_copies'"):
+        gym.make("LLMRouting-Table-v0", lam_in_obs=True, lam_obs_copies=bad)
+
+
+def test_lam_obs_copies_fix_the_space_and_cannot_change_after_construction():
+    env = gym.make("LLMRouting-Table-v0", lam_in_obs=True, lam_obs_copies=2)
+    with pytest.raises(ValueError, match="'lam_obs_copies'"):
+        env.reset(seed=0, options={"config": {"lam_obs_copies": 3}})
