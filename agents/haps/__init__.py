@@ -34,7 +34,8 @@ The algorithm, top to bottom (module in brackets):
   (``agents.evaluation.evaluate_agent`` calls it) and reads the current episode's question
   from it, or takes ``question=`` explicitly.
 * **Warm-up** (``fit`` → ``training.warmup``): cross-entropy of the high level against the
-  per-question best assignment of an exhaustive ``ActionTable`` (``table_arrays`` [tables]);
+  per-question best assignment of an exhaustive ``ActionTable``, read as ``Outcomes``
+  (``table_outcomes`` [tables]) and shaped (``shaped_rewards``);
   ``ties`` says how equal-reward assignments become a target ("cheapest", "first", or "soft":
   uniform over the tied ones).
 * **Joint phase** (``train_joint`` → ``training.train_joint``): per update, play
@@ -75,7 +76,7 @@ from agents.haps.layout import HybridLayout
 from agents.haps.networks import HAPSPolicy, LoRAGenerator, PromptEncoder
 from agents.haps.prompt import ROLE_DEFINITIONS, TASK_DESCRIPTIONS, current_example, example_text, routing_prompt
 from agents.haps.rollouts import Episode
-from agents.haps.tables import haps_reward, table_arrays, warmup_targets
+from agents.haps.tables import examples_of, haps_reward, shaped_rewards, table_outcomes, warmup_targets
 from agents.haps.training import EarlyStopping
 
 __all__ = [
@@ -97,11 +98,13 @@ __all__ = [
     "LoRAGenerator",
     "PromptEncoder",
     "current_example",
+    "examples_of",
     "example_text",
     "haps_env_config",
     "haps_reward",
     "routing_prompt",
     "run_fingerprint",
-    "table_arrays",
+    "shaped_rewards",
+    "table_outcomes",
     "warmup_targets",
 ]

@@ -1,4 +1,4 @@
-"""HAPS's shaped reward, and the warm-up's data: an exhaustive table as rewards per assignment."""
+"""HAPS's shaped reward, and the warm-up's data: an exhaustive table as ``Outcomes`` of the env's split."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import numpy as np
 from agents.base import all_assignments
 from agents.haps.config import TIES
 from routing_gym.cost import routing_reward
+from routing_gym.outcomes import Outcomes
 
 
 def haps_reward(perf: float, normalized_cost: float, lam: float, shaping: str = "haps") -> float:
@@ -37,29 +38,37 @@ def warmup_targets(rewards: np.ndarray, costs: np.ndarray | None = None, ties: s
     return targets
 
 
-def table_arrays(
-    table: Any,
-    env: gym.Env,
-    lam: float,
-    shaping: str = "haps",
-    models: Sequence[str] | None = None,
-) -> tuple[list[Any], np.ndarray, np.ndarray]:
-    """Examples, shaped rewards ``(n, M^roles)`` and normalized costs of an ``ActionTable``'s questions.
+def table_outcomes(table: Any, env: gym.Env, models: Sequence[str] | None = None) -> Outcomes:
+    """An exhaustive ``ActionTable`` of ``env``'s split as ``Outcomes``, in the env's reward scale.
 
-    Columns follow ``all_assignments(M, roles)`` over ``models`` (default: the env's, in its
-    order) and the env's roles; costs are normalized with the env's frozen normalizer, so the
-    rewards are the env's (before shaping).
+    Columns follow ``all_assignments(M, R)`` over ``models`` (default: the env's, in its order)
+    and the env's R roles; costs are normalized with the env's frozen normalizer, so
+    ``rewards(λ)`` are the env's rewards (before HAPS's shaping). Raises ValueError for a table
+    built for another protocol or roles, or with a question outside the env's split.
     """
     base = env.unwrapped
     names = list(models) if models is not None else list(base.model_names)
     table.check_built_for(base, names)
-    outcomes = table.outcomes(names, base.cost_normalizer, arms=all_assignments(len(names), len(base.roles)))
-    examples = {str(e.id): e for e in base.examples}
-    missing = [q for q in outcomes.question_ids if q not in examples]
+    if tuple(table.roles) != tuple(base.roles):
+        raise ValueError(f"ActionTable assigns models to the roles {list(table.roles)}; the env's are {list(base.roles)}.")
+    arms = all_assignments(len(names), len(base.roles))
+    outcomes = Outcomes.from_action_table(table, names, base.cost_normalizer, arms=arms)
+    examples_of(env, outcomes.query_ids)  # every question must be one of the split's
+    return outcomes
+
+
+def examples_of(env: gym.Env, query_ids: Sequence[str]) -> list[Any]:
+    """The examples of ``env``'s split with these ids, in that order (the warm-up's prompts)."""
+    examples = {str(e.id): e for e in env.unwrapped.examples}
+    missing = [q for q in query_ids if q not in examples]
     if missing:
         raise ValueError(
             f"ActionTable question {missing[0]!r} is not in the env's split; build the env on the table's split."
         )
+    return [examples[q] for q in query_ids]
+
+
+def shaped_rewards(outcomes: Outcomes, lam: float, shaping: str = "haps") -> np.ndarray:
+    """``haps_reward`` of every (question, assignment): what the warm-up's targets are the best of."""
     shaped = np.vectorize(lambda p, c: haps_reward(p, c, lam, shaping), otypes=[np.float64])
-    rewards = shaped(outcomes.perf, outcomes.cost)
-    return [examples[q] for q in outcomes.question_ids], rewards, outcomes.cost
+    return shaped(outcomes.scores, outcomes.costs)

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from agents.haps.checkpoints import JointCheckpoint, run_fingerprint
 from agents.haps.rollouts import Episode, batched_env, training_rollout
-from agents.haps.tables import table_arrays, warmup_targets
+from agents.haps.tables import examples_of, shaped_rewards, table_outcomes, warmup_targets
 
 if TYPE_CHECKING:
     from agents.haps.agent import HAPSAgent
@@ -58,7 +58,7 @@ def warmup(
 ) -> "HAPSAgent":
     """SFT warm-up of the high level: questions, rewards ``(n, assignments)`` (and costs, for ties).
 
-    Columns follow ``all_assignments`` (see ``table_arrays``). With ``valid`` = (questions,
+    Columns follow ``all_assignments`` (see ``table_outcomes``). With ``valid`` = (questions,
     rewards) the epoch whose argmax earns the most there is kept, and training stops after
     ``patience`` epochs without improvement.
     """
@@ -299,14 +299,13 @@ def fit_env(
         checkpoint = JointCheckpoint(checkpoint, fingerprint)
         saved = checkpoint.load()
     if saved is None and action_table is not None and cfg.router == "learned" and cfg.warmup_epochs:
-        examples, rewards, costs = table_arrays(action_table, env, agent.lam, cfg.shaping, models=agent.layout.models)
+        train = table_outcomes(action_table, env, agent.layout.models)
         valid = None
         if valid_table is not None and valid_env is not None:
-            valid_examples, valid_rewards, _ = table_arrays(
-                valid_table, valid_env, agent.lam, cfg.shaping, models=agent.layout.models
-            )
-            valid = (valid_examples, valid_rewards)
-        agent.fit(examples, rewards, costs, valid=valid)
+            held_out = table_outcomes(valid_table, valid_env, agent.layout.models)
+            valid = (examples_of(valid_env, held_out.query_ids), shaped_rewards(held_out, agent.lam, cfg.shaping))
+        rewards = shaped_rewards(train, agent.lam, cfg.shaping)
+        agent.fit(examples_of(env, train.query_ids), rewards, train.costs, valid=valid)
     if total > 0:
         agent.train_joint(env, valid_env, total, checkpoint=checkpoint)
     agent._env = env  # predict reads the train env's questions
