@@ -51,103 +51,83 @@ from routing_gym.llm.spec import REAL_POOL, closed, resolve_spec
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    """Command-line flags."""
-    parser = argparse.ArgumentParser(
-        prog="routing-gym train-haps", description=__doc__.split("\n\n")[0]
-    )
-    parser.add_argument(
-        "--env", default="LLMRouting-HotpotQA-HAPS-v0", help="a hybrid-action env ID"
-    )
-    parser.add_argument("--models", default=",".join(REAL_POOL), help="comma-separated pool")
-    parser.add_argument(
-        "--closed", default="",
-        help="comma-separated models of the pool used as they are, without LoRA (HAPS's mixed-source setting)",
-    )
-    parser.add_argument("--data-dir", default=None, help="data folder (default: $ROUTING_GYM_DATA)")
-    parser.add_argument("--train-split", default="train")
-    parser.add_argument("--valid-split", default="valid")
-    parser.add_argument("--train-limit", type=int, default=None)
-    parser.add_argument("--valid-limit", type=int, default=20)
-    parser.add_argument(
-        "--action-table", default=None, help="exhaustive table of the train split (warm-up)"
-    )
-    parser.add_argument(
-        "--valid-table",
-        default=None,
-        help="exhaustive table of the valid split (warm-up early stopping)",
-    )
-    parser.add_argument(
-        "--lam", default="balanced", help="λ: a number, performance-first, balanced or cost-first"
-    )
-    parser.add_argument("--protocol", default="{}", help="extra protocol settings, as JSON")
-    parser.add_argument(
-        "--env-config", default="{}",
-        help="further settings of every env (train, valid, early stopping), as JSON, e.g. "
-        "'{\"subjects\": [\"astronomy\", \"marketing\"]}' for MMLU",
-    )
-    parser.add_argument(
-        "--temperature", type=float, default=0.7, help="sampling temperature of training episodes"
-    )
-    parser.add_argument("--cache-mode", default="rw", choices=("rw", "ro", "off"))
-    # model and ablations
-    parser.add_argument(
-        "--backbone", default="smollm2-135m", help="built-in model name or transformers folder"
-    )
-    parser.add_argument("--finetune-backbone", action="store_true")
-    parser.add_argument(
-        "--no-share-backbone", action="store_true", help="generators get their own backbone copy"
-    )
-    parser.add_argument("--router", default="learned", choices=ROUTERS)
-    parser.add_argument(
-        "--fixed-assignment", default=None, help="student,teacher model names for --router fixed"
-    )
-    parser.add_argument("--no-lora", action="store_true")
-    parser.add_argument("--lora-layers", default="1", help="k: 1, 2, 4 or all")
-    parser.add_argument("--lora-rank", type=int, default=8)
-    parser.add_argument("--lora-alpha", type=float, default=0.01)
-    parser.add_argument("--lora-scale", type=float, default=1.0)
-    # training
-    parser.add_argument("--warmup-epochs", type=int, default=30)
-    parser.add_argument("--ties", default="cheapest", choices=TIES)
-    parser.add_argument("--updates", type=int, default=100, help="joint-phase updates")
-    parser.add_argument("--episodes-per-update", type=int, default=4)
-    parser.add_argument(
-        "--rollout-envs", type=int, default=1,
-        help="play the joint phase's episodes in this many env copies in lockstep (batched model calls)",
-    )
-    parser.add_argument("--lr", type=float, default=1e-4)
-    parser.add_argument("--eval-every", type=int, default=10)
-    parser.add_argument("--valid-episodes", type=int, default=20)
-    parser.add_argument(
-        "--stop-split", default=None,
-        help="early-stop on this split's questions instead of the reported ones (with --stop-skip/--stop-limit)",
-    )
-    parser.add_argument("--stop-skip", type=int, default=0, help="skip this many questions of --stop-split")
-    parser.add_argument("--stop-limit", type=int, default=None, help="early-stopping questions of --stop-split")
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--tensorboard-log", default=None)
-    parser.add_argument("--no-progress-bar", action="store_true")
-    parser.add_argument("--out", default=None, help="folder to save the trained agent")
-    parser.add_argument(
-        "--checkpoint", default=None,
-        help="the joint phase's state after every update; the same command resumes from it "
-        "(default: <out>/joint_checkpoint.pt with --out)",
-    )
-    parser.add_argument(
-        "--results-json",
-        default=None,
-        help="write the valid scores and each valid episode (assignment, perf, cost) here",
-    )
-    parser.add_argument(
-        "--profile-step",
-        type=int,
-        nargs="*",
-        default=None,
-        metavar="BATCH",
-        help="time one joint update at each batch size (default 1) and exit",
-    )
+    """Command-line flags, in four groups: envs, model and ablations, training, output."""
+    parser = argparse.ArgumentParser(prog="routing-gym train-haps", description=__doc__.split("\n\n")[0])
+    add_env_flags(parser.add_argument_group("envs and data"))
+    add_model_flags(parser.add_argument_group("model and ablations"))
+    add_training_flags(parser.add_argument_group("training"))
+    add_output_flags(parser.add_argument_group("output"))
     return parser.parse_args(argv)
+
+
+def add_env_flags(group: argparse._ArgumentGroup) -> None:
+    """The envs: pool, splits, tables, λ, protocol and cache."""
+    group.add_argument("--env", default="LLMRouting-HotpotQA-HAPS-v0", help="a hybrid-action env ID")
+    group.add_argument("--models", default=",".join(REAL_POOL), help="comma-separated pool")
+    group.add_argument("--closed", default="", help="comma-separated models of the pool used as they are, "
+                       "without LoRA (HAPS's mixed-source setting)")
+    group.add_argument("--data-dir", default=None, help="data folder (default: $ROUTING_GYM_DATA)")
+    group.add_argument("--train-split", default="train")
+    group.add_argument("--valid-split", default="valid")
+    group.add_argument("--train-limit", type=int, default=None)
+    group.add_argument("--valid-limit", type=int, default=20)
+    group.add_argument("--action-table", default=None, help="exhaustive table of the train split (warm-up)")
+    group.add_argument("--valid-table", default=None,
+                       help="exhaustive table of the valid split (warm-up early stopping)")
+    group.add_argument("--lam", default="balanced", help="λ: a number, performance-first, balanced or cost-first")
+    group.add_argument("--protocol", default="{}", help="extra protocol settings, as JSON")
+    group.add_argument("--env-config", default="{}",
+                       help="further settings of every env (train, valid, early stopping), as JSON, e.g. "
+                       "'{\"subjects\": [\"astronomy\", \"marketing\"]}' for MMLU")
+    group.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of training episodes")
+    group.add_argument("--cache-mode", default="rw", choices=("rw", "ro", "off"))
+
+
+def add_model_flags(group: argparse._ArgumentGroup) -> None:
+    """The backbone, the two levels and their ablations, the LoRA shape."""
+    group.add_argument("--backbone", default="smollm2-135m", help="built-in model name or transformers folder")
+    group.add_argument("--finetune-backbone", action="store_true")
+    group.add_argument("--no-share-backbone", action="store_true", help="generators get their own backbone copy")
+    group.add_argument("--router", default="learned", choices=ROUTERS)
+    group.add_argument("--fixed-assignment", default=None,
+                       help="comma-separated model names, one per role of the env, for --router fixed")
+    group.add_argument("--no-lora", action="store_true")
+    group.add_argument("--lora-layers", default="1", help="k: 1, 2, 4 or all")
+    group.add_argument("--lora-rank", type=int, default=8)
+    group.add_argument("--lora-alpha", type=float, default=0.01)
+    group.add_argument("--lora-scale", type=float, default=1.0)
+
+
+def add_training_flags(group: argparse._ArgumentGroup) -> None:
+    """Warm-up, joint phase, validation and early stopping."""
+    group.add_argument("--warmup-epochs", type=int, default=30)
+    group.add_argument("--ties", default="cheapest", choices=TIES)
+    group.add_argument("--updates", type=int, default=100, help="joint-phase updates")
+    group.add_argument("--episodes-per-update", type=int, default=4)
+    group.add_argument("--rollout-envs", type=int, default=1, help="play the joint phase's episodes in this "
+                       "many env copies in lockstep (batched model calls)")
+    group.add_argument("--lr", type=float, default=1e-4)
+    group.add_argument("--eval-every", type=int, default=10)
+    group.add_argument("--valid-episodes", type=int, default=20)
+    group.add_argument("--stop-split", default=None, help="early-stop on this split's questions instead of the "
+                       "reported ones (with --stop-skip/--stop-limit)")
+    group.add_argument("--stop-skip", type=int, default=0, help="skip this many questions of --stop-split")
+    group.add_argument("--stop-limit", type=int, default=None, help="early-stopping questions of --stop-split")
+    group.add_argument("--patience", type=int, default=3)
+    group.add_argument("--seed", type=int, default=0)
+
+
+def add_output_flags(group: argparse._ArgumentGroup) -> None:
+    """Logs, the saved agent, its checkpoint, the results file, profiling."""
+    group.add_argument("--tensorboard-log", default=None)
+    group.add_argument("--no-progress-bar", action="store_true")
+    group.add_argument("--out", default=None, help="folder to save the trained agent")
+    group.add_argument("--checkpoint", default=None, help="the joint phase's state after every update; the same "
+                       "command resumes from it (default: <out>/joint_checkpoint.pt with --out)")
+    group.add_argument("--results-json", default=None,
+                       help="write the valid scores and each valid episode (assignment, perf, cost) here")
+    group.add_argument("--profile-step", type=int, nargs="*", default=None, metavar="BATCH",
+                       help="time one joint update at each batch size (default 1) and exit")
 
 
 def check_disjoint(stop_env: gym.Env, others: dict[str, gym.Env]) -> None:
