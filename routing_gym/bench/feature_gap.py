@@ -2,8 +2,9 @@
 
 Reads that script's JSON (per-query test rewards of every method, of the best single model and
 of the Oracle, at each λ) and writes, for one λ, each method's share of the
-best-single-to-Oracle gap with its 95% paired bootstrap interval, then, per router, the
-difference that the task and length features make (paired over the same test queries).
+best-single-to-Oracle gap with its 95% paired bootstrap interval; then, per router, the
+difference that the task and length features make; then each method's difference from the
+per-task best from train (all paired over the same test queries).
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from routing_gym.stats import difference_cell, gap_captured_interval
 
 #: The feature set the differences are taken against.
 BASE_FEATURES = "embedding"
+#: The method that reads the task alone (the per-task best from train): every other method is
+#: also compared with it.
+TASK_ONLY = "task"
 
 
 def _setting(method: dict[str, Any]) -> str:
@@ -67,5 +71,17 @@ def feature_gap_table(summary: dict[str, Any], lam_key: str) -> str:
         ]
         for method, label, twin in pairs:
             diff = gap_captured_interval(rewards[label], best, oracle, baseline=rewards[twin])
+            lines.append(f"| {method['router']} ({method['features']}) | {difference_cell(diff)} |")
+    reference = next((label for label, m in methods.items() if m["features"] == TASK_ONLY), None)
+    if reference is not None:
+        lines += [
+            "",
+            f"| Method − {methods[reference]['router']}: gap captured [95% CI], paired |",
+            "|---|---|",
+        ]
+        for label, method in methods.items():
+            if label == reference:
+                continue
+            diff = gap_captured_interval(rewards[label], best, oracle, baseline=rewards[reference])
             lines.append(f"| {method['router']} ({method['features']}) | {difference_cell(diff)} |")
     return "\n".join(lines)
