@@ -346,3 +346,35 @@ def test_lockstep_evaluation_plays_each_question_once_like_one_at_a_time(tmp_pat
     lockstep.adapt_to(greedy)
     assert lockstep.evaluate(greedy, 2) == agent.evaluate(greedy, 2)
     greedy.close()
+
+
+def hand_written_table(path: Path, roles: tuple[str, ...]) -> ActionTable:
+    """Every assignment of the tiny pool on both questions, the assignment's keys in ``roles`` order."""
+    rows = [
+        json.dumps({"question_id": qid, "index": index, "assignment": dict(zip(roles, (a, b))), "perf": 0.5,
+                    "cost": 1e-6, "prompt_tokens": 10, "completion_tokens": 2, "turns": 2})
+        for index, qid in enumerate(QUESTIONS) for a in MODELS for b in MODELS
+    ]
+    path.write_text("\n".join(rows) + "\n")
+    return ActionTable.load(path)
+
+
+def test_roles_come_from_the_env_and_are_saved_with_the_agent(env, tmp_path):
+    from agents.haps import HybridLayout, table_outcomes
+
+    agent = HAPSAgent(quick())
+    agent.adapt_to(env)
+    roles = list(env.unwrapped.roles)
+    assert agent.layout.roles == roles == ["student", "teacher"]
+    assert len(agent.arms) == len(MODELS) ** len(roles) == agent.policy.high[-1].out_features
+    saved = json.loads((agent.save(tmp_path / "haps") / "config.json").read_text())
+    assert saved["layout"]["roles"] == roles
+    # a folder written before layouts recorded roles was a Teacher–Student one
+    older = {k: v for k, v in saved["layout"].items() if k != "roles"}
+    assert HybridLayout.from_dict(older).roles == ["student", "teacher"]
+    with pytest.raises(ValueError, match="'fixed_assignment' must name one model per role"):
+        HAPSAgent(quick(router="fixed", fixed_assignment=["tiny-llama"])).adapt_to(env)
+    # a table whose assignments list the roles in another order is refused, not misread
+    assert table_outcomes(hand_written_table(tmp_path / "same.jsonl", ("student", "teacher")), env).num_arms == 4
+    with pytest.raises(ValueError, match="roles"):
+        table_outcomes(hand_written_table(tmp_path / "swapped.jsonl", ("teacher", "student")), env)
