@@ -14,6 +14,9 @@ interval, paired over the same questions when two methods are compared:
   binomial test (``scipy.stats.binomtest``, p = 1/2) on the discordant pairs only.
 * ``seed_spread(values)``: mean ± sample std (ddof=1) over training seeds and how many seeds.
 * ``verdict(interval)``: ``"resolved"`` where the interval excludes 0, else ``"not resolved"``.
+* ``minimum_detectable_difference(differences, n)``: before a run, the smallest true paired
+  difference that ``n`` questions detect (two-sided, 95%, power 0.8), from the per-question
+  spread of differences measured on an existing table.
 
 Degenerate samples are answered without resampling: one value, or values that are all equal,
 give a zero-width interval at that value (scipy would return NaN with a warning). A zero-width
@@ -325,3 +328,32 @@ def resolved_best(
         if not (difference.excludes_zero and sign * difference.estimate > 0):
             return None
     return top
+
+
+#: Power at which ``minimum_detectable_difference`` is quoted.
+POWER = 0.8
+
+
+def minimum_detectable_difference(
+    differences: Iterable[float], n: int | None = None, level: float = LEVEL, power: float = POWER
+) -> float:
+    """The smallest true mean difference that a paired two-sided test on ``n`` questions
+    detects with probability ``power`` at confidence ``level``.
+
+    ``differences`` are per-question differences measured on an existing table (for example
+    one assignment minus another); their sample std (ddof=1) stands for the spread of the
+    differences the run will measure. Normal approximation:
+    ``(z_{(1+level)/2} + z_power) * sd / sqrt(n)``; ``n`` defaults to the number of
+    differences given. A constant sample (sd 0) gives 0: nothing can be said about the run.
+    """
+    _check_level(level)
+    if not 0 < power < 1:
+        raise ValueError(f"power must be in (0, 1), got {power!r}.")
+    sample = _as_sample(differences, "differences")
+    if sample.size < 2:
+        raise ValueError(f"differences need at least 2 questions to give a spread, got {sample.size}.")
+    size = sample.size if n is None else int(n)
+    if size < 1:
+        raise ValueError(f"n must be a positive number of questions, got {n!r}.")
+    z = scipy_stats.norm.ppf((1 + level) / 2) + scipy_stats.norm.ppf(power)
+    return float(z * sample.std(ddof=1) / np.sqrt(size))

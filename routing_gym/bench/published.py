@@ -19,7 +19,10 @@ the rest are that table's arguments:
 * ``curves FILE LAM``: ``routing_gym.bench.curves``'s per-query routes at one λ
   (``curves_comparison``);
 * ``feature_gap FILE LAM_KEY``: ``examples/llmrouter_features.py``'s JSON, gap captured with
-  and without the task and length features at one λ (``feature_gap.feature_gap_table``).
+  and without the task and length features at one λ (``feature_gap.feature_gap_table``);
+* ``power FILE N [MODELS]``: an exhaustive action table (JSONL), the differences from its best
+  fixed assignment that N reported questions can detect, over the comma-separated MODELS
+  (default: all; ``power.power_table``).
 
 ``python -m routing_gym.bench.published docs/results/*.md`` rewrites every block from its
 data; ``--check`` only compares and exits 1 naming the blocks that differ (the test suite runs
@@ -88,6 +91,12 @@ def _feature_gap(path: Path, lam_key: str) -> str:
     return feature_gap_table(json.loads(path.read_text(encoding="utf-8")), lam_key)
 
 
+def _power(path: Path, n_report: str, models: str = "") -> str:
+    from routing_gym.bench.power import power_table
+
+    return power_table(path, int(n_report), [m for m in models.split(",") if m])
+
+
 TABLES: dict[str, Callable[..., str]] = {
     "haps": _haps,
     "multihop": _multihop,
@@ -95,6 +104,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "pool_quality": _pool_quality,
     "curves": _curves,
     "feature_gap": _feature_gap,
+    "power": _power,
 }
 
 
