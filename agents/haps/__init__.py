@@ -74,9 +74,21 @@ from agents.haps.config import (
 )
 from agents.haps.layout import HybridLayout
 from agents.haps.networks import HAPSPolicy, LoRAGenerator, PromptEncoder
-from agents.haps.prompt import ROLE_DEFINITIONS, TASK_DESCRIPTIONS, current_example, example_text, routing_prompt
+from agents.haps.prompt import (
+    ROLE_DEFINITIONS,
+    TASK_DESCRIPTIONS,
+    current_example,
+    example_text,
+    routing_prompt,
+)
 from agents.haps.rollouts import Episode
-from agents.haps.tables import examples_of, haps_reward, shaped_rewards, table_outcomes, warmup_targets
+from agents.haps.tables import (
+    examples_of,
+    haps_reward,
+    shaped_rewards,
+    table_outcomes,
+    warmup_targets,
+)
 from agents.haps.training import EarlyStopping
 
 __all__ = [

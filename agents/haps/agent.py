@@ -69,7 +69,9 @@ class HAPSAgent(Agent):
 
     def adapt_to(self, env: Any) -> None:
         """Bind ``env`` (``predict`` reads its question) and build the networks for its layout."""
-        layout = HybridLayout.from_env(env.get_attr("unwrapped", indices=0)[0] if is_vector_env(env) else env)
+        layout = HybridLayout.from_env(
+            env.get_attr("unwrapped", indices=0)[0] if is_vector_env(env) else env
+        )
         cfg = self.config
         if layout.rank != cfg.lora_rank or layout.layers != cfg.lora_layers:
             raise ValueError(
@@ -81,7 +83,9 @@ class HAPSAgent(Agent):
             self.build(layout)
         else:
             # the same models in another order are matched by name; a missing one is refused
-            self._to_env = match_models("HAPS", self.layout.models, layout.models, allow_extra=False)
+            self._to_env = match_models(
+                "HAPS", self.layout.models, layout.models, allow_extra=False
+            )
             mine = (self.layout.lora_shapes, self.layout.alpha, self.layout.scale)
             if mine != (layout.lora_shapes, layout.alpha, layout.scale):
                 raise ValueError(
@@ -89,7 +93,10 @@ class HAPSAgent(Agent):
                     f"(alpha {self.layout.alpha}, scale {self.layout.scale}); the env differs."
                 )
             if self.layout.roles != layout.roles:
-                raise ValueError(f"HAPS was built for the roles {self.layout.roles}; the env's are {layout.roles}.")
+                raise ValueError(
+                    f"HAPS was built for the roles {self.layout.roles}; "
+                    f"the env's are {layout.roles}."
+                )
             self.layout.lam, self.layout.task = layout.lam, layout.task
         self._env = env
 
@@ -102,7 +109,10 @@ class HAPSAgent(Agent):
         self.arms = all_assignments(len(layout.models), len(layout.roles))
         self._to_env = None
         shared = PromptEncoder.load(
-            cfg.backbone, cfg.max_prompt_tokens, cfg.finetune_backbone and cfg.share_backbone, self.device
+            cfg.backbone,
+            cfg.max_prompt_tokens,
+            cfg.finetune_backbone and cfg.share_backbone,
+            self.device,
         )
         self.encoder_high = shared
         self.encoder_low = shared if cfg.share_backbone else shared.copy_trainable()
@@ -110,24 +120,30 @@ class HAPSAgent(Agent):
         self.policy = HAPSPolicy(shared.dim, layout, cfg).to(self.device)
         self.fixed_arm = None
         if cfg.router == "fixed":
-            self.fixed_arm = self.arms.index(tuple(layout.models.index(m) for m in cfg.fixed_assignment))
+            self.fixed_arm = self.arms.index(
+                tuple(layout.models.index(m) for m in cfg.fixed_assignment)
+            )
 
     def _check_fixed_assignment(self, layout: HybridLayout) -> None:
         assignment = self.config.fixed_assignment
         if len(assignment) != len(layout.roles):
             raise ValueError(
-                f"HAPSConfig key 'fixed_assignment' must name one model per role {layout.roles}, got {assignment!r}."
+                f"HAPSConfig key 'fixed_assignment' must name one model per role {layout.roles}, "
+                f"got {assignment!r}."
             )
         unknown = [m for m in assignment if m not in layout.models]
         if unknown:
             raise ValueError(
-                f"HAPSConfig key 'fixed_assignment': {unknown[0]!r} is not in the env's pool {layout.models}."
+                f"HAPSConfig key 'fixed_assignment': {unknown[0]!r} is not in the env's pool "
+                f"{layout.models}."
             )
 
     def require_built(self) -> None:
         """Raise RuntimeError until an env layout is known."""
         if self.policy is None:
-            raise RuntimeError("HAPS has no env layout yet: call adapt_to(env), fit_env(env) or load(path) first.")
+            raise RuntimeError(
+                "HAPS has no env layout yet: call adapt_to(env), fit_env(env) or load(path) first."
+            )
 
     # -- the two levels -----------------------------------------------------------------------
     def prompt_for(self, example: Any) -> str:
@@ -137,7 +153,7 @@ class HAPSAgent(Agent):
         return routing_prompt(question, self.layout.models, self.layout.task)
 
     def features(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """The backbone features of the high level and of the generators (one tensor when shared)."""
+        """Backbone features of the high level and of the generators (one tensor when shared)."""
         high = self.encoder_high.encode(prompts)
         low = high if self.encoder_low is self.encoder_high else self.encoder_low.encode(prompts)
         return high, low
@@ -166,13 +182,17 @@ class HAPSAgent(Agent):
         for model in {layout.models[i] for i in self.arms[arm]}:
             generator = self.policy.generator(model)
             if generator is not None:
-                lora[model] = generator(low_features[None])[0].detach().cpu().numpy().astype(np.float32)
+                lora[model] = (
+                    generator(low_features[None])[0].detach().cpu().numpy().astype(np.float32)
+                )
         assignment = np.array(self.arms[arm], dtype=np.int64)
         if self._to_env is not None:  # the bound env orders the models differently
             assignment = self._to_env[assignment]
         return {"assignment": assignment, "lora": lora}
 
-    def act(self, prompts: Sequence[str], deterministic: bool) -> tuple[list[int], list[dict[str, Any]]]:
+    def act(
+        self, prompts: Sequence[str], deterministic: bool
+    ) -> tuple[list[int], list[dict[str, Any]]]:
         """The arm and the env action of each routing prompt (no gradient)."""
         with torch.no_grad():
             high, low = self.features(prompts)
@@ -198,14 +218,18 @@ class HAPSAgent(Agent):
         A batched observation (a VecEnv's) gives a list of actions, one per env.
         """
         self.require_built()
-        context = np.asarray(observation["context"] if isinstance(observation, Mapping) else observation)
+        context = np.asarray(
+            observation["context"] if isinstance(observation, Mapping) else observation
+        )
         batched = context.ndim == 2
         if question is not None:
             questions = list(question) if batched else [question]
         elif self._env is not None:
             questions = current_example(self._env)
         else:
-            raise RuntimeError("HAPS needs the question: bind an env with adapt_to(env) or pass question=.")
+            raise RuntimeError(
+                "HAPS needs the question: bind an env with adapt_to(env) or pass question=."
+            )
         expected = len(context) if batched else 1
         if len(questions) != expected:
             raise ValueError(f"{len(questions)} questions for an observation batch of {expected}.")
@@ -214,7 +238,7 @@ class HAPSAgent(Agent):
 
     # -- training (training.py) ---------------------------------------------------------------
     def learn(self, run: TrainingRun) -> "HAPSAgent":
-        """Warm-up on ``run.action_table`` (if any), then the joint phase in ``run``'s hybrid env."""
+        """Warm-up on ``run.action_table`` (if any), then the joint phase in ``run``'s env."""
         return self.fit_env(run.make_env(), action_table=run.action_table)
 
     def fit_env(
@@ -228,7 +252,9 @@ class HAPSAgent(Agent):
     ) -> "HAPSAgent":
         """Warm-up on ``action_table``, then the joint phase, resumable from ``checkpoint``
         (``training.fit_env``)."""
-        return haps_training.fit_env(self, env, action_table, valid_env, valid_table, updates, checkpoint)
+        return haps_training.fit_env(
+            self, env, action_table, valid_env, valid_table, updates, checkpoint
+        )
 
     def fit(
         self,
@@ -237,7 +263,8 @@ class HAPSAgent(Agent):
         costs: np.ndarray | None = None,
         valid: tuple[Sequence[Any], np.ndarray] | None = None,
     ) -> "HAPSAgent":
-        """SFT warm-up of the high level on rewards ``(questions, assignments)`` (``training.warmup``)."""
+        """SFT warm-up of the high level on rewards ``(questions, assignments)``
+        (``training.warmup``)."""
         return haps_training.warmup(self, questions, rewards, costs, valid)
 
     def table_reward(self, questions: Sequence[Any], rewards: np.ndarray) -> float:
@@ -251,7 +278,8 @@ class HAPSAgent(Agent):
         updates: int | None = None,
         checkpoint: checkpoints.JointCheckpoint | None = None,
     ) -> "HAPSAgent":
-        """REINFORCE on both levels through ``env``, early stopping on ``valid_env`` (``training.train_joint``)."""
+        """REINFORCE on both levels through ``env``, early stopping on ``valid_env``
+        (``training.train_joint``)."""
         return haps_training.train_joint(self, env, valid_env, updates, checkpoint)
 
     def update(
@@ -260,7 +288,9 @@ class HAPSAgent(Agent):
         """One gradient step on the REINFORCE loss of ``episodes`` (``training.update``)."""
         return haps_training.update(self, episodes, advantages, pool, optimizer)
 
-    def joint_loss(self, episodes: Sequence[Episode], advantages: Sequence[float], pool: Any) -> float:
+    def joint_loss(
+        self, episodes: Sequence[Episode], advantages: Sequence[float], pool: Any
+    ) -> float:
         """The REINFORCE loss of a batch, without a step (``training.joint_loss``)."""
         return haps_training.joint_loss(self, episodes, advantages, pool)
 
@@ -271,7 +301,9 @@ class HAPSAgent(Agent):
         return self._joint_optimizer
 
     # -- playing (rollouts.py) ----------------------------------------------------------------
-    def rollout(self, env: Any, episodes: int, deterministic: bool = False, seed: int | None = None) -> list[Episode]:
+    def rollout(
+        self, env: Any, episodes: int, deterministic: bool = False, seed: int | None = None
+    ) -> list[Episode]:
         """Play ``episodes`` episodes through ``env`` or lockstep copies (``rollouts.rollout``)."""
         return rollouts.rollout(self, env, episodes, deterministic, seed)
 
@@ -281,14 +313,20 @@ class HAPSAgent(Agent):
 
     def training_schedule(self, step: int, questions: int) -> list[tuple[int, int]]:
         """(question index, reset seed) of each episode of joint update ``step``."""
-        return rollouts.training_schedule(self.config.seed, self.config.episodes_per_update, step, questions)
+        return rollouts.training_schedule(
+            self.config.seed, self.config.episodes_per_update, step, questions
+        )
 
     def evaluate(self, env: gym.Env, episodes: int) -> dict[str, float]:
-        """Mean perf, cost and rewards of greedy episodes on ``env``'s first ``episodes`` questions."""
+        """Mean perf, cost and rewards of greedy episodes on ``env``'s first ``episodes``
+        questions."""
         return rollouts.evaluate(self, env, episodes)
 
-    def evaluate_questions(self, env: gym.Env, copies: int = 1, progress_bar: bool = False) -> dict[str, Any]:
-        """Greedy episodes on every question of ``env``'s split, once each (``rollouts.evaluate_questions``)."""
+    def evaluate_questions(
+        self, env: gym.Env, copies: int = 1, progress_bar: bool = False
+    ) -> dict[str, Any]:
+        """Greedy episodes on every question of ``env``'s split, once each
+        (``rollouts.evaluate_questions``)."""
         return rollouts.evaluate_questions(self, env, copies, progress_bar)
 
     # -- logging, state, saving ---------------------------------------------------------------

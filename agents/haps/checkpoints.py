@@ -46,7 +46,7 @@ def save_agent(agent: "HAPSAgent", path: str | os.PathLike) -> Path:
 
 
 def load_agent(cls: type["HAPSAgent"], path: str | os.PathLike, **overrides) -> "HAPSAgent":
-    """Read a folder written by ``save_agent`` (keyword overrides change config keys: ``device``)."""
+    """Read a folder written by ``save_agent`` (keyword overrides change config keys)."""
     path = Path(path)
     meta = json.loads((path / "config.json").read_text())
     if meta.get("format") != SAVE_FORMAT or meta.get("agent") != cls.__name__:
@@ -70,13 +70,21 @@ def load_agent(cls: type["HAPSAgent"], path: str | os.PathLike, **overrides) -> 
 
 
 def env_identity(env: gym.Env | None) -> dict[str, Any] | None:
-    """What an env contributes to a run: its ID, its config without paths, its questions' content."""
+    """What an env adds to a run: its ID, its config without paths, its questions' content."""
     if env is None:
         return None
     base = env.unwrapped
-    config = {k: v for k, v in base.config.items() if k not in ("cache_path", "cache_mode", "data_dir")}
-    questions = hashlib.sha256("".join(content_digest(e) for e in base.examples).encode()).hexdigest()
-    return {"id": env.spec.id if env.spec else type(base).__name__, "config": config, "questions": questions}
+    config = {
+        k: v for k, v in base.config.items() if k not in ("cache_path", "cache_mode", "data_dir")
+    }
+    questions = hashlib.sha256(
+        "".join(content_digest(e) for e in base.examples).encode()
+    ).hexdigest()
+    return {
+        "id": env.spec.id if env.spec else type(base).__name__,
+        "config": config,
+        "questions": questions,
+    }
 
 
 def run_fingerprint(
@@ -96,8 +104,13 @@ def run_fingerprint(
     for key in ("progress_bar", "tensorboard_log", "device"):
         config.pop(key)
     tables = [None if t is None else content_digest(t.rows) for t in (action_table, valid_table)]
-    content = {"config": config, "updates": updates, "train": env_identity(env),
-               "valid": env_identity(valid_env), "tables": tables}
+    content = {
+        "config": config,
+        "updates": updates,
+        "train": env_identity(env),
+        "valid": env_identity(valid_env),
+        "tables": tables,
+    }
     return json_digest(content)
 
 
@@ -122,24 +135,39 @@ class JointCheckpoint:
         try:
             data = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file gets the same one-line error
-            raise ValueError(f"{self.path} is not a readable HAPS checkpoint ({type(exc).__name__}); "
-                             "delete it to start over.") from None
+            raise ValueError(
+                f"{self.path} is not a readable HAPS checkpoint ({type(exc).__name__}); "
+                "delete it to start over."
+            ) from None
         if not isinstance(data, dict) or data.get("format") != self.FORMAT:
-            raise ValueError(f"{self.path} is not a HAPS joint checkpoint; delete it to start over.")
+            raise ValueError(
+                f"{self.path} is not a HAPS joint checkpoint; delete it to start over."
+            )
         if data["fingerprint"] != self.fingerprint:
-            raise ValueError(f"{self.path} is the checkpoint of another run (other settings, questions "
-                             "or warm-up table); delete it or choose another path.")
+            raise ValueError(
+                f"{self.path} is the checkpoint of another run (other settings, questions "
+                "or warm-up table); delete it or choose another path."
+            )
         return data
 
-    def save(self, agent: "HAPSAgent", next_update: int, stopper: "EarlyStopping", finished: bool) -> None:
+    def save(
+        self, agent: "HAPSAgent", next_update: int, stopper: "EarlyStopping", finished: bool
+    ) -> None:
         """Write the state; a finished run keeps only its final weights (a fine-tuned backbone
         with Adam's moments and early stopping's copy would be four times the size)."""
         data = {
-            "format": self.FORMAT, "fingerprint": self.fingerprint, "next_update": next_update,
-            "finished": finished, "state": agent.trained_state(), "baseline": float(agent.baseline),
+            "format": self.FORMAT,
+            "fingerprint": self.fingerprint,
+            "next_update": next_update,
+            "finished": finished,
+            "state": agent.trained_state(),
+            "baseline": float(agent.baseline),
             "steps": dict(agent._steps),
-            "stopper": {"best": float(stopper.best), "stale": int(stopper.stale),
-                        "best_state": None if finished else stopper.best_state},
+            "stopper": {
+                "best": float(stopper.best),
+                "stale": int(stopper.stale),
+                "best_state": None if finished else stopper.best_state,
+            },
         }
         if not finished:
             data["optimizer"] = agent.joint_optimizer().state_dict()
@@ -155,6 +183,9 @@ class JointCheckpoint:
         agent.baseline = float(data["baseline"])
         agent._steps.update(data["steps"])
         stopper.best, stopper.best_state, stopper.stale = (
-            float(data["stopper"]["best"]), data["stopper"]["best_state"], int(data["stopper"]["stale"]))
+            float(data["stopper"]["best"]),
+            data["stopper"]["best_state"],
+            int(data["stopper"]["stale"]),
+        )
         if not data["finished"]:
             agent.joint_optimizer().load_state_dict(data["optimizer"])

@@ -52,7 +52,9 @@ from routing_gym.llm.spec import REAL_POOL, closed, resolve_spec
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags, in four groups: envs, model and ablations, training, output."""
-    parser = argparse.ArgumentParser(prog="routing-gym train-haps", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="routing-gym train-haps", description=__doc__.split("\n\n")[0]
+    )
     add_env_flags(parser.add_argument_group("envs and data"))
     add_model_flags(parser.add_argument_group("model and ablations"))
     add_training_flags(parser.add_argument_group("training"))
@@ -62,35 +64,60 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def add_env_flags(group: argparse._ArgumentGroup) -> None:
     """The envs: pool, splits, tables, λ, protocol and cache."""
-    group.add_argument("--env", default="LLMRouting-HotpotQA-HAPS-v0", help="a hybrid-action env ID")
+    group.add_argument(
+        "--env", default="LLMRouting-HotpotQA-HAPS-v0", help="a hybrid-action env ID"
+    )
     group.add_argument("--models", default=",".join(REAL_POOL), help="comma-separated pool")
-    group.add_argument("--closed", default="", help="comma-separated models of the pool used as they are, "
-                       "without LoRA (HAPS's mixed-source setting)")
+    group.add_argument(
+        "--closed",
+        default="",
+        help="comma-separated models of the pool used as they are, "
+        "without LoRA (HAPS's mixed-source setting)",
+    )
     group.add_argument("--data-dir", default=None, help="data folder (default: $ROUTING_GYM_DATA)")
     group.add_argument("--train-split", default="train")
     group.add_argument("--valid-split", default="valid")
     group.add_argument("--train-limit", type=int, default=None)
     group.add_argument("--valid-limit", type=int, default=20)
-    group.add_argument("--action-table", default=None, help="exhaustive table of the train split (warm-up)")
-    group.add_argument("--valid-table", default=None,
-                       help="exhaustive table of the valid split (warm-up early stopping)")
-    group.add_argument("--lam", default="balanced", help="λ: a number, performance-first, balanced or cost-first")
+    group.add_argument(
+        "--action-table", default=None, help="exhaustive table of the train split (warm-up)"
+    )
+    group.add_argument(
+        "--valid-table",
+        default=None,
+        help="exhaustive table of the valid split (warm-up early stopping)",
+    )
+    group.add_argument(
+        "--lam", default="balanced", help="λ: a number, performance-first, balanced or cost-first"
+    )
     group.add_argument("--protocol", default="{}", help="extra protocol settings, as JSON")
-    group.add_argument("--env-config", default="{}",
-                       help="further settings of every env (train, valid, early stopping), as JSON, e.g. "
-                       "'{\"subjects\": [\"astronomy\", \"marketing\"]}' for MMLU")
-    group.add_argument("--temperature", type=float, default=0.7, help="sampling temperature of training episodes")
+    group.add_argument(
+        "--env-config",
+        default="{}",
+        help="further settings of every env (train, valid, early stopping), as JSON, e.g. "
+        '\'{"subjects": ["astronomy", "marketing"]}\' for MMLU',
+    )
+    group.add_argument(
+        "--temperature", type=float, default=0.7, help="sampling temperature of training episodes"
+    )
     group.add_argument("--cache-mode", default="rw", choices=("rw", "ro", "off"))
 
 
 def add_model_flags(group: argparse._ArgumentGroup) -> None:
     """The backbone, the two levels and their ablations, the LoRA shape."""
-    group.add_argument("--backbone", default="smollm2-135m", help="built-in model name or transformers folder")
+    group.add_argument(
+        "--backbone", default="smollm2-135m", help="built-in model name or transformers folder"
+    )
     group.add_argument("--finetune-backbone", action="store_true")
-    group.add_argument("--no-share-backbone", action="store_true", help="generators get their own backbone copy")
+    group.add_argument(
+        "--no-share-backbone", action="store_true", help="generators get their own backbone copy"
+    )
     group.add_argument("--router", default="learned", choices=ROUTERS)
-    group.add_argument("--fixed-assignment", default=None,
-                       help="comma-separated model names, one per role of the env, for --router fixed")
+    group.add_argument(
+        "--fixed-assignment",
+        default=None,
+        help="comma-separated model names, one per role of the env, for --router fixed",
+    )
     group.add_argument("--no-lora", action="store_true")
     group.add_argument("--lora-layers", default="1", help="k: 1, 2, 4 or all")
     group.add_argument("--lora-rank", type=int, default=8)
@@ -104,15 +131,28 @@ def add_training_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--ties", default="cheapest", choices=TIES)
     group.add_argument("--updates", type=int, default=100, help="joint-phase updates")
     group.add_argument("--episodes-per-update", type=int, default=4)
-    group.add_argument("--rollout-envs", type=int, default=1, help="play the joint phase's episodes in this "
-                       "many env copies in lockstep (batched model calls)")
+    group.add_argument(
+        "--rollout-envs",
+        type=int,
+        default=1,
+        help="play the joint phase's episodes in this "
+        "many env copies in lockstep (batched model calls)",
+    )
     group.add_argument("--lr", type=float, default=1e-4)
     group.add_argument("--eval-every", type=int, default=10)
     group.add_argument("--valid-episodes", type=int, default=20)
-    group.add_argument("--stop-split", default=None, help="early-stop on this split's questions instead of the "
-                       "reported ones (with --stop-skip/--stop-limit)")
-    group.add_argument("--stop-skip", type=int, default=0, help="skip this many questions of --stop-split")
-    group.add_argument("--stop-limit", type=int, default=None, help="early-stopping questions of --stop-split")
+    group.add_argument(
+        "--stop-split",
+        default=None,
+        help="early-stop on this split's questions instead of the "
+        "reported ones (with --stop-skip/--stop-limit)",
+    )
+    group.add_argument(
+        "--stop-skip", type=int, default=0, help="skip this many questions of --stop-split"
+    )
+    group.add_argument(
+        "--stop-limit", type=int, default=None, help="early-stopping questions of --stop-split"
+    )
     group.add_argument("--patience", type=int, default=3)
     group.add_argument("--seed", type=int, default=0)
 
@@ -122,12 +162,25 @@ def add_output_flags(group: argparse._ArgumentGroup) -> None:
     group.add_argument("--tensorboard-log", default=None)
     group.add_argument("--no-progress-bar", action="store_true")
     group.add_argument("--out", default=None, help="folder to save the trained agent")
-    group.add_argument("--checkpoint", default=None, help="the joint phase's state after every update; the same "
-                       "command resumes from it (default: <out>/joint_checkpoint.pt with --out)")
-    group.add_argument("--results-json", default=None,
-                       help="write the valid scores and each valid episode (assignment, perf, cost) here")
-    group.add_argument("--profile-step", type=int, nargs="*", default=None, metavar="BATCH",
-                       help="time one joint update at each batch size (default 1) and exit")
+    group.add_argument(
+        "--checkpoint",
+        default=None,
+        help="the joint phase's state after every update; the same "
+        "command resumes from it (default: <out>/joint_checkpoint.pt with --out)",
+    )
+    group.add_argument(
+        "--results-json",
+        default=None,
+        help="write the valid scores and each valid episode (assignment, perf, cost) here",
+    )
+    group.add_argument(
+        "--profile-step",
+        type=int,
+        nargs="*",
+        default=None,
+        metavar="BATCH",
+        help="time one joint update at each batch size (default 1) and exit",
+    )
 
 
 def check_disjoint(stop_env: gym.Env, others: dict[str, gym.Env]) -> None:
@@ -136,8 +189,10 @@ def check_disjoint(stop_env: gym.Env, others: dict[str, gym.Env]) -> None:
     for role, env in others.items():
         shared = stop & {str(e.id) for e in env.unwrapped.examples}
         if shared:
-            raise ValueError(f"{len(shared)} early-stopping questions are also {role} questions "
-                             f"(e.g. {sorted(shared)[0]!r}); choose another --stop-split or --stop-skip.")
+            raise ValueError(
+                f"{len(shared)} early-stopping questions are also {role} questions "
+                f"(e.g. {sorted(shared)[0]!r}); choose another --stop-split or --stop-skip."
+            )
 
 
 def config_from_args(args: argparse.Namespace) -> HAPSConfig:
@@ -168,7 +223,9 @@ def config_from_args(args: argparse.Namespace) -> HAPSConfig:
     )
 
 
-def profile_step(agent: HAPSAgent, env: gym.Env, batch: int, lockstep: bool = True) -> dict[str, float]:
+def profile_step(
+    agent: HAPSAgent, env: gym.Env, batch: int, lockstep: bool = True
+) -> dict[str, float]:
     """Wall time and peak memory of one joint update: ``batch`` sampled episodes + the backward.
 
     With ``lockstep`` the episodes play together in ``batch`` env copies (one batched model call
@@ -207,7 +264,8 @@ def profile_step(agent: HAPSAgent, env: gym.Env, batch: int, lockstep: bool = Tr
     if torch.cuda.is_available():
         row["cuda_peak_mib"] = torch.cuda.max_memory_allocated() / 2**20
     print(
-        f"one joint step at batch {batch}: {row['step_s']:.1f} s (episodes {row['episodes_s']:.1f} s: "
+        f"one joint step at batch {batch}: {row['step_s']:.1f} s "
+        f"(episodes {row['episodes_s']:.1f} s: "
         f"{calls} calls, {prompt} prompt and {tokens} generated tokens; "
         f"update {row['update_s']:.1f} s); peak RSS {peak:.0f} MiB "
         f"({peak - before:+.0f} MiB during the step)"
@@ -218,7 +276,7 @@ def profile_step(agent: HAPSAgent, env: gym.Env, batch: int, lockstep: bool = Tr
 
 
 def pool_models(models: str, closed_models: str) -> list[Any]:
-    """The pool: names, with the ``closed_models`` marked closed (same weights and cache, no LoRA)."""
+    """The pool: names, with ``closed_models`` marked closed (same weights and cache, no LoRA)."""
     names = [m for m in models.split(",") if m]
     wanted = [m for m in closed_models.split(",") if m]
     unknown = sorted(set(wanted) - set(names))
@@ -228,8 +286,19 @@ def pool_models(models: str, closed_models: str) -> list[Any]:
 
 
 #: Env settings that have their own flag, refused in --env-config.
-OWN_FLAGS = ("models", "lam", "data_dir", "cache_mode", "lora_alpha", "lora_scale", "protocol", "split", "limit",
-             "skip", "cost_bounds")
+OWN_FLAGS = (
+    "models",
+    "lam",
+    "data_dir",
+    "cache_mode",
+    "lora_alpha",
+    "lora_scale",
+    "protocol",
+    "split",
+    "limit",
+    "skip",
+    "cost_bounds",
+)
 
 
 def env_settings(args: argparse.Namespace, table: ActionTable | None) -> dict[str, Any]:
@@ -265,8 +334,11 @@ def profile(agent: HAPSAgent, env: gym.Env, batches: list[int]) -> None:
         rows.append(profile_step(agent, env, batch, lockstep=True))
         if batch > 1:  # the same batch one episode after another, for the ratio
             rows.append(profile_step(agent, env, batch, lockstep=False))
-            print(f"batch {batch}: episodes in lockstep take "
-                  f"{rows[-2]['episodes_s'] / rows[-1]['episodes_s']:.2f}x the time of one after another")
+            print(
+                f"batch {batch}: episodes in lockstep take "
+                f"{rows[-2]['episodes_s'] / rows[-1]['episodes_s']:.2f}x "
+                "the time of one after another"
+            )
     print(json.dumps({"profile": [{k: round(v, 3) for k, v in r.items()} for r in rows]}))
 
 
@@ -279,14 +351,20 @@ def say_if_resuming(path: str, fingerprint: str, updates: int) -> None:
     """Tell (on stderr) that this run's checkpoint is there and where the run stands."""
     saved = JointCheckpoint(path, fingerprint).load()
     if saved is not None:
-        where = "training finished" if saved["finished"] else f"update {saved['next_update']} of {updates}"
+        where = (
+            "training finished"
+            if saved["finished"]
+            else f"update {saved['next_update']} of {updates}"
+        )
         print(f"Resuming from {path}: {where}.", file=sys.stderr)
 
 
 def score(agent: HAPSAgent, env: gym.Env, args: argparse.Namespace) -> dict[str, Any]:
     """Greedy episodes on every question of ``env`` (in lockstep copies with --rollout-envs)."""
     if args.rollout_envs > 1:  # the valid questions in lockstep copies too, each once
-        return agent.evaluate_questions(env, args.rollout_envs, progress_bar=not args.no_progress_bar)
+        return agent.evaluate_questions(
+            env, args.rollout_envs, progress_bar=not args.no_progress_bar
+        )
     return evaluate_agent(agent, env, return_episodes=True, progress_bar=not args.no_progress_bar)
 
 
@@ -301,7 +379,11 @@ def report(args: argparse.Namespace, scores: dict[str, Any], trained: float) -> 
         f"normalized cost {scores['cost']:.3f}, reward {scores['reward']:.3f}"
     )
     print("Call shares: " + ", ".join(f"{m} {s:.2f}" for m, s in scores["share"].items()))
-    print(json.dumps({k: v for k, v in scores.items() if isinstance(v, (int, float)) and np.isfinite(v)}))
+    print(
+        json.dumps(
+            {k: v for k, v in scores.items() if isinstance(v, (int, float)) and np.isfinite(v)}
+        )
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -312,10 +394,14 @@ def main(argv: list[str] | None = None) -> int:
     common = env_settings(args, table)
 
     def make_env(split: str, temperature: float | None, **where) -> gym.Env:
-        return gym.make(args.env, config=haps_env_config(config, temperature, split=split, **where, **common))
+        return gym.make(
+            args.env, config=haps_env_config(config, temperature, split=split, **where, **common)
+        )
 
     train_env = make_env(args.train_split, args.temperature, limit=args.train_limit)
-    valid_env = make_env(args.valid_split, None, limit=args.valid_limit)  # greedy: validation and the score
+    valid_env = make_env(
+        args.valid_split, None, limit=args.valid_limit
+    )  # greedy: validation and the score
     agent = HAPSAgent(config)
     if args.profile_step is not None:
         profile(agent, train_env, args.profile_step)
@@ -328,10 +414,17 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     checkpoint = checkpoint_path(args)
     if checkpoint:
-        fingerprint = run_fingerprint(agent, train_env, stop_env, config.joint_updates, table, valid_table)
+        fingerprint = run_fingerprint(
+            agent, train_env, stop_env, config.joint_updates, table, valid_table
+        )
         say_if_resuming(checkpoint, fingerprint, config.joint_updates)
-    agent.fit_env(train_env, action_table=table, valid_env=stop_env, valid_table=valid_table,
-                  checkpoint=checkpoint)
+    agent.fit_env(
+        train_env,
+        action_table=table,
+        valid_env=stop_env,
+        valid_table=valid_table,
+        checkpoint=checkpoint,
+    )
     trained = time.perf_counter() - start
     print(f"Trained in {trained:.0f} s.", file=sys.stderr)
     if args.out:

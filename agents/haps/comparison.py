@@ -51,7 +51,7 @@ def run_lambda(run: dict) -> float:
 
 
 def load_runs(specs: Sequence[str], lams: Sequence[float]) -> dict[str, dict]:
-    """``LABEL=PATH`` results files of train-haps, each with its valid episodes and a λ of ``lams``."""
+    """``LABEL=PATH`` results of train-haps, each with its valid episodes and a λ of ``lams``."""
     runs = {}
     for spec in specs:
         label, _, path = spec.partition("=")
@@ -61,8 +61,10 @@ def load_runs(specs: Sequence[str], lams: Sequence[float]) -> dict[str, dict]:
         if "per_episode" not in run:
             raise ValueError(f"{path}: no 'per_episode' rows (write it with --results-json).")
         if not any(abs(run_lambda(run) - lam) < 1e-12 for lam in lams):
-            raise ValueError(f"--run {label}: trained at λ = {run_lambda(run):g}, which is not in --lam "
-                             f"{', '.join(f'{lam:g}' for lam in lams)}.")
+            raise ValueError(
+                f"--run {label}: trained at λ = {run_lambda(run):g}, which is not in --lam "
+                f"{', '.join(f'{lam:g}' for lam in lams)}."
+            )
         runs[label] = run
     return runs
 
@@ -105,14 +107,23 @@ def one_shot_choices(
             router.lam = lam  # these routers take λ at routing time
             arms = columns[router.select_arms(valid_data.features)]
             assignments = [valid_data.arm_models[a] for a in arms]
-            choices[lam][f"{ROSTER[name].label} (one-shot)"] = dict(zip(valid_data.query_ids, assignments))
+            choices[lam][f"{ROSTER[name].label} (one-shot)"] = dict(
+                zip(valid_data.query_ids, assignments)
+            )
     return choices
 
 
 class HAPSComparison:
     """The valid table's outcomes at one λ (USD and normalized costs), the rows built from them."""
 
-    def __init__(self, lam: float, train: ActionTable, valid: ActionTable, questions: Sequence[str], normalizer):
+    def __init__(
+        self,
+        lam: float,
+        train: ActionTable,
+        valid: ActionTable,
+        questions: Sequence[str],
+        normalizer,
+    ):
         self.lam, self.normalizer, self.roles = lam, normalizer, tuple(valid.roles)
         models = valid.models
         self.valid = Outcomes.from_action_table(valid, models, question_ids=questions)  # USD costs
@@ -125,8 +136,13 @@ class HAPSComparison:
         """Each question's F1, USD, normalized cost and reward (the tables' intervals need them)."""
         perf, usd = np.asarray(perf, dtype=np.float64), np.asarray(usd, dtype=np.float64)
         normalized = np.asarray(self.normalizer(usd), dtype=np.float64)
-        return {"question_id": list(self.questions), "perf": perf.tolist(), "usd": usd.tolist(),
-                "normalized_cost": normalized.tolist(), "reward": (perf - self.lam * normalized).tolist()}
+        return {
+            "question_id": list(self.questions),
+            "perf": perf.tolist(),
+            "usd": usd.tolist(),
+            "normalized_cost": normalized.tolist(),
+            "reward": (perf - self.lam * normalized).tolist(),
+        }
 
     @staticmethod
     def means(values: dict[str, list]) -> dict[str, float]:
@@ -147,30 +163,40 @@ class HAPSComparison:
     def best_fixed(self) -> tuple[str, ...]:
         """The assignment with the best mean reward on the train table (ties: the last by name)."""
         rewards = self.train.rewards(self.lam)
-        mean = {names: float(np.mean(rewards[:, self.train.column(*names)].copy())) if names in self.train.arm_models
-                else float("nan") for names in self.valid.arm_models}
+        mean = {
+            names: float(np.mean(rewards[:, self.train.column(*names)].copy()))
+            if names in self.train.arm_models
+            else float("nan")
+            for names in self.valid.arm_models
+        }
         return max(self.valid.arm_models, key=lambda names: (mean[names], names))
 
     def oracle(self) -> Choice:
         """Each question's best assignment in hindsight (ties: the last by name)."""
         rewards = self.normalized.rewards(self.lam)
         arms = self.valid.arm_models
-        return {q: max(arms, key=lambda names: (rewards[i, arms.index(names)], names))
-                for i, q in enumerate(self.questions)}
+        return {
+            q: max(arms, key=lambda names: (rewards[i, arms.index(names)], names))
+            for i, q in enumerate(self.questions)
+        }
 
     def run_row(self, label: str, run: dict) -> dict[str, Any]:
         """A HAPS run's row, with how its episodes compare to the table's of the same assignment."""
         by_id = {e["question_id"]: e for e in run["per_episode"]}
         missed = [q for q in self.questions if q not in by_id]
         if missed:
-            raise ValueError(f"--run {label}: no episode for {len(missed)} of the compared questions "
-                             f"(first {missed[0]}); a paired comparison needs every one.")
+            raise ValueError(
+                f"--run {label}: no episode for {len(missed)} of the compared questions "
+                f"(first {missed[0]}); a paired comparison needs every one."
+            )
         episodes = [by_id[q] for q in self.questions]
         # the table's episode of the same question and assignment: the one played without LoRA
         columns = [self.valid.column(*self.key(e["assignment"])) for e in episodes]
         table_perf, table_usd = self.valid.picked(columns)
-        matches = sum(abs(e["perf"] - p) < 1e-9 and abs(e["cost"] - c) < 1e-12
-                      for e, p, c in zip(episodes, table_perf, table_usd))
+        matches = sum(
+            abs(e["perf"] - p) < 1e-9 and abs(e["cost"] - c) < 1e-12
+            for e, p, c in zip(episodes, table_perf, table_usd)
+        )
         values = self.values([e["perf"] for e in episodes], [e["cost"] for e in episodes])
         return {
             **self.means(values),
@@ -181,15 +207,21 @@ class HAPSComparison:
         }
 
     def rows(self, runs: dict[str, dict], one_shot: dict[str, Choice]) -> dict[str, dict]:
-        """Random, best fixed, every fixed assignment, the one-shot routers, the runs, the Oracle."""
+        """Random, best fixed, every fixed assignment, one-shot routers, the runs, the Oracle."""
         arms = self.valid.arm_models
         per_arm = {names: self.score({q: names for q in self.questions}) for names in arms}
         # Random's exact expectation per question: the mean over the assignments
-        random_values = {k: np.mean([per_arm[a]["per_question"][k] for a in arms], axis=0).tolist() for k in VALUES}
+        random_values = {
+            k: np.mean([per_arm[a]["per_question"][k] for a in arms], axis=0).tolist()
+            for k in VALUES
+        }
         random_values["question_id"] = list(self.questions)
         best = self.best_fixed()
         table = {
-            "Random (expectation over the assignments)": {**self.means(random_values), "per_question": random_values},
+            "Random (expectation over the assignments)": {
+                **self.means(random_values),
+                "per_question": random_values,
+            },
             f"Best fixed on train: {'/'.join(best)}": per_arm[best],
         }
         for names in arms:

@@ -1,4 +1,4 @@
-"""HAPS's hyperparameters in one dataclass, checked when it is made, and the env config that fits it."""
+"""HAPS's hyperparameters in one dataclass, checked when made, and the env config that fits it."""
 
 from __future__ import annotations
 
@@ -92,11 +92,15 @@ def check_config(cfg: HAPSConfig) -> None:
         ("token_logprob", TOKEN_REDUCTIONS),
     ):
         if getattr(cfg, key) not in allowed:
-            raise ValueError(f"HAPSConfig key {key!r} must be one of {allowed}, got {getattr(cfg, key)!r}.")
+            raise ValueError(
+                f"HAPSConfig key {key!r} must be one of {allowed}, got {getattr(cfg, key)!r}."
+            )
     check_lam(cfg.lam)
     k = cfg.lora_layers
     if not (k == "all" or (isinstance(k, int) and not isinstance(k, bool) and k >= 1)):
-        raise ValueError(f"HAPSConfig key 'lora_layers' must be a positive int or 'all', got {k!r}.")
+        raise ValueError(
+            f"HAPSConfig key 'lora_layers' must be a positive int or 'all', got {k!r}."
+        )
     for key in POSITIVE_INTS:
         value = getattr(cfg, key)
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -112,7 +116,9 @@ def check_config(cfg: HAPSConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"HAPSConfig key {key!r} must be an int >= 0, got {value!r}.")
     if not 0.0 <= cfg.baseline_momentum < 1.0:
-        raise ValueError(f"HAPSConfig key 'baseline_momentum' must be in [0, 1), got {cfg.baseline_momentum!r}.")
+        raise ValueError(
+            f"HAPSConfig key 'baseline_momentum' must be in [0, 1), got {cfg.baseline_momentum!r}."
+        )
     if cfg.router == "fixed" and (
         not isinstance(cfg.fixed_assignment, (list, tuple))
         or not cfg.fixed_assignment
@@ -131,7 +137,9 @@ def check_config(cfg: HAPSConfig) -> None:
         )
 
 
-def haps_env_config(config: HAPSConfig, temperature: float | None = 0.7, **env_config) -> dict[str, Any]:
+def haps_env_config(
+    config: HAPSConfig, temperature: float | None = 0.7, **env_config
+) -> dict[str, Any]:
     """An env config that fits ``config``: hybrid actions, its LoRA rank and depth, recorded calls.
 
     ``temperature`` (if not None) goes into the protocol settings: training needs sampling.

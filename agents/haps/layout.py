@@ -1,4 +1,4 @@
-"""What HAPS must know of a hybrid env: its models and roles, LoRA shapes and scaling, task and λ."""
+"""What HAPS must know of a hybrid env: models and roles, LoRA shapes and scaling, task and λ."""
 
 from __future__ import annotations
 
@@ -39,7 +39,9 @@ class HybridLayout:
             )
         return cls(
             models=list(base.model_names),
-            lora_shapes={m: {int(k): tuple(v) for k, v in s.items()} for m, s in base.lora_shapes.items()},
+            lora_shapes={
+                m: {int(k): tuple(v) for k, v in s.items()} for m, s in base.lora_shapes.items()
+            },
             rank=int(config["lora_rank"]),
             layers=config["lora_layers"],
             alpha=float(config["lora_alpha"]),
@@ -52,16 +54,22 @@ class HybridLayout:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data (``config.json`` of a saved agent)."""
         out = dataclasses.asdict(self)
-        out["lora_shapes"] = {m: {str(k): list(v) for k, v in s.items()} for m, s in self.lora_shapes.items()}
+        out["lora_shapes"] = {
+            m: {str(k): list(v) for k, v in s.items()} for m, s in self.lora_shapes.items()
+        }
         return out
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "HybridLayout":
         """The layout ``to_dict`` wrote."""
         data = {"roles": list(TEACHER_STUDENT_ROLES), **data}
-        data["lora_shapes"] = {m: {int(k): tuple(v) for k, v in s.items()} for m, s in data["lora_shapes"].items()}
+        data["lora_shapes"] = {
+            m: {int(k): tuple(v) for k, v in s.items()} for m, s in data["lora_shapes"].items()
+        }
         return cls(**data)
 
     def vector_size(self, model: str) -> int:
         """Length of ``model``'s flat LoRA vector in the env's action."""
-        return sum(out * self.rank + self.rank * inp for out, inp in self.lora_shapes[model].values())
+        return sum(
+            out * self.rank + self.rank * inp for out, inp in self.lora_shapes[model].values()
+        )

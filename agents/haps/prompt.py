@@ -1,4 +1,4 @@
-"""The routing prompt the backbone reads: role definitions, the task, the question, the candidates."""
+"""The routing prompt the backbone reads: role definitions, task, question, candidate models."""
 
 from __future__ import annotations
 

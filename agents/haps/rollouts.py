@@ -61,7 +61,9 @@ def batched_env(env: gym.Env, n_envs: int, seed: int):
     return vec
 
 
-def played_episode(agent: "HAPSAgent", prompt: str, arm: int, env_reward: float, info: dict) -> Episode:
+def played_episode(
+    agent: "HAPSAgent", prompt: str, arm: int, env_reward: float, info: dict
+) -> Episode:
     """An episode as the joint phase uses it, from the env's step."""
     perf, cost = float(info["perf"]), float(info["normalized_cost"])
     return Episode(
@@ -70,7 +72,9 @@ def played_episode(agent: "HAPSAgent", prompt: str, arm: int, env_reward: float,
         perf=perf,
         normalized_cost=cost,
         # formed from the info in float64 (a vec env hands rewards back as float32)
-        env_reward=float(routing_reward(perf, cost, info["lam"])) if "lam" in info else float(env_reward),
+        env_reward=float(routing_reward(perf, cost, info["lam"]))
+        if "lam" in info
+        else float(env_reward),
         reward=haps_reward(perf, cost, agent.lam, agent.config.shaping),
         calls=list(info.get("calls", [])),
         info=dict(info),
@@ -85,7 +89,9 @@ def play_current(agent: "HAPSAgent", env: Any, deterministic: bool) -> Episode:
     return played_episode(agent, prompt, arm, env_reward, info)
 
 
-def play_lockstep(agent: "HAPSAgent", vec: Any, episodes: int, deterministic: bool) -> list[Episode]:
+def play_lockstep(
+    agent: "HAPSAgent", vec: Any, episodes: int, deterministic: bool
+) -> list[Episode]:
     """Play rounds of ``vec.num_envs`` episodes in lockstep until ``episodes`` are played."""
     played: list[Episode] = []
     while len(played) < episodes:
@@ -98,7 +104,11 @@ def play_lockstep(agent: "HAPSAgent", vec: Any, episodes: int, deterministic: bo
 
 
 def rollout(
-    agent: "HAPSAgent", env: Any, episodes: int, deterministic: bool = False, seed: int | None = None
+    agent: "HAPSAgent",
+    env: Any,
+    episodes: int,
+    deterministic: bool = False,
+    seed: int | None = None,
 ) -> list[Episode]:
     """Play ``episodes`` episodes through ``env`` with the current policy (no gradient).
 
@@ -112,14 +122,18 @@ def rollout(
     played = []
     for i in range(episodes):
         first = id(env) not in agent._seeded_envs
-        reset_seed = seed if (seed is not None and i == 0) else (agent.config.seed if first else None)
+        reset_seed = (
+            seed if (seed is not None and i == 0) else (agent.config.seed if first else None)
+        )
         agent._seeded_envs.add(id(env))
         env.reset(seed=reset_seed)
         played.append(play_current(agent, env, deterministic))
     return played
 
 
-def training_schedule(seed: int, episodes_per_update: int, step: int, questions: int) -> list[tuple[int, int]]:
+def training_schedule(
+    seed: int, episodes_per_update: int, step: int, questions: int
+) -> list[tuple[int, int]]:
     """(question index, reset seed) of each episode of joint update ``step``.
 
     Epoch e walks the ``questions`` in the permutation seeded by (seed, e); episode j gets
@@ -136,14 +150,20 @@ def training_schedule(seed: int, episodes_per_update: int, step: int, questions:
 
 
 def play_schedule(
-    agent: "HAPSAgent", env: Any, schedule: Schedule, deterministic: bool, progress_bar: bool = False
+    agent: "HAPSAgent",
+    env: Any,
+    schedule: Schedule,
+    deterministic: bool,
+    progress_bar: bool = False,
 ) -> list[Episode]:
     """One episode per (question index, reset seed) of ``schedule``: through ``env``, or a round
     of its lockstep copies at a time when it is a ``batched_env`` (a last round's spare copies
     play an episode that is not kept)."""
     copies = list(env.envs) if is_lockstep(env) else [env]
     played: list[Episode] = []
-    with tqdm(total=len(schedule), desc="evaluate", unit="episode", disable=not progress_bar) as bar:
+    with tqdm(
+        total=len(schedule), desc="evaluate", unit="episode", disable=not progress_bar
+    ) as bar:
         for start in range(0, len(schedule), len(copies)):
             chunk = schedule[start : start + len(copies)]
             # each copy is reset on its own: VecEnv.seed takes one seed for all copies
@@ -166,13 +186,19 @@ def training_rollout(agent: "HAPSAgent", env: Any, step: int) -> list[Episode]:
 
 
 def play_questions(
-    agent: "HAPSAgent", env: gym.Env, indices: Sequence[int], copies: int = 1, progress_bar: bool = False
+    agent: "HAPSAgent",
+    env: gym.Env,
+    indices: Sequence[int],
+    copies: int = 1,
+    progress_bar: bool = False,
 ) -> list[Episode]:
     """Greedy episodes on the questions ``indices`` of ``env``'s split, ``copies`` at a time."""
     vec = batched_env(env, copies, agent.config.seed) if copies > 1 else None
     try:
         schedule = [(index, agent.config.seed) for index in indices]
-        return play_schedule(agent, vec or env, schedule, deterministic=True, progress_bar=progress_bar)
+        return play_schedule(
+            agent, vec or env, schedule, deterministic=True, progress_bar=progress_bar
+        )
     finally:
         if vec is not None:
             vec.close()
@@ -193,7 +219,9 @@ def evaluate_questions(
     agent.adapt_to(env)
     played = play_questions(agent, env, range(len(env.unwrapped.examples)), copies, progress_bar)
     # a hybrid action plays the whole episode in one step
-    return episode_scores([e.info for e in played], [e.env_reward for e in played], [1] * len(played))
+    return episode_scores(
+        [e.info for e in played], [e.env_reward for e in played], [1] * len(played)
+    )
 
 
 def evaluate(agent: "HAPSAgent", env: gym.Env, episodes: int) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""HAPS's shaped reward, and the warm-up's data: an exhaustive table as ``Outcomes`` of the env's split."""
+"""HAPS's shaped reward, and the warm-up's data: an exhaustive table as ``Outcomes``."""
 
 from __future__ import annotations
 
@@ -19,7 +19,9 @@ def haps_reward(perf: float, normalized_cost: float, lam: float, shaping: str = 
     return routing_reward(gain, normalized_cost, lam)
 
 
-def warmup_targets(rewards: np.ndarray, costs: np.ndarray | None = None, ties: str = "cheapest") -> np.ndarray:
+def warmup_targets(
+    rewards: np.ndarray, costs: np.ndarray | None = None, ties: str = "cheapest"
+) -> np.ndarray:
     """``(n, K)`` targets: the best assignment of each row, ties broken per ``ties``."""
     if ties not in TIES:
         raise ValueError(f"ties must be one of {TIES}, got {ties!r}.")
@@ -50,7 +52,10 @@ def table_outcomes(table: Any, env: gym.Env, models: Sequence[str] | None = None
     names = list(models) if models is not None else list(base.model_names)
     table.check_built_for(base, names)
     if tuple(table.roles) != tuple(base.roles):
-        raise ValueError(f"ActionTable assigns models to the roles {list(table.roles)}; the env's are {list(base.roles)}.")
+        raise ValueError(
+            f"ActionTable assigns models to the roles {list(table.roles)}; "
+            f"the env's are {list(base.roles)}."
+        )
     arms = all_assignments(len(names), len(base.roles))
     outcomes = Outcomes.from_action_table(table, names, base.cost_normalizer, arms=arms)
     examples_of(env, outcomes.query_ids)  # every question must be one of the split's
@@ -63,12 +68,13 @@ def examples_of(env: gym.Env, query_ids: Sequence[str]) -> list[Any]:
     missing = [q for q in query_ids if q not in examples]
     if missing:
         raise ValueError(
-            f"ActionTable question {missing[0]!r} is not in the env's split; build the env on the table's split."
+            f"ActionTable question {missing[0]!r} is not in the env's split; "
+            "build the env on the table's split."
         )
     return [examples[q] for q in query_ids]
 
 
 def shaped_rewards(outcomes: Outcomes, lam: float, shaping: str = "haps") -> np.ndarray:
-    """``haps_reward`` of every (question, assignment): what the warm-up's targets are the best of."""
+    """``haps_reward`` of every (question, assignment): the warm-up's targets are its best."""
     shaped = np.vectorize(lambda p, c: haps_reward(p, c, lam, shaping), otypes=[np.float64])
     return shaped(outcomes.scores, outcomes.costs)

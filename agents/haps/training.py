@@ -1,4 +1,4 @@
-"""Training HAPS: the warm-up on an exhaustive table, then REINFORCE on both levels, with early stopping.
+"""Training HAPS: a warm-up on an exhaustive table, then REINFORCE on both levels, early stopping.
 
 ``fit_env`` runs both phases: ``warmup`` (cross-entropy of the high level against each
 question's best assignment) and ``train_joint`` (per update: sampled episodes, then one
@@ -66,14 +66,20 @@ def warmup(
     cfg = agent.config
     rewards = np.asarray(rewards, dtype=np.float64)
     if rewards.shape != (len(questions), len(agent.arms)):
-        raise ValueError(f"rewards must be (questions, {len(agent.arms)} assignments), got {rewards.shape}.")
+        raise ValueError(
+            f"rewards must be (questions, {len(agent.arms)} assignments), got {rewards.shape}."
+        )
     if cfg.router != "learned":
         return agent
     prompts = [agent.prompt_for(q) for q in questions]
-    targets = torch.tensor(warmup_targets(rewards, costs, cfg.ties), dtype=torch.float32, device=agent.device)
+    targets = torch.tensor(
+        warmup_targets(rewards, costs, cfg.ties), dtype=torch.float32, device=agent.device
+    )
     groups = [{"params": list(agent.policy.high.parameters()), "lr": cfg.warmup_lr}]
     if agent.encoder_high.trainable:
-        groups.append({"params": list(agent.encoder_high.model.parameters()), "lr": cfg.backbone_lr})
+        groups.append(
+            {"params": list(agent.encoder_high.model.parameters()), "lr": cfg.backbone_lr}
+        )
     params = [p for group in groups for p in group["params"]]
     optimizer = torch.optim.Adam(groups)
     stopper, stats = EarlyStopping(agent, cfg.patience), {}
@@ -120,7 +126,7 @@ def table_reward(agent: "HAPSAgent", questions: Sequence[Any], rewards: np.ndarr
 
 
 def trainable_groups(agent: "HAPSAgent") -> list[dict[str, Any]]:
-    """The joint phase's parameter groups: the policy, and each fine-tuned backbone at its own lr."""
+    """The joint phase's parameter groups: the policy, each fine-tuned backbone at its own lr."""
     groups = [{"params": list(agent.policy.parameters()), "lr": agent.config.lr}]
     backbones = {id(e): e for e in (agent.encoder_high, agent.encoder_low) if e.trainable}
     for encoder in backbones.values():
@@ -128,7 +134,9 @@ def trainable_groups(agent: "HAPSAgent") -> list[dict[str, Any]]:
     return groups
 
 
-def episode_terms(agent: "HAPSAgent", episode: Episode, pool: Any) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def episode_terms(
+    agent: "HAPSAgent", episode: Episode, pool: Any
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """log π(assignment), the tokens' log-likelihood under the generated LoRA, the entropy."""
     cfg, layout = agent.config, agent.layout
     high, low = agent.features([episode.prompt])
@@ -142,10 +150,14 @@ def episode_terms(agent: "HAPSAgent", episode: Episode, pool: Any) -> tuple[torc
     for model in {layout.models[i] for i in agent.arms[episode.arm]}:
         generator = agent.policy.generator(model)
         if generator is not None:
-            adapters[model] = generator.adapter(generator(low)[0], layout.alpha, layout.scale, model)
+            adapters[model] = generator.adapter(
+                generator(low)[0], layout.alpha, layout.scale, model
+            )
     if adapters:
         if not episode.calls:
-            raise ValueError("The episode has no recorded calls: make the env with record_text=True.")
+            raise ValueError(
+                "The episode has no recorded calls: make the env with record_text=True."
+            )
         token_logprob = pool.episode_logprob(episode.calls, adapters).to(agent.device)
         if cfg.token_logprob == "mean":
             tokens = sum(len(c["completion_ids"]) for c in episode.calls if c["model"] in adapters)
@@ -153,7 +165,9 @@ def episode_terms(agent: "HAPSAgent", episode: Episode, pool: Any) -> tuple[torc
     return arm_logprob, token_logprob, entropy
 
 
-def joint_loss(agent: "HAPSAgent", episodes: Sequence[Episode], advantages: Sequence[float], pool: Any) -> float:
+def joint_loss(
+    agent: "HAPSAgent", episodes: Sequence[Episode], advantages: Sequence[float], pool: Any
+) -> float:
     """REINFORCE loss of a batch, no step: −mean adv·(log π + token log-lik) − entropy bonus."""
     with torch.no_grad():
         total = 0.0
@@ -185,7 +199,12 @@ def update(
         loss = (-float(adv) * (arm + tokens) - cfg.ent_coef * entropy) / len(episodes)
         if loss.requires_grad:
             loss.backward()
-        terms = (("loss", loss * len(episodes)), ("arm_logprob", arm), ("token_logprob", tokens), ("entropy", entropy))
+        terms = (
+            ("loss", loss * len(episodes)),
+            ("arm_logprob", arm),
+            ("token_logprob", tokens),
+            ("entropy", entropy),
+        )
         for key, value in terms:
             stats[key] += float(value.detach()) / len(episodes)
     params = [p for group in optimizer.param_groups for p in group["params"]]
@@ -204,7 +223,9 @@ def episode_stats(agent: "HAPSAgent", episodes: Sequence[Episode]) -> dict[str, 
     }
     for r, role in enumerate(agent.layout.roles):
         for m, model in enumerate(agent.layout.models):
-            stats[f"share/{role}/{model}"] = float(np.mean([agent.arms[e.arm][r] == m for e in episodes]))
+            stats[f"share/{role}/{model}"] = float(
+                np.mean([agent.arms[e.arm][r] == m for e in episodes])
+            )
     return stats
 
 
@@ -215,9 +236,13 @@ def check_joint_env(agent: "HAPSAgent", env: gym.Env) -> None:
     """The joint phase reads each episode's calls, and samples them to explore."""
     base = env.unwrapped
     if not base.records_text:
-        raise ValueError("The joint phase reads each episode's calls: make the env with record_text=True.")
+        raise ValueError(
+            "The joint phase reads each episode's calls: make the env with record_text=True."
+        )
     if agent.config.use_lora and not base.engine.temperature:
-        warnings.warn("The env's protocol temperature is 0: the joint phase trains on greedy episodes.")
+        warnings.warn(
+            "The env's protocol temperature is 0: the joint phase trains on greedy episodes."
+        )
 
 
 def train_joint(
@@ -245,7 +270,13 @@ def train_joint(
         if saved["finished"]:
             return agent
     first = int(saved["next_update"]) if saved is not None else 0
-    bar = tqdm(range(first, total), desc="HAPS joint", disable=not cfg.progress_bar, initial=first, total=total)
+    bar = tqdm(
+        range(first, total),
+        desc="HAPS joint",
+        disable=not cfg.progress_bar,
+        initial=first,
+        total=total,
+    )
     rollout_env = batched_env(env, cfg.rollout_envs, cfg.seed) if cfg.rollout_envs > 1 else env
     for step in bar:
         episodes = training_rollout(agent, rollout_env, step)
@@ -254,7 +285,9 @@ def train_joint(
         stats = agent.update(episodes, advantages, env.unwrapped.engine)
         if cfg.baseline == "ema":
             for r in rewards:
-                agent.baseline = cfg.baseline_momentum * agent.baseline + (1 - cfg.baseline_momentum) * r
+                agent.baseline = (
+                    cfg.baseline_momentum * agent.baseline + (1 - cfg.baseline_momentum) * r
+                )
         stats.update(episode_stats(agent, episodes), baseline=agent.baseline)
         agent.log("joint", stats)
         bar.set_postfix(reward=f"{stats['reward']:.3f}", perf=f"{stats['perf']:.3f}")
@@ -303,7 +336,10 @@ def fit_env(
         valid = None
         if valid_table is not None and valid_env is not None:
             held_out = table_outcomes(valid_table, valid_env, agent.layout.models)
-            valid = (examples_of(valid_env, held_out.query_ids), shaped_rewards(held_out, agent.lam, cfg.shaping))
+            valid = (
+                examples_of(valid_env, held_out.query_ids),
+                shaped_rewards(held_out, agent.lam, cfg.shaping),
+            )
         rewards = shaped_rewards(train, agent.lam, cfg.shaping)
         agent.fit(examples_of(env, train.query_ids), rewards, train.costs, valid=valid)
     if total > 0:
