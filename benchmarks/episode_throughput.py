@@ -10,6 +10,11 @@ LoRA is on the last layer share prefixes, REINFORCE runs only the completions wi
 - one HAPS joint update at batch 4 on the Qwen pair (episodes, then the REINFORCE update);
 - ``--first-use``: assembling and loading a Qwen model into an empty cache, old code (from a
   checkout beside this one, ``--old-tree``) against new, each in a fresh process.
+- ``--llama-cpp``: the torch path (today's defaults, fp32) against llama.cpp on the same GGUF
+  files (the ``<model>-llamacpp`` pool entries) for the black-box calls: the HotpotQA builder on
+  the pair (``--questions``) and the multi-hop hop-tree builder on ``--hop-queries`` queries per
+  task (GSM8K and ARC-Challenge, ``--hop-max-new-tokens``). The two paths are different models,
+  so their answers may differ: the paired score difference is printed with its 95% interval.
 
 Per model it prints prefill tokens and time, decode steps, rows x steps computed and useful
 (up to each row's own stop), scoring passes; then retrieval and embedding time and the rest
@@ -20,6 +25,7 @@ The last line is one JSON object.
     python benchmarks/episode_throughput.py --questions 2 --skip-default-pool --haps-batch 4
     git worktree add /tmp/old_tree <commit before the profile>
     python benchmarks/episode_throughput.py --first-use qwen2.5-coder-0.5b --old-tree /tmp/old_tree --skip-builder --skip-haps
+    python benchmarks/episode_throughput.py --llama-cpp --questions 1 --hop-queries 1
 """
 
 from __future__ import annotations
@@ -99,12 +105,24 @@ def profiles() -> dict[str, dict]:
     return {name: dataclasses.asdict(p) for name, p in transformers_backend.PROFILES.items()}
 
 
+def llama_cpp_specs(models: list[str]) -> list[dict]:
+    """The models' llama.cpp twins (``<model>-llamacpp``) as spec dicts."""
+    from routing_gym.llm.spec import LLAMA_CPP_SUFFIX, resolve_spec
+
+    return [resolve_spec(name + LLAMA_CPP_SUFFIX).to_dict() for name in models]
+
+
+def path_specs(models: list[str], path: str, dtype: str) -> list[dict]:
+    """Spec dicts of ``path``: "old"/"new" (torch, see PATHS) or "llama.cpp"."""
+    return llama_cpp_specs(models) if path == "llama.cpp" else specs(models, path, dtype)
+
+
 def run_builder(models: list[str], path: str, questions: int, split: str, dtype: str, out_dir: Path) -> dict:
     """One exhaustive HotpotQA build on ``questions`` questions; its time, profile and rows."""
     from routing_gym.action_table import build_action_table
     from routing_gym.llm.backends import transformers_backend
 
-    config = {"models": specs(models, path, dtype), "split": split, "limit": questions, "shuffle": False,
+    config = {"models": path_specs(models, path, dtype), "split": split, "limit": questions, "shuffle": False,
               "cache_mode": "off", "protocol": {"encoder_cache": None}}
     out = out_dir / f"table-{path}-{len(models)}.jsonl"
     transformers_backend.reset_profiles()
@@ -114,8 +132,99 @@ def run_builder(models: list[str], path: str, questions: int, split: str, dtype:
                            progress=False)
         wall = time.perf_counter() - start
     rows = [json.loads(line) for line in out.read_text().splitlines()[1:] if line.strip()]
+    for row in rows:  # a llama.cpp twin plays the same role as its torch model: pair them by base name
+        row["assignment"] = {role: base_name(name) for role, name in row["assignment"].items()}
     return {"wall_s": wall, "episodes": len(rows), "timers": dict(timers.seconds), "profile": profiles(),
             "rows": rows}
+
+
+def base_name(name: str) -> str:
+    from routing_gym.llm.spec import LLAMA_CPP_SUFFIX
+
+    return name.removesuffix(LLAMA_CPP_SUFFIX)
+
+
+HOP_TASKS = ["gsm8k", "arc_challenge"]
+
+
+def run_hop_tree(models: list[str], path: str, queries: int, max_new_tokens: int, dtype: str, out_dir: Path) -> dict:
+    """One depth-2 hop tree on ``queries`` queries per task of HOP_TASKS; its time, profile and nodes."""
+    from routing_gym.hop_tree import HopTree, build_hop_tree
+    from routing_gym.llm.backends import transformers_backend
+
+    config = {"models": path_specs(models, path, dtype), "tasks": HOP_TASKS, "limit": queries,
+              "cache_mode": "off", "temperature": 0.0, "max_new_tokens": max_new_tokens}
+    out = out_dir / f"tree-{path.replace('.', '')}.jsonl"
+    transformers_backend.reset_profiles()
+    with Timers() as timers:
+        start = time.perf_counter()
+        build_hop_tree(out, config, env_id="LLMRouting-MultiHop-v0", depth=2, queries_per_batch=8, progress=False)
+        wall = time.perf_counter() - start
+    tree = HopTree.load(out)
+    nodes = {(q, p): node for q, row in tree.queries.items() for p, node in row["nodes"].items() if p}
+    return {"wall_s": wall, "queries": len(tree.queries), "nodes": nodes, "timers": dict(timers.seconds),
+            "profile": profiles()}
+
+
+def paired(label: str, before: dict, after: dict, key: str) -> dict:
+    """The paired difference of ``key`` (after - before) over the items both runs hold, 95% bootstrap interval."""
+    from routing_gym.stats import paired_difference_interval
+
+    common = sorted(set(before) & set(after))
+    a = [after[k][key] for k in common]
+    b = [before[k][key] for k in common]
+    same = sum(after[k]["answer"] == before[k]["answer"] for k in common)
+    out = {"n": len(common), "same_answers": same, "mean_before": float(np.mean(b)), "mean_after": float(np.mean(a))}
+    if len(common) >= 2:
+        diff = paired_difference_interval(a, b)
+        out.update(diff=diff.estimate, low=diff.low, high=diff.high)
+        text = f"{diff.estimate:+.3f} [{diff.low:+.3f}, {diff.high:+.3f}]"
+    else:
+        text = "n < 2, no interval"
+    print(f"  {label}: same answers {same}/{len(common)}; mean {out['mean_before']:.3f} (torch) vs "
+          f"{out['mean_after']:.3f} (llama.cpp), paired diff {text}, n={len(common)}")
+    return out
+
+
+def compare_llama_cpp(pair: list[str], questions: int, split: str, hop_queries: int, hop_max_new_tokens: int,
+                      dtype: str, out_dir: Path) -> dict:
+    """Torch (today's defaults) against llama.cpp in one process: the HotpotQA and the hop-tree builder."""
+    summary: dict = {}
+    if questions:
+        runs = {}
+        for path in ("new", "llama.cpp"):
+            runs[path] = run_builder(pair, path, questions, split, dtype, out_dir)
+            print(f"HotpotQA builder, {path} path: {runs[path]['episodes']} episodes in {runs[path]['wall_s']:.1f} s",
+                  flush=True)
+        model_table(f"Exhaustive HotpotQA builder, {'+'.join(pair)}, {questions} questions x {len(pair) ** 2} "
+                    "assignments", runs["new"], runs["llama.cpp"], {"wall": "wall_s"}, labels=("torch", "llama"))
+        rate = {p: 3600 * run["episodes"] / run["wall_s"] for p, run in runs.items()}
+        print(f"  HotpotQA builder: {rate['new']:.0f} (torch) -> {rate['llama.cpp']:.0f} (llama.cpp) episodes/hour "
+              f"({rate['llama.cpp'] / rate['new']:.2f}x)")
+        key = lambda r: (r["question_id"], json.dumps(r["assignment"], sort_keys=True))  # noqa: E731
+        f1 = paired("HotpotQA F1", {key(r): r for r in runs["new"]["rows"]},
+                    {key(r): r for r in runs["llama.cpp"]["rows"]}, "perf")
+        summary["hotpotqa_builder"] = {"episodes_per_hour_torch": rate["new"],
+                                       "episodes_per_hour_llama_cpp": rate["llama.cpp"],
+                                       "ratio": rate["llama.cpp"] / rate["new"], "episodes": runs["new"]["episodes"],
+                                       "f1": f1}
+    if hop_queries:
+        trees = {}
+        for path in ("new", "llama.cpp"):
+            trees[path] = run_hop_tree(pair, path, hop_queries, hop_max_new_tokens, dtype, out_dir)
+            print(f"Hop tree, {path} path: {trees[path]['queries']} queries, {len(trees[path]['nodes'])} hop nodes "
+                  f"in {trees[path]['wall_s']:.1f} s", flush=True)
+        model_table(f"Hop-tree builder, {'+'.join(pair)}, depth 2, {hop_queries} queries per task of {HOP_TASKS}, "
+                    f"{hop_max_new_tokens} new tokens", trees["new"], trees["llama.cpp"], {"wall": "wall_s"},
+                    labels=("torch", "llama"))
+        ratio = trees["new"]["wall_s"] / trees["llama.cpp"]["wall_s"]
+        print(f"  Hop-tree builder: {trees['new']['wall_s']:.1f} s (torch) -> {trees['llama.cpp']['wall_s']:.1f} s "
+              f"(llama.cpp) ({ratio:.2f}x)")
+        score = paired("hop-node score", trees["new"]["nodes"], trees["llama.cpp"]["nodes"], "score")
+        summary["hop_tree_builder"] = {"seconds_torch": trees["new"]["wall_s"],
+                                       "seconds_llama_cpp": trees["llama.cpp"]["wall_s"], "ratio": ratio,
+                                       "queries": trees["new"]["queries"], "score": score}
+    return summary
 
 
 def run_haps(models: list[str], batch: int, dtype: str, both_rollouts: bool) -> dict:
@@ -195,22 +304,22 @@ def interval(values) -> tuple[float, float]:
     return float(values.mean()), float(1.96 * values.std(ddof=1) / math.sqrt(len(values)))
 
 
-def model_table(title: str, before: dict, after: dict, extra_s: dict) -> None:
+def model_table(title: str, before: dict, after: dict, extra_s: dict, labels: tuple[str, str] = ("old", "new")) -> None:
     """Print the per-model profile of both paths side by side."""
     print(f"\n{title}")
-    header = (f"{'model':<22}{'path':<5}{'prefill tok':>12}{'prefill s':>10}{'steps':>7}{'rows*steps':>11}"
+    header = (f"{'model':<30}{'path':<6}{'prefill tok':>12}{'prefill s':>10}{'steps':>7}{'rows*steps':>11}"
               f"{'useful':>8}{'useful %':>9}{'decode s':>9}{'scoring':>8}{'score s':>8}")
     print(header)
     for name in sorted(set(before["profile"]) | set(after["profile"])):
-        for label, run in (("old", before), ("new", after)):
+        for label, run in zip(labels, (before, after)):
             p = run["profile"].get(name)
             if p is None:
                 continue
             useful = p["row_steps_useful"] / max(1, p["row_steps_computed"])
-            print(f"{name:<22}{label:<5}{p['prefill_tokens']:>12}{p['prefill_s']:>10.1f}{p['decode_steps']:>7}"
+            print(f"{name:<30}{label:<6}{p['prefill_tokens']:>12}{p['prefill_s']:>10.1f}{p['decode_steps']:>7}"
                   f"{p['row_steps_computed']:>11}{p['row_steps_useful']:>8}{100 * useful:>8.0f}%"
                   f"{p['decode_s']:>9.1f}{p['cap_hits']:>3}/{p['completions']:<3}{p['scoring_passes']:>8}{p['scoring_s']:>8.1f}")
-    for label, run in (("old", before), ("new", after)):
+    for label, run in zip(labels, (before, after)):
         model_s = sum(p["prefill_s"] + p["decode_s"] + p["scoring_s"] for p in run["profile"].values())
         timers = run["timers"]
         rest = run[extra_s["wall"]] - model_s - timers["retrieval"]
@@ -255,6 +364,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="the two models of the builder's first pool and of the HAPS step (tiny-llama,tiny-qwen2 to try it)")
     parser.add_argument("--first-use", default=None, metavar="MODEL", help="time assemble + load of MODEL, old and new")
     parser.add_argument("--old-tree", default=None, help="a checkout of the code before the profile (for --first-use)")
+    parser.add_argument("--llama-cpp", action="store_true",
+                        help="only compare the torch path with llama.cpp (the HotpotQA and the hop-tree builder)")
+    parser.add_argument("--hop-queries", type=int, default=1, help="queries per task of the hop-tree comparison (0: skip)")
+    parser.add_argument("--hop-max-new-tokens", type=int, default=64)
     args = parser.parse_args(argv)
     if args.questions < 1:
         parser.error(f"--questions must be >= 1, got {args.questions}")
@@ -262,6 +375,11 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict = {"questions": args.questions, "dtype": args.dtype, "pair": pair}
     with tempfile.TemporaryDirectory(prefix="episode-throughput-") as tmp:
         out_dir = Path(tmp)
+        if args.llama_cpp:
+            summary["llama_cpp"] = compare_llama_cpp(pair, 0 if args.skip_builder else args.questions, args.split,
+                                                     args.hop_queries, args.hop_max_new_tokens, args.dtype, out_dir)
+            print(json.dumps(summary, default=float))
+            return 0
         if not args.skip_builder:
             pools = [("Qwen pair" if pair == QWEN_PAIR else "pair", pair)]
             if not args.skip_default_pool:

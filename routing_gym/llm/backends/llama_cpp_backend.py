@@ -10,11 +10,13 @@ prompts rendered with the GGUF's own chat template, token ids (so token counts a
 from the model's tokenizer), and choice scoring from the next-token log-probs (teacher forcing
 one token at a time). It is not white-box: no per-query LoRA (the open model stays in torch) and
 no differentiable log-probs. Each request runs alone (batch 1); llama.cpp keeps the keys and values
-of the last prompt, and a request that starts with the same tokens evaluates only the rest, so
-a batch is run in prompt order to let rows that share a question follow each other.
+of the last prompt, and a request that starts with the same tokens evaluates only the rest (in
+whole blocks, so that the result never depends on what ran before), so a batch is run in prompt
+order to let rows that share a question follow each other.
 
-Options (``ModelSpec.options``): ``n_threads`` (default: torch's thread count), ``n_ctx``
-(context length, default 8192), ``n_batch`` (prompt tokens per evaluation step, default 512).
+Options (``ModelSpec.options``): ``n_threads`` (default: torch's thread count; it changes no
+token), ``n_ctx`` (context length, default 8192), ``n_batch`` (default 512) and
+``prefill_block`` (prompt tokens per evaluation, default 64; see ``_prefill``).
 """
 
 from __future__ import annotations
@@ -42,12 +44,15 @@ from routing_gym.llm.spec import ModelSpec
 
 DEFAULT_N_CTX = 8192
 DEFAULT_N_BATCH = 512
+DEFAULT_PREFILL_BLOCK = 64
 
 # Weights load once per process per (model, settings) and are shared by every pool in it; a
 # llama.cpp context holds one sequence's state, so each one is used by one thread at a time.
 _MODELS: dict[tuple, Any] = {}
 _VOCABS: dict[str, Any] = {}
 _LOCKS: dict[tuple, threading.Lock] = {}
+# Per loaded model, how many leading tokens of its stored state were evaluated as whole prefill blocks.
+_WHOLE_BLOCKS: dict[tuple, int] = {}
 _LOAD_LOCK = threading.RLock()
 
 
@@ -88,7 +93,9 @@ class LlamaCppBackend(Backend):
 
     @property
     def model_id(self) -> str:
-        return f"{self.spec.name}@{self.digest[:16]}:llama.cpp-{llama_cpp_version()}"
+        # The prefill block shapes the arithmetic (see ``_prefill``), so it is part of the identity.
+        block = self._option("prefill_block", DEFAULT_PREFILL_BLOCK)
+        return f"{self.spec.name}@{self.digest[:16]}:llama.cpp-{llama_cpp_version()}:block{block}"
 
     @property
     def capabilities(self) -> Capabilities:
@@ -216,21 +223,32 @@ class LlamaCppBackend(Backend):
             )
 
     def _prefill(self, llama, ids: Sequence[int]) -> int:
-        """Evaluate ``ids``, reusing the stored keys and values of their longest stored prefix;
-        returns the tokens actually evaluated. At least the last token is evaluated, so the
-        logits read next are this prompt's."""
+        """Evaluate ``ids`` in blocks of ``prefill_block`` tokens counted from position 0, reusing
+        the stored keys and values of whole blocks they share with the last prompt; returns the
+        tokens actually evaluated.
+
+        llama.cpp's arithmetic depends on how many tokens one evaluation holds (a batch of one
+        takes another kernel than a batch of many), so a prompt evaluated from a stored prefix
+        in arbitrary pieces would not give the logits of a fresh evaluation. Fixed blocks make
+        every request's computation the same whatever ran before it: a block is reused only if
+        the stored state evaluated that very block whole.
+        """
+        block = self._option("prefill_block", DEFAULT_PREFILL_BLOCK)
+        key = self._settings()
         stored = llama.input_ids[: llama.n_tokens]
         common = 0
         for a, b in zip(stored, ids):
             if a != b:
                 break
             common += 1
-        keep = min(common, len(ids) - 1)
+        keep = min(common, _WHOLE_BLOCKS.get(key, 0), len(ids) - 1) // block * block
         if keep == 0 or not llama._ctx.kv_cache_seq_rm(-1, keep, -1):
             llama.reset()
             keep = 0
         llama.n_tokens = keep
-        llama.eval(list(ids[keep:]))
+        for start in range(keep, len(ids), block):
+            llama.eval(list(ids[start : start + block]))
+        _WHOLE_BLOCKS[key] = len(ids) // block * block
         return len(ids) - keep
 
     def _next_logprobs(self, llama) -> np.ndarray:
