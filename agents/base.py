@@ -312,8 +312,9 @@ def require_embeddings(owner: str, x: np.ndarray, dim: int | None) -> None:
     """Raise ValueError unless every row of ``x`` is a finite embedding of the trained size."""
     if dim is not None and x.shape[-1] != dim:
         raise ValueError(
-            f"{owner} was trained on {dim} input values per query (the embedding and the env's "
-            f"'features'); the observation has {x.shape[-1]}: use an env with the same features."
+            f"{owner} was trained on {dim}-dimensional inputs (the query embedding and the env's "
+            f"'features'); the observation has {x.shape[-1]} values per query: use an env with "
+            "the same features."
         )
     if not np.isfinite(x).all():
         raise ValueError(f"{owner}: the observation holds NaN or infinite values.")
