@@ -17,6 +17,13 @@ Prints the table (mean score per model and task, with the sample size), then per
 model's mean with its 95% interval and its paired difference from the reference model (the
 priciest model of ``--models``, named before the scores are seen; exact McNemar p on the 0/1
 tasks), and, as its last line, one JSON object.
+
+``--paired-with CSV`` compares each llama.cpp twin (``<model>-llamacpp``) with its torch model's
+column of a committed ``scores.csv`` over the same questions (paired difference, 95% bootstrap
+interval, exact McNemar on 0/1 tasks)::
+
+    python benchmarks/pool_quality.py --models qwen2.5-coder-0.5b-llamacpp --tasks arc_challenge mmlu \
+        --sample 40 --paired-with docs/pool_quality/scores_n50.csv
 """
 
 from __future__ import annotations
@@ -124,6 +131,44 @@ def score_rows(
     return rows
 
 
+def paired_with_committed(per_task: dict[str, dict[str, list[dict]]], models: list[str], path: Path) -> list[dict]:
+    """Each llama.cpp twin against its torch model's column of the committed scores in ``path``,
+    paired over the questions both hold; prints a table and returns its rows."""
+    from routing_gym.llm.spec import LLAMA_CPP_SUFFIX
+    from routing_gym.stats import difference_cell, mcnemar_exact, paired_difference_interval
+
+    with open(path, newline="", encoding="utf-8") as handle:
+        committed_rows = list(csv.DictReader(handle))
+    columns = set(committed_rows[0]) if committed_rows else set()
+    print(f"\nThe llama.cpp path against the committed torch scores of {path} (same questions, paired):\n")
+    print("| model | task | n | torch | llama.cpp | Δ llama.cpp − torch [95% CI] | McNemar exact p (only llama.cpp / only torch) |")
+    print("|---|---|---:|---:|---:|---:|---|")
+    out = []
+    for model in models:
+        base = model.removesuffix(LLAMA_CPP_SUFFIX)
+        if base == model or base not in columns:
+            continue
+        for task, by_model in per_task.items():
+            if model not in by_model:
+                continue
+            committed = {r["id"]: float(r[base]) for r in committed_rows if r["task"] == task}
+            mine = {r["id"]: float(f"{r['score']:.4f}") for r in by_model[model]}  # as scores.csv rounds
+            common = sorted(set(mine) & set(committed))
+            if len(common) < 2:
+                continue
+            llama, torch_ = [mine[i] for i in common], [committed[i] for i in common]
+            diff = paired_difference_interval(llama, torch_)
+            binary = all(v in (0.0, 1.0) for v in llama + torch_)
+            test = mcnemar_exact(llama, torch_) if binary else None
+            cell = f"{test.pvalue:.3g} ({test.only_a} / {test.only_b})" if test else ""
+            print(f"| {model} | {task} | {len(common)} | {sum(torch_) / len(common):.3f} | "
+                  f"{sum(llama) / len(common):.3f} | {difference_cell(diff)} | {cell} |")
+            out.append({"model": model, "task": task, "n": len(common), "torch": sum(torch_) / len(common),
+                        "llama_cpp": sum(llama) / len(common), "diff": diff.estimate, "low": diff.low,
+                        "high": diff.high, "mcnemar_p": test.pvalue if test else None})
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(REAL_MODELS))
@@ -133,6 +178,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--data-dir", default=None, help="defaults to $ROUTING_GYM_DATA")
     parser.add_argument("--out", default="results/pool_quality")
+    parser.add_argument("--paired-with", default=None, metavar="CSV",
+                        help="committed scores.csv to pair each <model>-llamacpp with its torch model's column")
     args = parser.parse_args()
 
     out = Path(args.out)
@@ -183,6 +230,7 @@ def main() -> None:
     print(pool_quality_tables(score_rows(per_task, args.models), args.models, reference))
     for task, why in skipped.items():
         print(f"{task}: {why}")
+    paired = paired_with_committed(per_task, args.models, Path(args.paired_with)) if args.paired_with else []
     print(
         json.dumps(
             {
@@ -194,6 +242,7 @@ def main() -> None:
                 "not_measured": skipped,
                 "seconds": {t: {m: round(s, 1) for m, s in v.items()} for t, v in seconds.items()},
                 "scores_csv": str(out / "scores.csv"),
+                "paired_with_committed": paired,
             }
         )
     )
