@@ -194,17 +194,6 @@ def _read(path: Path) -> tuple[dict[str, Any] | None, list[dict[str, Any]]]:
 
 
 @dataclass
-class AssignmentOutcomes:
-    """An action table as matrices: one row per question, one column per assignment (arm)."""
-
-    question_ids: list[str]
-    #: Each column's assignment: a model index per role (the table's ``roles`` order) into the given models.
-    arms: list[tuple[int, ...]]
-    perf: np.ndarray  # (questions, arms)
-    cost: np.ndarray  # (questions, arms): USD, or normalized when a normalizer was given
-
-
-@dataclass
 class ActionTable:
     """Per-question, per-assignment outcomes read from an exhaustive-builder file."""
 
@@ -259,52 +248,6 @@ class ActionTable:
     @property
     def question_ids(self) -> list[str]:
         return list(dict.fromkeys(row["question_id"] for row in self.rows))
-
-    def outcomes(
-        self,
-        models: Sequence[str],
-        normalizer: CostNormalizer | None = None,
-        question_ids: Iterable[str] | None = None,
-        arms: Sequence[tuple[int, ...]] | None = None,
-    ) -> AssignmentOutcomes:
-        """Perf and cost of every (question, assignment), columns over ``models`` by name.
-
-        ``arms`` are the columns (model indices per role); by default every assignment of
-        ``models`` that the table has (``itertools.product`` order, student first).
-        ``question_ids`` picks and orders the rows (default: the table's order); ids the table
-        lacks are left out. Raises ValueError naming a model outside ``models`` or a question
-        without every column (an unfinished build).
-        """
-        index = {m: i for i, m in enumerate(models)}
-        cells: dict[str, dict[tuple[int, ...], tuple[float, float]]] = {}
-        for row in self.rows:
-            try:
-                arm = tuple(index[row["assignment"][role]] for role in self.roles)
-            except KeyError as exc:
-                raise ValueError(
-                    f"ActionTable row of question {row['question_id']!r} uses model {exc.args[0]!r}, "
-                    f"which is not among the models {list(models)}."
-                ) from None
-            cost = float(row["cost"]) if normalizer is None else float(normalizer(row["cost"]))
-            cells.setdefault(str(row["question_id"]), {})[arm] = (float(row["perf"]), cost)
-        if arms is None:
-            product = itertools.product(range(len(models)), repeat=len(self.roles))
-            arms = [a for a in product if any(a in c for c in cells.values())]
-        arms = [tuple(a) for a in arms]
-        keep = [str(q) for q in (question_ids if question_ids is not None else cells) if str(q) in cells]
-        incomplete = [q for q in keep if any(a not in cells[q] for a in arms)]
-        if incomplete:
-            have = sum(a in cells[incomplete[0]] for a in arms)
-            raise ValueError(
-                f"ActionTable question {incomplete[0]!r} has {have} of {len(arms)} assignments; "
-                "finish the exhaustive build (it resumes) first."
-            )
-
-        def matrix(part: int) -> np.ndarray:
-            values = [[cells[q][a][part] for a in arms] for q in keep]
-            return np.array(values, dtype=np.float64).reshape(len(keep), len(arms))
-
-        return AssignmentOutcomes(question_ids=keep, arms=arms, perf=matrix(0), cost=matrix(1))
 
     def fit_cost_normalizer(self, question_ids: Iterable[str] | None = None) -> CostNormalizer:
         """Min-max cost bounds fitted on (a split of) the table, to be frozen."""
