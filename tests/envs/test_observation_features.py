@@ -264,3 +264,20 @@ def test_live_multihop_length_equals_its_replay_and_the_question_text(tmp_path):
         assert replay_obs["length"].tolist() == live_obs["length"].tolist()
         assert replay_obs["task"].tolist() == live_obs["task"].tolist() == [1.0, 0, 0, 0, 0, 0]
     live.close()
+
+
+def test_calibrated_router_round_trips_and_its_probabilities_are_calibrated(tiny_table, tmp_path):
+    env = gym.make("LLMRouting-Table-v0", **tiny_table, features=ALL)
+    router = CalibratedRouter().fit_env(env)
+    x = env.unwrapped.observed_inputs
+    p, cost = router.estimate(x)
+    assert p.shape == (48, 2) and ((p >= 0) & (p <= 1)).all() and ((cost >= 0) & (cost <= 1)).all()
+    # the task decides every score: calibrated on out-of-fold predictions, the alpha rows read
+    # 'cheap' at 1 and 'dear' at 0, and the beta rows the reverse
+    alpha = np.array(env.unwrapped.query_tasks) == "alpha"
+    np.testing.assert_allclose(p[alpha], np.tile([1.0, 0.0], (alpha.sum(), 1)), atol=1e-9)
+    np.testing.assert_allclose(p[~alpha], np.tile([0.0, 1.0], ((~alpha).sum(), 1)), atol=1e-9)
+    loaded = CalibratedRouter.load(router.save(tmp_path / "calibrated.pt"))
+    np.testing.assert_array_equal(loaded.estimate(x)[0], p)
+    with pytest.raises(ValueError, match="'folds' must be an int >= 2"):
+        CalibratedRouter(folds=1)
