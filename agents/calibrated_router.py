@@ -40,7 +40,7 @@ class CalibratedRouterConfig:
 
 
 class CalibratedRouter(OneShotRouter):
-    """Calibrated LR: per-model logistic P(success), isotonic-calibrated; ridge costs; argmax p − λ·ĉ."""
+    """Calibrated LR: per-model logistic P(success), isotonic-calibrated; ridge costs; p − λ·ĉ."""
 
     name = "calibrated-lr"
     Config = CalibratedRouterConfig
@@ -49,9 +49,10 @@ class CalibratedRouter(OneShotRouter):
         super()._check_config()
         if not self.config.c > 0:
             raise ValueError(f"CalibratedRouterConfig key 'c' must be > 0, got {self.config.c!r}.")
-        if isinstance(self.config.folds, bool) or not isinstance(self.config.folds, int) or self.config.folds < 2:
+        folds = self.config.folds
+        if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
             raise ValueError(
-                f"CalibratedRouterConfig key 'folds' must be an int >= 2, got {self.config.folds!r}."
+                f"CalibratedRouterConfig key 'folds' must be an int >= 2, got {folds!r}."
             )
 
     def _logistic(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, float]:
@@ -94,9 +95,8 @@ class CalibratedRouter(OneShotRouter):
             else:
                 held_out = _sigmoid(x @ self.coefs[j] + self.intercepts[j])
             iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(held_out, y)
-            self.calibration.append(
-                (np.asarray(iso.X_thresholds_, np.float64), np.asarray(iso.y_thresholds_, np.float64))
-            )
+            breakpoints = np.asarray(iso.X_thresholds_, np.float64)
+            self.calibration.append((breakpoints, np.asarray(iso.y_thresholds_, np.float64)))
         ridge = Ridge(alpha=self.config.cost_alpha).fit(x, data.costs)
         self.cost_coefs = np.asarray(ridge.coef_, np.float64).reshape(k, -1)
         self.cost_intercepts = np.asarray(ridge.intercept_, np.float64).reshape(k)

@@ -26,7 +26,9 @@ def _setting(method: dict[str, Any]) -> str:
     setting = method.get("setting")
     if not setting:
         return "—"
-    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items())
+    return ", ".join(
+        f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in setting.items()
+    )
 
 
 def feature_gap_table(summary: dict[str, Any], lam_key: str) -> str:
@@ -50,7 +52,8 @@ def feature_gap_table(summary: dict[str, Any], lam_key: str) -> str:
     for label, method in methods.items():
         interval = gap_captured_interval(rewards[label], best, oracle)
         lines.append(
-            f"| {method['router']} | {method['features']} | {_setting(method)} | {interval.format()} |"
+            f"| {method['router']} | {method['features']} | {_setting(method)} | "
+            f"{interval.format()} |"
         )
     pairs = []
     for label, method in methods.items():

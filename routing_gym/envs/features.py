@@ -29,7 +29,8 @@ EXTRA_FEATURE_KEYS: tuple[str, ...] = ("task", "length")
 
 
 def check_features(value: object, key: str = "features") -> tuple[str, ...]:
-    """The feature names of config key ``key`` as a tuple; a bad value raises ValueError naming it."""
+    """The feature names of config key ``key`` as a tuple; a bad value raises ValueError
+    naming the key."""
     if isinstance(value, str) or not isinstance(value, (list, tuple)):
         raise ValueError(
             f"config key {key!r} must be a list of feature names from {OBSERVATION_FEATURES}, "
@@ -90,12 +91,15 @@ def flatten_observation(
         key = next((k for k in EMBEDDING_KEYS if k in observation), None)
         if key is None:
             raise ValueError(f"observation has none of the embedding keys {EMBEDDING_KEYS}.")
-        parts = [observation[key], *(observation[k] for k in EXTRA_FEATURE_KEYS if k in observation)]
+        extra = [observation[k] for k in EXTRA_FEATURE_KEYS if k in observation]
+        parts = [observation[key], *extra]
     else:
         parts = [observation]
     arrays = [np.asarray(p, dtype=np.float32) for p in parts]
     batched = arrays[0].ndim == 2
     if arrays[0].ndim not in (1, 2):
-        raise ValueError(f"expected an embedding of shape (d,) or (batch, d), got {arrays[0].shape}.")
+        raise ValueError(
+            f"expected an embedding of shape (d,) or (batch, d), got {arrays[0].shape}."
+        )
     rows = [a.reshape(len(arrays[0]) if batched else 1, -1) for a in arrays]
     return np.hstack(rows) if len(rows) > 1 else rows[0], batched
