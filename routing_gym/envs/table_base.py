@@ -207,8 +207,11 @@ class OutcomeTableEnvBase(gym.Env):
 
     def configure(self, config: Mapping[str, Any]) -> None:
         """Change config keys between episodes (``reset(options={"config": ...})`` calls this)."""
+        same = lambda a, b: list(a) == list(b) if isinstance(a, (list, tuple)) else a == b  # noqa: E731
         frozen = [
-            k for k in config if k in self.CONSTRUCTION_ONLY and config[k] != self.config.get(k)
+            k
+            for k in config
+            if k in self.CONSTRUCTION_ONLY and not same(config[k], self.config.get(k))
         ]
         if frozen:
             raise ValueError(

@@ -281,3 +281,9 @@ def test_calibrated_router_round_trips_and_its_probabilities_are_calibrated(tiny
     np.testing.assert_array_equal(loaded.estimate(x)[0], p)
     with pytest.raises(ValueError, match="'folds' must be an int >= 2"):
         CalibratedRouter(folds=1)
+
+
+def test_resetting_with_the_same_features_as_a_tuple_is_no_change(tiny_table):
+    env = gym.make("LLMRouting-Table-v0", **tiny_table, features=("embedding", "task"))
+    obs, _ = env.reset(options={"config": {"features": ("embedding", "task")}, "index": 0})
+    assert set(obs) == {"embedding", "task"}
