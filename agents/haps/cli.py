@@ -386,12 +386,11 @@ def report(args: argparse.Namespace, scores: dict[str, Any], trained: float) -> 
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Build the envs, warm up, train jointly, save and score on the valid split."""
-    args = parse_args(argv)
-    config = config_from_args(args)
-    table = ActionTable.load(args.action_table) if args.action_table else None
-    common = env_settings(args, table)
+def make_envs(
+    args: argparse.Namespace, config: HAPSConfig, common: dict[str, Any]
+) -> tuple[gym.Env, gym.Env, gym.Env]:
+    """The train env (sampling), the reported env (greedy) and the early-stopping env (the
+    reported one unless --stop-split keeps its questions apart, checked disjoint)."""
 
     def make_env(split: str, temperature: float | None, **where) -> gym.Env:
         return gym.make(
@@ -399,18 +398,27 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     train_env = make_env(args.train_split, args.temperature, limit=args.train_limit)
-    valid_env = make_env(
-        args.valid_split, None, limit=args.valid_limit
-    )  # greedy: validation and the score
+    valid_env = make_env(args.valid_split, None, limit=args.valid_limit)
+    stop_env = valid_env
+    if args.stop_split is not None:  # early stopping on questions kept apart from the reported ones
+        stop_env = make_env(args.stop_split, None, skip=args.stop_skip, limit=args.stop_limit)
+        check_disjoint(stop_env, {"train": train_env, "reported": valid_env})
+    return train_env, valid_env, stop_env
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the envs, warm up, train jointly, save and score on the valid split."""
+    args = parse_args(argv)
+    config = config_from_args(args)
+    table = ActionTable.load(args.action_table) if args.action_table else None
+    common = env_settings(args, table)
+
+    train_env, valid_env, stop_env = make_envs(args, config, common)
     agent = HAPSAgent(config)
     if args.profile_step is not None:
         profile(agent, train_env, args.profile_step)
         return 0
     valid_table = ActionTable.load(args.valid_table) if args.valid_table else None
-    stop_env = valid_env
-    if args.stop_split is not None:  # early stopping on questions kept apart from the reported ones
-        stop_env = make_env(args.stop_split, None, skip=args.stop_skip, limit=args.stop_limit)
-        check_disjoint(stop_env, {"train": train_env, "reported": valid_env})
     start = time.perf_counter()
     checkpoint = checkpoint_path(args)
     if checkpoint:

@@ -22,7 +22,10 @@ the rest are that table's arguments:
   and without the task and length features at one λ (``feature_gap.feature_gap_table``);
 * ``power FILE N [MODELS]``: an exhaustive action table (JSONL), the differences from its best
   fixed assignment that N reported questions can detect, over the comma-separated MODELS
-  (default: all; ``power.power_table``).
+  (default: all; ``power.power_table``);
+* ``haps_claims FILE TASK POOL REGIME``: ``examples/haps_claims.py --report``'s summary JSON, one
+  (task, pool, regime): methods over seeds, paired intervals, LoRA's changes and the verdicts
+  (``claims.claims_table``).
 
 ``python -m routing_gym.bench.published docs/results/*.md`` rewrites every block from its
 data; ``--check`` only compares and exits 1 naming the blocks that differ (the test suite runs
@@ -97,6 +100,13 @@ def _power(path: Path, n_report: str, models: str = "") -> str:
     return power_table(path, int(n_report), [m for m in models.split(",") if m])
 
 
+def _haps_claims(path: Path, task: str, pool: str, regime: str) -> str:
+    from routing_gym.bench.claims import claims_table, find_group
+
+    summary = json.loads(path.read_text(encoding="utf-8"))
+    return claims_table(find_group(summary, task, pool, regime))
+
+
 TABLES: dict[str, Callable[..., str]] = {
     "haps": _haps,
     "multihop": _multihop,
@@ -105,6 +115,7 @@ TABLES: dict[str, Callable[..., str]] = {
     "curves": _curves,
     "feature_gap": _feature_gap,
     "power": _power,
+    "haps_claims": _haps_claims,
 }
 
 

@@ -1,0 +1,472 @@
+"""HAPS's three claims, planned as runs that stop and resume step by step, and their report.
+
+The plan (``Plan``) is every (task, pool, regime, variant, seed). One run trains HAPS through
+``routing-gym train-haps``'s own pieces (warm-up on the exhaustive train table, joint REINFORCE
+checkpointed after every update, early stopping on a slice kept apart from the train questions),
+then plays the reported questions greedily, appending one JSON line per question keyed by its
+content digest (``routing_gym.records``). A killed run resumes from its checkpoint, or from the
+questions it already played; when all are played the run writes its *finished file*
+(``<runs>/<task>/<pool>/<regime>/<variant>/seed<k>.json``: the per-question rows and the learning
+curve), the one file of the run to commit. Work files (checkpoint, TensorBoard log, the
+per-question lines) stay under the work folder, keyed by the run's settings.
+
+``report_summary`` puts the finished runs beside the tables' baselines (``comparison``), one group
+per (task, pool, regime); ``routing_gym.bench.claims`` renders it. The variant without LoRA has
+no generated adapter, so a closed model makes no difference to it: it runs once, under the
+first pool, and both pools report it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+#: Measured on this 2-core CPU (docs/performance.md, "HAPS: one joint step", mixed-source Qwen
+#: pair, fine-tuned backbone): an update of 4 episodes in lockstep took 403.5 s, one greedy
+#: episode alone about 100 s. The plan's estimate scales these by the run's counts.
+SECONDS_PER_UPDATE_OF_4 = 403.5
+SECONDS_PER_EPISODE = 100.0
+ASSIGNMENTS = 4  # two roles, two models: the exhaustive tables play 4 episodes per question
+
+RUN_FORMAT = "routing_gym.haps_claims_run/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One task of the plan: its envs, splits, question counts and exhaustive tables."""
+
+    env: str
+    assign_env: str
+    train_split: str
+    train: int  # the first ``train`` questions of train_split
+    stop: int  # early stopping: the next ``stop`` questions of train_split
+    report_split: str
+    report: int
+    train_table: str  # exhaustive, of exactly the train questions
+    report_table: str  # exhaustive, covering the reported questions
+    env_config: dict = dataclasses.field(default_factory=dict)
+    metric: str = "F1"
+
+
+QWEN_PAIR = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+TASKS = {
+    "hotpotqa": Task(
+        "LLMRouting-HotpotQA-HAPS-v0", "LLMRouting-HotpotQA-Assign-v0", "train", 268, 32,
+        "valid", 100, "docs/action_tables/hotpotqa_train268_qwen_pair.jsonl",
+        "docs/action_tables/hotpotqa_valid_qwen_pair.jsonl",
+    ),
+    "mmlu": Task(
+        "LLMRouting-MMLU-HAPS-v0", "LLMRouting-MMLU-Assign-v0", "val", 300, 32, "test", 400,
+        "docs/action_tables/mmlu_val300_qwen_pair.jsonl",
+        "docs/action_tables/mmlu_test_qwen_pair.jsonl", metric="accuracy",
+    ),
+}
+#: Pools: the models, and those used as they are (no LoRA generator).
+POOLS = {
+    "lq": {"models": QWEN_PAIR, "closed": ()},
+    "mixed": {"models": QWEN_PAIR, "closed": (QWEN_PAIR[1],)},
+}
+REGIMES = ("balanced", "performance-first", "cost-first")
+#: The variants (train-haps flags); the backbone is fine-tuned in each, shared unless said.
+VARIANTS = {
+    "HAPS": ["--finetune-backbone"],
+    "HAPS without LoRA": ["--finetune-backbone", "--no-lora"],
+    "HAPS without sharing": ["--finetune-backbone", "--no-share-backbone"],
+}
+NO_LORA = "HAPS without LoRA"
+#: The joint phase: updates of episodes in lockstep copies, early stopping every few updates.
+TRAINING = {"updates": 16, "episodes_per_update": 4, "rollout_envs": 4, "eval_every": 4,
+            "patience": 2, "warmup_epochs": 30}
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One (task, pool, regime, variant, seed) of the plan."""
+
+    task: str
+    pool: str
+    regime: str
+    variant: str
+    seed: int
+
+    @property
+    def slug(self) -> str:
+        return "/".join([self.task, self.pool, self.regime,
+                         self.variant.lower().replace(" ", "-"), f"seed{self.seed}"])
+
+    def fields(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Plan:
+    """Every run and how each is trained; ``extra`` flags go to every run (tests: tiny models)."""
+
+    tasks: dict[str, Task] = dataclasses.field(default_factory=lambda: dict(TASKS))
+    pools: dict[str, dict] = dataclasses.field(default_factory=lambda: dict(POOLS))
+    regimes: Sequence[str] = REGIMES
+    variants: Sequence[str] = tuple(VARIANTS)
+    seeds: Sequence[int] = (0, 1, 2)
+    training: dict[str, int] = dataclasses.field(default_factory=lambda: dict(TRAINING))
+    data_dir: str | None = None
+    extra: Sequence[str] = ()
+    root: Path = Path(".")  # table paths are relative to it
+
+    def runs(self) -> list[Run]:
+        """Every run, the variant without LoRA once per (task, regime, seed) under the first pool."""
+        first_pool = next(iter(self.pools))
+        return [
+            Run(task, pool, regime, variant, seed)
+            for task in self.tasks
+            for pool in self.pools
+            for regime in self.regimes
+            for variant in self.variants
+            for seed in self.seeds
+            if not (variant == NO_LORA and pool != first_pool)
+        ]
+
+    def reported_run(self, run: Run) -> Run:
+        """The run whose file a (task, pool, regime, variant, seed) reads (no-LoRA: the first pool)."""
+        if run.variant == NO_LORA:
+            return dataclasses.replace(run, pool=next(iter(self.pools)))
+        return run
+
+    def table(self, task: str, which: str) -> Path:
+        return self.root / getattr(self.tasks[task], which)
+
+
+def select(runs: Iterable[Run], only: Sequence[str]) -> list[Run]:
+    """The runs matching every ``FIELD=VALUE[,VALUE...]`` of ``only`` (task, pool, regime,
+    variant, seed); an unknown field or a value no run has is a ``ValueError``."""
+    runs = list(runs)
+    for condition in only:
+        name, _, values = condition.partition("=")
+        if name not in Run.__dataclass_fields__ or not values:
+            raise ValueError(f"--only {condition!r}: expected FIELD=VALUE with FIELD one of "
+                             f"{', '.join(Run.__dataclass_fields__)}.")
+        wanted = set(values.split(","))
+        known = {str(getattr(r, name)) for r in runs}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise ValueError(f"--only {name}={unknown[0]!r}: no such {name} in the plan "
+                             f"(it has {', '.join(sorted(known))}).")
+        runs = [r for r in runs if str(getattr(r, name)) in wanted]
+    return runs
+
+
+def file_digest(path: Path) -> str:
+    """sha256 of a file's bytes (the tables key a run by their content, not their path)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# -- one run ---------------------------------------------------------------------------------
+class RunFiles:
+    """Where a run's finished file and its work files are."""
+
+    def __init__(self, plan: Plan, run: Run, runs_dir: Path, work_dir: Path):
+        self.plan, self.run = plan, run
+        self.finished = Path(runs_dir) / f"{run.slug}.json"
+        self.work = Path(work_dir) / run.slug
+        self.checkpoint = self.work / "joint_checkpoint.pt"
+        self.tensorboard = self.work / "tb"
+        self.episodes = self.work / "report_episodes.jsonl"
+
+    def flags(self) -> list[str]:
+        """The train-haps flags of the run."""
+        plan, run = self.plan, self.run
+        task, pool, training = plan.tasks[run.task], plan.pools[run.pool], plan.training
+        flags = [
+            "--env", task.env, "--models", ",".join(pool["models"]),
+            "--closed", ",".join(pool["closed"]),
+            "--train-split", task.train_split, "--train-limit", str(task.train),
+            "--action-table", str(plan.table(run.task, "train_table")),
+            "--stop-split", task.train_split, "--stop-skip", str(task.train),
+            "--stop-limit", str(task.stop), "--valid-episodes", str(task.stop),
+            "--valid-split", task.report_split, "--valid-limit", str(task.report),
+            "--env-config", json.dumps(task.env_config), "--lam", run.regime,
+            "--updates", str(training["updates"]),
+            "--episodes-per-update", str(training["episodes_per_update"]),
+            "--rollout-envs", str(training["rollout_envs"]),
+            "--eval-every", str(training["eval_every"]), "--patience", str(training["patience"]),
+            "--warmup-epochs", str(training["warmup_epochs"]),
+            *VARIANTS[run.variant], "--seed", str(run.seed), "--no-progress-bar",
+        ]
+        if plan.data_dir:
+            flags += ["--data-dir", str(plan.data_dir)]
+        return flags + list(plan.extra)
+
+    def key(self) -> str:
+        """The run's settings with its tables by content: a finished file of other settings is
+        stale, and the work folder is this key's."""
+        from routing_gym.records import json_digest
+
+        tables = {which: file_digest(self.plan.table(self.run.task, which))
+                  for which in ("train_table", "report_table")}
+        flags = self.flags()
+        at = flags.index("--action-table")
+        flags[at + 1] = tables["train_table"]
+        return json_digest({"run": self.run.fields(), "flags": flags, "tables": tables})
+
+    def done(self) -> bool:
+        if not self.finished.exists():
+            return False
+        try:
+            return json.loads(self.finished.read_text())["key"] == self.key()
+        except (ValueError, KeyError):
+            return False
+
+    def progress(self) -> dict[str, Any]:
+        """Where the run stands: updates done (from its checkpoint) and questions played."""
+        from routing_gym.records import read_records
+
+        state = {"updates": 0, "training_finished": False, "played": 0}
+        if self.checkpoint.exists():
+            import torch
+
+            # mmap: only the two small fields are read, not the saved weights
+            saved = torch.load(self.checkpoint, map_location="cpu", weights_only=True, mmap=True)
+            state["updates"] = int(saved["next_update"])
+            state["training_finished"] = bool(saved["finished"])
+        state["played"] = len(read_records(self.episodes))
+        return state
+
+
+def learning_curve(tensorboard: Path) -> dict[str, list[list[float]]]:
+    """Train reward (``joint/reward``) and early-stopping reward (``valid/env_reward``) per joint
+    update, read from the run's TensorBoard log; a resumed run's replayed updates replace the
+    ones logged before the kill (the accumulator drops those orphaned steps)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    if not Path(tensorboard).exists():
+        return {"train": [], "stop": []}
+    events = EventAccumulator(str(tensorboard), size_guidance={"scalars": 0})
+    events.Reload()
+    tags = set(events.Tags().get("scalars", []))
+    curve = {}
+    for name, tag in (("train", "joint/reward"), ("stop", "valid/env_reward")):
+        last = {e.step: e.value for e in events.Scalars(tag)} if tag in tags else {}
+        curve[name] = [[int(step), float(last[step])] for step in sorted(last)]
+    return curve
+
+
+def execute(files: RunFiles, log=print) -> dict[str, Any]:
+    """Train (or resume) the run, play its reported questions (or the rest of them), and write
+    its finished file. Returns the finished file's content."""
+    import gymnasium as gym  # noqa: F401
+
+    from agents.haps import cli
+    from agents.haps.agent import HAPSAgent
+    from agents.haps.rollouts import batched_env, play_schedule
+    from routing_gym.action_table import ActionTable
+    from routing_gym.evaluation import episode_row
+    from routing_gym.records import append_record, content_digest, drop_partial_last_line, read_records
+
+    key = files.key()
+    flags = files.flags() + ["--checkpoint", str(files.checkpoint),
+                             "--tensorboard-log", str(files.tensorboard)]
+    args = cli.parse_args(flags)
+    config = cli.config_from_args(args)
+    table = ActionTable.load(args.action_table)
+    train_env, report_env, stop_env = cli.make_envs(args, config, cli.env_settings(args, table))
+    files.work.mkdir(parents=True, exist_ok=True)
+    (files.work / "key.txt").write_text(key + "\n")
+    agent = HAPSAgent(config)
+    start = time.perf_counter()
+    # a finished checkpoint restores the final weights without training again
+    agent.fit_env(train_env, action_table=table, valid_env=stop_env, checkpoint=files.checkpoint)
+    log(f"{files.run.slug}: trained ({time.perf_counter() - start:.0f} s this sitting)")
+
+    examples = report_env.unwrapped.examples
+    digests = [content_digest(e) for e in examples]
+    drop_partial_last_line(files.episodes)
+    played = {r["question"]: r for r in read_records(files.episodes)}
+    copies = max(1, config.rollout_envs)
+    agent.adapt_to(report_env)
+    env = batched_env(report_env, copies, config.seed) if copies > 1 else report_env
+    try:
+        # chunks on fixed boundaries: a resumed run plays each question in the same company
+        for first in range(0, len(examples), copies):
+            chunk = list(range(first, min(first + copies, len(examples))))
+            if all(digests[i] in played for i in chunk):
+                continue
+            schedule = [(i, config.seed) for i in chunk]
+            for index, episode in zip(chunk, play_schedule(agent, env, schedule, True)):
+                if digests[index] in played:
+                    continue
+                row = {"question": digests[index], **episode_row(episode.info, episode.env_reward)}
+                append_record(files.episodes, row)
+                played[digests[index]] = row
+    finally:
+        if env is not report_env:
+            env.close()
+    rows = [played[d] for d in digests]
+    result = {
+        "format": RUN_FORMAT,
+        "key": key,
+        "run": files.run.fields(),
+        "config": {"lam": files.run.regime},  # what agents.haps.comparison reads of a run
+        "flags": files.flags(),
+        "episodes_per_update": config.episodes_per_update,
+        "curve": learning_curve(files.tensorboard),
+        "per_episode": rows,
+        "perf": float(np.mean([r["perf"] for r in rows])),
+        "reward": float(np.mean([r["reward"] for r in rows])),
+    }
+    files.finished.parent.mkdir(parents=True, exist_ok=True)
+    partial = files.finished.with_name(files.finished.name + ".partial")
+    partial.write_text(json.dumps(result, indent=1) + "\n")
+    partial.replace(files.finished)
+    for env_ in (train_env, report_env, stop_env):
+        env_.close()
+    return result
+
+
+# -- the plan's state and estimate -------------------------------------------------------------
+def estimate_seconds(plan: Plan, run: Run, progress: dict[str, Any] | None = None) -> float:
+    """Seconds left for a run on this CPU, from the measured step and episode times (an upper
+    bound: early stopping may end training sooner)."""
+    task, training = plan.tasks[run.task], plan.training
+    progress = progress or {"updates": 0, "training_finished": False, "played": 0}
+    per_update = SECONDS_PER_UPDATE_OF_4 * training["episodes_per_update"] / 4
+    updates_left = 0 if progress["training_finished"] else training["updates"] - progress["updates"]
+    evals_left = updates_left // max(1, training["eval_every"])
+    return (updates_left * per_update + evals_left * task.stop * SECONDS_PER_EPISODE
+            + (task.report - progress["played"]) * SECONDS_PER_EPISODE)
+
+
+def plan_lines(plan: Plan, runs: Sequence[Run], runs_dir: Path, work_dir: Path) -> list[str]:
+    """One line per table and per run (done / in progress / not started) and the total left."""
+    lines, left = [], 0.0
+    for name in sorted({r.task for r in runs}):
+        task = plan.tasks[name]
+        for which, split, count in (("train_table", task.train_split, task.train),
+                                    ("report_table", task.report_split, task.report)):
+            path = plan.table(name, which)
+            if path.exists():
+                lines.append(f"table {name} {which}: {path} (exists)")
+            else:
+                seconds = count * ASSIGNMENTS * SECONDS_PER_EPISODE
+                left += seconds
+                lines.append(f"table {name} {which}: {path} MISSING, about {seconds / 3600:.1f} h: "
+                             f"routing-gym precompute --env {task.env.replace('-HAPS', '')} "
+                             f"--split {split} --limit {count} --models "
+                             f"{' '.join(next(iter(plan.pools.values()))['models'])} --out {path}")
+    done = 0
+    for run in runs:
+        files = RunFiles(plan, run, runs_dir, work_dir)
+        tables_ready = all(plan.table(run.task, w).exists() for w in ("train_table", "report_table"))
+        if tables_ready and files.done():
+            done += 1
+            lines.append(f"done     {run.slug}")
+            continue
+        progress = files.progress()
+        seconds = estimate_seconds(plan, run, progress)
+        left += seconds
+        state = ("training finished" if progress["training_finished"]
+                 else f"update {progress['updates']}/{plan.training['updates']}")
+        status = "started " if progress["updates"] or progress["played"] else "left    "
+        lines.append(f"{status} {run.slug}: {state}, {progress['played']}/"
+                     f"{plan.tasks[run.task].report} questions played; about {seconds / 3600:.1f} h")
+    lines.append(f"{done} of {len(runs)} runs done; about {left / 3600:.0f} h left on this "
+                 f"2-core CPU ({2 * left / 3600:.0f} CPU core-hours), from the measured times "
+                 f"({SECONDS_PER_UPDATE_OF_4:.0f} s per update of 4 episodes, "
+                 f"{SECONDS_PER_EPISODE:.0f} s per episode)")
+    return lines
+
+
+# -- the report --------------------------------------------------------------------------------
+def report_summary(plan: Plan, runs_dir: Path, work_dir: Path, one_shot: bool = True) -> dict:
+    """Per (task, pool, regime) whose tables exist: the baselines' and the finished runs'
+    per-question values on the same reported questions (``routing_gym.bench.claims`` renders it)."""
+    from agents.haps.comparison import HAPSComparison, compared_questions, one_shot_choices
+    from routing_gym.action_table import ActionTable
+    from routing_gym.cost import resolve_lambda
+
+    groups = []
+    for task_name, task in plan.tasks.items():
+        train_path, report_path = (plan.table(task_name, w) for w in ("train_table", "report_table"))
+        if not (train_path.exists() and report_path.exists()):
+            continue
+        train, report = ActionTable.load(train_path), ActionTable.load(report_path)
+        normalizer = train.fit_cost_normalizer()
+        for pool_name, pool in plan.pools.items():
+            finished: dict[tuple[str, str], dict] = {}
+            for regime in plan.regimes:
+                for variant in plan.variants:
+                    for seed in plan.seeds:
+                        run = plan.reported_run(Run(task_name, pool_name, regime, variant, seed))
+                        files = RunFiles(plan, run, runs_dir, work_dir)
+                        if files.done():
+                            finished[(regime, f"{variant}|{seed}")] = json.loads(
+                                files.finished.read_text())
+            limit = task.report
+            played = compared_questions(report, {str(i): r for i, r in enumerate(finished.values())})
+            questions = played if finished else sorted(report.question_ids)[:limit]
+            lams = [resolve_lambda(r) for r in plan.regimes]
+            choices = {}
+            if one_shot:
+                env_config = {"models": list(pool["models"]), **task.env_config}
+                if plan.data_dir:
+                    env_config["data_dir"] = str(plan.data_dir)
+                choices = one_shot_choices(task.assign_env, env_config,
+                                           (task.train_split, task.report_split),
+                                           (train, report), normalizer, questions, lams)
+            for regime, lam in zip(plan.regimes, lams):
+                comparison = HAPSComparison(lam, train, report, questions, normalizer)
+                rows = comparison.rows({}, choices.get(lam, {}))
+                best = next(label for label in rows if label.startswith("Best fixed on train"))
+                baselines = {label: pick(row) for label, row in rows.items()
+                             if not label.startswith("Best fixed on train")}
+                variants: dict[str, dict] = {}
+                for (at, label), result in finished.items():
+                    if at != regime:
+                        continue
+                    variant, seed = label.split("|")
+                    row = comparison.run_row(label, result)
+                    variants.setdefault(variant, {})[seed] = {
+                        **pick(row), "vs_table": row["vs_table"], "curve": result["curve"],
+                        "episodes_per_update": result["episodes_per_update"],
+                    }
+                groups.append({
+                    "task": task_name, "pool": pool_name, "regime": regime, "lam": lam,
+                    "metric": task.metric, "question_ids": list(comparison.questions),
+                    "best_fixed": best.split(": ", 1)[1], "baselines": baselines,
+                    "variants": variants, "seeds_planned": len(plan.seeds),
+                })
+    return {"format": "routing_gym.haps_claims/1", "groups": groups}
+
+
+def pick(row: dict) -> dict[str, list[float]]:
+    """A row's per-question perf, normalized cost and reward."""
+    return {k: row["per_question"][k] for k in ("perf", "normalized_cost", "reward")}
+
+
+def add_plan_flags(parser: argparse.ArgumentParser) -> None:
+    """Flags that change the plan (its size, its tables, its data)."""
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
+    parser.add_argument("--regimes", default=",".join(REGIMES))
+    parser.add_argument("--updates", type=int, default=TRAINING["updates"])
+    parser.add_argument("--data-dir", default=None)
+    for name, task in TASKS.items():
+        parser.add_argument(f"--{name}-train-table", default=task.train_table)
+        parser.add_argument(f"--{name}-report-table", default=task.report_table)
+
+
+def plan_from_args(args: argparse.Namespace, root: Path, extra: Sequence[str] = ()) -> Plan:
+    tasks = {name: dataclasses.replace(task, train_table=getattr(args, f"{name}_train_table"),
+                                       report_table=getattr(args, f"{name}_report_table"))
+             for name, task in TASKS.items()}
+    unknown = [r for r in args.regimes.split(",") if r not in REGIMES]
+    if unknown:
+        raise ValueError(f"--regimes {unknown[0]!r}: choose from {', '.join(REGIMES)}.")
+    return Plan(tasks=tasks, regimes=tuple(args.regimes.split(",")),
+                seeds=tuple(int(s) for s in args.seeds.split(",")),
+                training={**TRAINING, "updates": args.updates}, data_dir=args.data_dir,
+                extra=tuple(extra), root=root)
