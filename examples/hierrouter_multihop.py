@@ -17,6 +17,15 @@ Real pool (the default multi-hop pool, the tasks' own train and test splits):
     python examples/hierrouter_multihop.py --limit 60 --out-dir results/multihop \
         --timesteps 20000
 
+The per-task trees of ``scripts/build_hop_trees.py`` (one file per task and split, read as
+one; a task is scored once both of its trees are complete, the others are named as left out),
+three PPO seeds, with and without the length feature; the report adds the mean over seeds ±
+spread, the paired intervals against the best single model on train and the verdict on
+HierRouter's claim (``routing_gym.bench.hierrouter_report``); there is no live check here:
+
+    python examples/hierrouter_multihop.py --trees results/hierrouter3 --seeds 0 1 2 \
+        --feature-sets "embedding,task;embedding,task,length" --out-dir results/hierrouter3/report
+
 Tiny random models on the test fixtures (one split, held-out queries chosen by id hash):
 
     python examples/hierrouter_multihop.py --models tiny-llama,tiny-qwen2 \
@@ -45,10 +54,13 @@ import routing_gym  # noqa: F401  (registers the IDs)
 from agents import AGENTS, ONE_SHOT_ROUTERS
 from agents.hierrouter import HierRouterConfig
 from routing_gym.bench.comparison import multihop_comparison
+from routing_gym.bench.hierrouter_report import report as seeded_report
 from routing_gym.cost import CostNormalizer, resolve_lambda
 from routing_gym.data.splits import assign_split
+from routing_gym.envs.features import check_features
+from routing_gym.envs.multihop import MULTIHOP_FEATURES, hop_features
 from routing_gym.envs.multihop_table import MultiHopTableEnv
-from routing_gym.hop_tree import HopTree, build_hop_tree, decode_vector
+from routing_gym.hop_tree import HopTree, build_hop_tree, decode_vector, load_tree_folder
 from routing_gym.records import json_digest
 
 LIVE_TOLERANCE = 1e-9
@@ -73,6 +85,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--n-envs", type=int, default=4)
     parser.add_argument("--n-steps", type=int, default=128, help="PPO rollout length per env")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="train (and fit the seeded routers) once per seed (default: --seed)")
+    parser.add_argument("--feature-sets", default=None,
+                        help="observation features, sets separated by ';' (e.g. 'embedding,task;"
+                             "embedding,task,length'); every router runs with each (default: the env's)")
+    parser.add_argument("--trees", default=None,
+                        help="a folder of per-task, per-split trees (scripts/build_hop_trees.py): "
+                             "score its complete tasks; builds nothing, no live check")
     parser.add_argument("--out-dir", default="results/multihop",
                         help="hop trees, response cache and result.json (the last line, indented)")
     parser.add_argument("--cache-path", default=None, help="response cache (default: <out-dir>/responses.sqlite)")
@@ -109,6 +129,31 @@ def build_tree(config: dict[str, Any], split: str, out_dir: Path, batch: int):
     path = out_dir / f"tree-{split}-{digest}.jsonl"
     build_hop_tree(path, {**config, "split": split}, depth=2, queries_per_batch=batch, progress=True)
     return HopTree.load(path)
+
+
+def folder_queries(args, out_dir: Path) -> tuple[Any, list[str], Any, list[str], dict[str, str]]:
+    """The complete tasks of the ``--trees`` folder: (train tree, train ids, held-out tree,
+    held-out ids, skipped task -> why); each merged tree is written to ``out_dir`` (the replay
+    env reads a file)."""
+    given = [flag for flag, value in (("--models", args.models), ("--tasks", args.tasks), ("--limit", args.limit),
+                                      ("--fractions", args.fractions), ("--max-new-tokens", args.max_new_tokens))
+             if value is not None]
+    if given or json.loads(args.config):
+        raise ValueError(f"--trees reads the pool, tasks, sizes and config from the tree files; drop "
+                         f"{', '.join(given) or '--config'}.")
+    if args.heldout_split == args.train_split:
+        raise ValueError("--trees needs a --train-split and a --heldout-split that differ.")
+    folder = load_tree_folder(args.trees, splits=(args.train_split, args.heldout_split), data_dir=args.data_dir)
+    if not folder.tasks:
+        raise ValueError(f"no task of {args.trees} has complete {args.train_split} and {args.heldout_split} trees "
+                         f"({'; '.join(f'{t}: {why}' for t, why in folder.skipped.items())}).")
+    trees = {}
+    for split in (args.train_split, args.heldout_split):
+        merged = folder.trees[split]
+        merged.write(out_dir / f"merged-{split}-{merged.header['config_digest'][:12]}.jsonl")
+        trees[split] = merged
+    train_tree, heldout_tree = trees[args.train_split], trees[args.heldout_split]
+    return train_tree, list(train_tree.queries), heldout_tree, list(heldout_tree.queries), folder.skipped
 
 
 def split_queries(args, config, out_dir) -> tuple[Any, list[str], Any, list[str]]:
@@ -198,19 +243,21 @@ def fixed_policy_outcomes(scorer: TreeScorer, questions, path) -> list:
 
 
 # -- HierRouter: MaskablePPO on the replay env --------------------------------------------------
-def train_ppo(tree_path: str, train_ids: list[str], lam: float, args):
+def train_ppo(tree_path: str, train_ids: list[str], lam: float, args, seed: int | None = None,
+              features=MULTIHOP_FEATURES):
     """MaskablePPO on the tree's replay env over the train queries (HierRouter's defaults)."""
 
-
+    seed = args.seed if seed is None else seed
     defaults = HierRouterConfig()
-    vec = make_vec_env(lambda: MultiHopTableEnv(tree_path=tree_path, lam=lam, question_ids=train_ids),
-                       n_envs=args.n_envs, seed=args.seed)
+    vec = make_vec_env(lambda: MultiHopTableEnv(tree_path=tree_path, lam=lam, question_ids=train_ids,
+                                                features=list(features)),
+                       n_envs=args.n_envs, seed=seed)
     model = MaskablePPO(
         "MultiInputPolicy", vec, learning_rate=defaults.learning_rate, n_steps=args.n_steps,
         batch_size=min(defaults.batch_size, args.n_steps * args.n_envs), n_epochs=defaults.n_epochs,
         gamma=defaults.gamma, gae_lambda=defaults.gae_lambda, clip_range=defaults.clip_range,
         ent_coef=defaults.ent_coef, vf_coef=defaults.vf_coef, max_grad_norm=defaults.max_grad_norm,
-        policy_kwargs={"net_arch": list(defaults.net_arch)}, seed=args.seed, device="cpu")
+        policy_kwargs={"net_arch": list(defaults.net_arch)}, seed=seed, device="cpu")
     model.learn(total_timesteps=args.timesteps)
     vec.close()
     return model
@@ -228,10 +275,12 @@ def run_policy(env, model, reset: Callable[[], Any]) -> tuple[list[int], float, 
     return actions, total, info
 
 
-def ppo_on_tree(tree_path: str, model, questions: list[str], lam: float) -> tuple[list, dict[str, tuple]]:
+def ppo_on_tree(tree_path: str, model, questions: list[str], lam: float,
+                features=MULTIHOP_FEATURES) -> tuple[list, dict[str, tuple]]:
     """The policy's held-out outcomes on the replay env, and each query's (actions, reward, perf, cost)."""
 
-    env = MultiHopTableEnv(tree_path=tree_path, lam=lam, question_ids=questions, shuffle=False)
+    env = MultiHopTableEnv(tree_path=tree_path, lam=lam, question_ids=questions, shuffle=False,
+                           features=list(features))
     outcomes, episodes = [], {}
     for q in questions:
         actions, reward, info = run_policy(env, model, lambda q=q: env.reset(options={"question_id": q}))
@@ -240,27 +289,40 @@ def ppo_on_tree(tree_path: str, model, questions: list[str], lam: float) -> tupl
     return outcomes, episodes
 
 
-def live_check(config: dict, split: str, models_by_lam: dict, replay: dict[float, dict]) -> dict[str, Any]:
-    """Run each λ's policy on the live env for the held-out queries; compare with the replay."""
+def live_check(config: dict, split: str, runs: list[tuple[float, tuple, Any, dict]]) -> dict[str, Any]:
+    """Run each trained policy (λ, features, model, its replayed episodes) on the live env for
+    the held-out queries; compare with the replay."""
 
-    env = gym.make("LLMRouting-MultiHop-v0", config={**config, "split": split, "shuffle": False}).unwrapped
-    try:
-        index_of = {str(example.id): i for i, (_, example) in enumerate(env.examples)}
-        mismatches, episodes = [], 0
-        for lam, model in models_by_lam.items():
-            env.configure({"lam": lam})
-            for q, (actions, reward, perf, cost) in replay[lam].items():
-                got = run_policy(env, model, lambda q=q: env.reset(options={"index": index_of[q]}))
-                live_actions, live_reward, info = got
-                episodes += 1
-                if (live_actions != actions or abs(live_reward - reward) > LIVE_TOLERANCE
-                        or info["perf"] != perf or abs(info["cost"] - cost) > LIVE_TOLERANCE):
-                    mismatches.append({"lam": lam, "question_id": q, "replay": [actions, reward, perf, cost],
-                                       "live": [live_actions, live_reward, info["perf"], info["cost"]]})
-        stats = env.pool.cache.stats() if env.pool.cache is not None else {}
-    finally:
-        env.close()
-    return {"episodes": episodes, "mismatches": mismatches, "equal": not mismatches,
+    mismatches, episodes, hits = [], 0, 0
+    for features in dict.fromkeys(features for _, features, _, _ in runs):
+        env = gym.make("LLMRouting-MultiHop-v0", config={**config, "split": split, "shuffle": False,
+                                                         "features": list(features)}).unwrapped
+        try:
+            found = _live_episodes(env, [run for run in runs if run[1] == features])
+        finally:
+            env.close()
+        mismatches += found["mismatches"]
+        episodes += found["episodes"]
+        hits += found["cache_hits"]
+    return {"episodes": episodes, "mismatches": mismatches, "equal": not mismatches, "cache_hits": hits}
+
+
+def _live_episodes(env, runs) -> dict[str, Any]:
+    """One env's share of ``live_check``: the runs of its feature set."""
+    index_of = {str(example.id): i for i, (_, example) in enumerate(env.examples)}
+    mismatches, episodes = [], 0
+    for lam, _features, model, replayed in runs:
+        env.configure({"lam": lam})
+        for q, (actions, reward, perf, cost) in replayed.items():
+            got = run_policy(env, model, lambda q=q: env.reset(options={"index": index_of[q]}))
+            live_actions, live_reward, info = got
+            episodes += 1
+            if (live_actions != actions or abs(live_reward - reward) > LIVE_TOLERANCE
+                    or info["perf"] != perf or abs(info["cost"] - cost) > LIVE_TOLERANCE):
+                mismatches.append({"lam": lam, "question_id": q, "replay": [actions, reward, perf, cost],
+                                   "live": [live_actions, live_reward, info["perf"], info["cost"]]})
+    stats = env.pool.cache.stats() if env.pool.cache is not None else {}
+    return {"episodes": episodes, "mismatches": mismatches,
             "cache_hits": int(sum(s.get("hits", 0) for s in stats.values()))}
 
 
@@ -271,10 +333,18 @@ def first_hop_shares(episodes: dict[str, tuple], models: list[str]) -> dict[str,
 
 
 # -- one-shot routers on the first hop ---------------------------------------------------------
-def first_hop_data(scorer: TreeScorer, questions: list[str]):
-    """Root embeddings, first-hop scores and normalized costs (n × M) of ``questions``."""
+def first_hop_data(scorer: TreeScorer, questions: list[str], features=MULTIHOP_FEATURES):
+    """Root features, first-hop scores and normalized costs (n × M) of ``questions``. The features
+    are what the replay env observes at the root, in ``flatten_observation``'s order: the
+    embedding, then the task one-hot and the length where ``features`` names them."""
 
-    x = np.stack([decode_vector(scorer.tree.node(q, ())["context"]) for q in questions])
+    def root(q: str) -> np.ndarray:
+        row = scorer.tree.queries[q]
+        extra = hop_features(row["task"], row.get("question_chars"), features, str(scorer.tree.path))
+        return np.concatenate([decode_vector(row["nodes"][()]["context"]),
+                               *(extra[key] for key in ("task", "length") if key in extra)])
+
+    x = np.stack([root(q) for q in questions])
     outcomes = np.array([[scorer.outcome(q, (i,))[:2] for i in range(scorer.n_models)] for q in questions])
     return x, outcomes[:, :, 0], outcomes[:, :, 1]
 
@@ -293,58 +363,129 @@ def one_shot_router(name: str, lam: float, n_train: int, seed: int):
 
 
 # -- main -------------------------------------------------------------------------------------
-def evaluate(args: argparse.Namespace) -> dict[str, Any]:
-    """Build, train, score, check; returns the result object."""
+def run_labels(seeds: list[int], feature_sets: list[tuple[str, ...]]):
+    """(group label suffix, method label suffix) of each (features, seed): a label names the
+    features and the seed only where the run has several."""
+    def features_label(features):
+        return f" [{'+'.join(features)}]" if len(feature_sets) > 1 else ""
 
-    config = env_config(args)
+    def seed_label(seed):
+        return f" seed {seed}" if len(seeds) > 1 else ""
+
+    return features_label, seed_label
+
+
+def parse_feature_sets(text: str | None) -> list[tuple[str, ...]]:
+    """``--feature-sets``: feature lists separated by ';', names by ','."""
+    if text is None:
+        return [tuple(MULTIHOP_FEATURES)]
+    sets = [check_features([name.strip() for name in part.split(",") if name.strip()], "--feature-sets")
+            for part in text.split(";") if part.strip()]
+    if not sets or len(set(sets)) != len(sets):
+        raise ValueError(f"--feature-sets must name at least one set, each once; got {text!r}.")
+    return sets
+
+
+def largest_model(tree) -> str:
+    """The pool's model with the highest price (output, then input per token): the notional
+    prices scale with parameter count."""
+    prices = tree.header["config"].get("prices") or {}
+    if set(prices) != set(tree.models):
+        raise ValueError(f"the tree header has prices for {sorted(prices)}, its models are {tree.models}.")
+    ranked = sorted(tree.models, key=lambda m: (prices[m]["output_per_m"], prices[m]["input_per_m"]), reverse=True)
+    top = prices[ranked[0]]
+    if len(ranked) > 1 and prices[ranked[1]] == top:
+        raise ValueError(f"{ranked[0]} and {ranked[1]} have the same price: no single largest model.")
+    return ranked[0]
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Build (or read), train, score, check; returns the result object."""
+
     out_dir = Path(args.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    train_tree, train_ids, tree, heldout_ids = split_queries(args, config, out_dir)
+    skipped: dict[str, str] = {}
+    seeds = list(dict.fromkeys(args.seeds if args.seeds else [args.seed]))
+    feature_sets = parse_feature_sets(args.feature_sets)
+    if args.trees:
+        config = None
+        train_tree, train_ids, tree, heldout_ids, skipped = folder_queries(args, out_dir)
+    else:
+        config = env_config(args)
+        train_tree, train_ids, tree, heldout_ids = split_queries(args, config, out_dir)
 
     # The trees are built with every core (LLM batches); the small PPO policy runs faster on one.
     torch.set_num_threads(1)
     models = tree.models
+    features_label, seed_label = run_labels(seeds, feature_sets)
     lams = [resolve_lambda(name) for name in args.lams.split(",")]
     results: dict[str, dict[str, dict]] = {}
     per_query: dict[str, dict[str, Any]] = {}  # per λ: each method's outcome on each held-out query
-    ppo_models, replay, labels, first_hops = {}, {}, {}, {}
+    runs, labels, best_singles, first_hops = [], {}, {}, {}
     for lam in lams:
         train_scorer, scorer = TreeScorer(train_tree, lam), TreeScorer(tree, lam)
         outcomes_of: dict[str, list] = {}  # method -> its (quality, cost, reward) on each held-out query
-        model = train_ppo(str(train_tree.path), train_ids, lam, args)
-        outcomes, replay[lam] = ppo_on_tree(str(tree.path), model, heldout_ids, lam)
-        ppo_models[lam] = model
-        # what the policy learned: its first hop on the queries it trained on and on held-out ones
-        _, trained_on = ppo_on_tree(str(train_tree.path), model, train_ids, lam)
-        first_hops[str(lam)] = {"train": first_hop_shares(trained_on, models),
-                                "heldout": first_hop_shares(replay[lam], models)}
-        outcomes_of["HierRouter (MaskablePPO)"] = outcomes
+        groups: dict[str, list[str]] = {}  # a router's label -> its method of each seed
+        first_hops[str(lam)] = {}
+        for features in feature_sets:
+            group = f"HierRouter (MaskablePPO){features_label(features)}"
+            for seed in seeds:
+                method = group + seed_label(seed)
+                model = train_ppo(str(train_tree.path), train_ids, lam, args, seed, features)
+                outcomes, replayed = ppo_on_tree(str(tree.path), model, heldout_ids, lam, features)
+                runs.append((lam, features, model, replayed))
+                # what the policy learned: its first hop on the queries it trained on and on held-out ones
+                _, trained_on = ppo_on_tree(str(train_tree.path), model, train_ids, lam, features)
+                first_hops[str(lam)][method] = {"train": first_hop_shares(trained_on, models),
+                                                "heldout": first_hop_shares(replayed, models)}
+                outcomes_of[method] = outcomes
+                groups.setdefault(group, []).append(method)
         for i, name in enumerate(models):
             outcomes_of[f"single {name}"] = fixed_policy_outcomes(scorer, heldout_ids, (i,))
+        best_singles[str(lam)] = max(
+            models, key=lambda m: np.mean([train_scorer.outcome(q, (models.index(m),))[2] for q in train_ids]))
         pairs = list(itertools.product(range(len(models)), repeat=2))
         best = max(pairs, key=lambda p: np.mean([train_scorer.outcome(q, p)[2] for q in train_ids]))
         labels[lam] = f"{models[best[0]]} -> {models[best[1]]}"
         outcomes_of["best two-hop"] = fixed_policy_outcomes(scorer, heldout_ids, best)
         outcomes_of["Random"] = [scorer.random_expectation(q) for q in heldout_ids]
-        x_train, s_train, c_train = first_hop_data(train_scorer, train_ids)
-        x_test, _, _ = first_hop_data(scorer, heldout_ids)
-        for name in ONE_SHOT_ROUTERS:
-            router = one_shot_router(name, lam, len(train_ids), args.seed)
-            router.fit(x_train, s_train, c_train, models=models)
-            arms = router.select_arms(x_test)
-            outcomes_of[f"{name} (first hop)"] = [scorer.outcome(q, (int(a),)) for q, a in zip(heldout_ids, arms)]
+        for features in feature_sets:
+            x_train, s_train, c_train = first_hop_data(train_scorer, train_ids, features)
+            x_test, _, _ = first_hop_data(scorer, heldout_ids, features)
+            for name in ONE_SHOT_ROUTERS:
+                group = f"{name} (first hop){features_label(features)}"
+                # a router without a seed gives one result: fitting it again would repeat it
+                router_seeds = seeds if "seed" in AGENTS[name].config_keys() else seeds[:1]
+                for seed in router_seeds:
+                    method = group + (seed_label(seed) if len(router_seeds) > 1 else "")
+                    router = one_shot_router(name, lam, len(train_ids), seed)
+                    router.fit(x_train, s_train, c_train, models=models)
+                    arms = router.select_arms(x_test)
+                    outcomes_of[method] = [scorer.outcome(q, (int(a),)) for q, a in zip(heldout_ids, arms)]
+                    groups.setdefault(group, []).append(method)
         outcomes_of["Oracle"] = [scorer.oracle(q) for q in heldout_ids]
         outcomes_of["Oracle (quality)"] = [scorer.quality_oracle(q) for q in heldout_ids]
         results[str(lam)] = {method: summarize(tree, heldout_ids, o) for method, o in outcomes_of.items()}
         per_query[str(lam)] = per_query_outcomes(tree, heldout_ids, outcomes_of)
-    split = args.heldout_split
-    live = live_check(config, split, ppo_models, replay)
-    return {"models": models, "train_queries": len(train_ids), "heldout_queries": len(heldout_ids),
-            "tasks": sorted({tree.queries[q]["task"] for q in heldout_ids}), "timesteps": args.timesteps,
-            "best_two_hop": {str(k): v for k, v in labels.items()}, "results": results,
-            "per_query": per_query,
-            "ppo_first_hop": first_hops,
-            "live_equals_replay": live["equal"], "live": live}
+        per_query[str(lam)]["groups"] = {g: m for g, m in groups.items() if m != [g]}
+    result = {"models": models, "train_queries": len(train_ids), "heldout_queries": len(heldout_ids),
+              "tasks": sorted({tree.queries[q]["task"] for q in heldout_ids}), "timesteps": args.timesteps,
+              "seeds": seeds, "feature_sets": [list(f) for f in feature_sets],
+              "best_two_hop": {str(k): v for k, v in labels.items()}, "best_single": best_singles,
+              "results": results, "per_query": per_query, "ppo_first_hop": first_hops}
+    try:
+        result["largest_model"] = largest_model(tree)
+    except ValueError as exc:  # hand-made trees without prices: no verdict on the cost claim
+        result["largest_model"] = None
+        result["largest_model_error"] = str(exc)
+    if args.trees:
+        result.update(trees=str(args.trees), skipped_tasks=skipped,
+                      tree_digests={split: t.header["config_digest"] for split, t in
+                                    (("train", train_tree), ("heldout", tree))},
+                      live_equals_replay=None, live=None)
+        return result
+    live = live_check(config, args.heldout_split, runs)
+    return {**result, "live_equals_replay": live["equal"], "live": live}
 
 
 def print_tables(result: dict[str, Any]) -> None:
@@ -366,13 +507,21 @@ def print_tables(result: dict[str, Any]) -> None:
             row = " | ".join(f"{cells[c]['quality']:.3f} / {cells[c]['cost']:.3f} / {cells[c]['reward']:+.3f}"
                              for c in columns)
             print(f"| {method} | {row} |")
-        shares = result["ppo_first_hop"][lam]
-        print("\nHierRouter's first hop: " + "; ".join(
-            f"{part} queries " + ", ".join(f"{m} {v:.2f}" for m, v in shares[part].items())
-            for part in ("train", "heldout")))
+        for method, shares in result["ppo_first_hop"][lam].items():
+            print(f"\n{method}'s first hop: " + "; ".join(
+                f"{part} queries " + ", ".join(f"{m} {v:.2f}" for m, v in shares[part].items())
+                for part in ("train", "heldout")))
+    if result.get("skipped_tasks"):
+        print("\ntasks left out (trees not complete): "
+              + "; ".join(f"{t}: {why}" for t, why in result["skipped_tasks"].items()))
+    if len(result.get("seeds", [])) > 1 or len(result.get("feature_sets", [])) > 1 or result.get("trees"):
+        print("\n" + seeded_report(result))
     live = result["live"]
-    print(f"\nlive env vs replay: {live['episodes']} episodes, {len(live['mismatches'])} mismatches, "
-          f"{live['cache_hits']} cache hits")
+    if live is None:
+        print("\nno live check: the trees were read from a folder (their builder ran the live env)")
+    else:
+        print(f"\nlive env vs replay: {live['episodes']} episodes, {len(live['mismatches'])} mismatches, "
+              f"{live['cache_hits']} cache hits")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -391,7 +540,7 @@ def main(argv: list[str] | None = None) -> int:
     path.with_suffix(".tmp").write_text(json.dumps(result, indent=1))
     path.with_suffix(".tmp").replace(path)
     print(json.dumps(result))
-    return 0 if result["live_equals_replay"] else 1
+    return 0 if result["live_equals_replay"] in (True, None) else 1
 
 
 if __name__ == "__main__":

@@ -20,8 +20,9 @@ import dataclasses
 import itertools
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -178,8 +179,12 @@ class HopTree:
         return list(self.header["config"]["models"])
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "HopTree":
-        """Read a tree file; a malformed line raises DataFormatError naming it."""
+    def load(cls, path: str | os.PathLike, torn_tail_ok: bool = False) -> "HopTree":
+        """Read a tree file; a malformed line raises DataFormatError naming it.
+
+        ``torn_tail_ok`` skips an unfinished last line (no newline yet): a tree that a builder
+        is still appending to reads as the queries it has finished.
+        """
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"Hop tree {path} does not exist; build it with build_hop_tree.")
@@ -188,6 +193,8 @@ class HopTree:
             for line_no, line in enumerate(handle, start=1):
                 if not line.strip():
                     continue
+                if torn_tail_ok and not line.endswith("\n"):
+                    break  # only the last line can lack its newline
                 try:
                     data = json.loads(line)
                 except json.JSONDecodeError as exc:
@@ -231,3 +238,162 @@ class HopTree:
         values = np.array(list(best.values()))
         return {"reward": float(values[:, 0].mean()), "perf": float(values[:, 1].mean()),
                 "cost": float(values[:, 2].mean())}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The tree's rows as a file holds them (nodes as a list)."""
+        return [{**row, "nodes": list(row["nodes"].values())} for row in self.queries.values()]
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write the tree as a file ``HopTree.load`` (and ``MultiHopTableEnv``) reads; written
+        whole, then renamed, so a stopped run never leaves half a tree."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with open(partial, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps(self.header) + "\n")
+            handle.writelines(json.dumps(row) + "\n" for row in self.rows())
+        partial.replace(path)
+        self.path = path
+        return path
+
+    @classmethod
+    def merge(cls, trees: Sequence[HopTree]) -> HopTree:
+        """One tree of the queries of ``trees``: trees of other tasks, splits or limits of the same
+        models, depth, cost bounds and remaining config (``merge_mismatch`` names what differs).
+
+        The merged header lists the tasks in order of first appearance, the split (or splits)
+        and limit (or limits) of its parts, each part's file, digest and size (``merged_from``),
+        and the digest of all that."""
+        trees = list(trees)
+        if not trees:
+            raise ValueError("HopTree.merge needs at least one tree.")
+        first = trees[0]
+        for other in trees[1:]:
+            problem = merge_mismatch(first, other)
+            if problem:
+                raise ValueError(f"cannot merge hop trees {_name(first)} and {_name(other)}: {problem}.")
+        seen: dict[str, HopTree] = {}
+        for tree in trees:
+            for question in tree.queries:
+                if question in seen:
+                    raise ValueError(f"cannot merge hop trees {_name(seen[question])} and {_name(tree)}: "
+                                     f"both hold query {question!r}.")
+                seen[question] = tree
+        config = {key: value for key, value in first.header["config"].items() if key not in MERGE_FREE_KEYS}
+        config["tasks"] = list(dict.fromkeys(task for tree in trees for task in tree.header["config"]["tasks"]))
+        for key in ("split", "limit"):
+            values = list(dict.fromkeys(json.dumps(tree.header["config"].get(key)) for tree in trees))
+            config[key] = json.loads(values[0]) if len(values) == 1 else [json.loads(v) for v in values]
+        config["merged_from"] = [{"file": _name(tree), "config_digest": tree.header.get("config_digest"),
+                                  "tasks": tree.header["config"]["tasks"], "split": tree.header["config"].get("split"),
+                                  "queries": len(tree.queries)} for tree in trees]
+        header = {"format": TREE_FORMAT, "depth": first.depth, "config": config, "config_digest": json_digest(config),
+                  "cost_bounds": first.header["cost_bounds"]}
+        return cls(header, [row for tree in trees for row in tree.rows()])
+
+
+#: The task options a tree header records (the env's other task option, humaneval_path, is not).
+TASK_OPTION_KEYS = ("math_source", "mmlu_subjects", "mbpp_variant")
+#: Config keys in which trees may differ and still be merged (and scored on one cost scale).
+MERGE_FREE_KEYS = ("tasks", "split", "splits", "limit")
+
+
+def _name(tree: HopTree) -> str:
+    return str(tree.path) if tree.path is not None else "(a tree in memory)"
+
+
+def merge_mismatch(a: HopTree, b: HopTree) -> str | None:
+    """What keeps two trees apart (models, depth, cost bounds, another config key), or None."""
+    if a.models != b.models:
+        same = sorted(a.models) == sorted(b.models)
+        return (f"the models are in another order ({a.models} against {b.models}): a path indexes them by position"
+                if same else f"different models ({a.models} against {b.models})")
+    if a.depth != b.depth:
+        return f"different depths ({a.depth} against {b.depth})"
+    if a.header.get("cost_bounds") != b.header.get("cost_bounds"):
+        return (f"different cost bounds ({a.header.get('cost_bounds')} against {b.header.get('cost_bounds')}): "
+                "their costs are on other scales")
+    config_a, config_b = a.header["config"], b.header["config"]
+    for key in sorted((set(config_a) | set(config_b)) - set(MERGE_FREE_KEYS)):
+        if config_a.get(key) != config_b.get(key):
+            return f"different config {key!r} ({config_a.get(key)!r} against {config_b.get(key)!r})"
+    return None
+
+
+def expected_question_ids(config: dict[str, Any], task: str, data_dir: str | None = None) -> dict[str, str]:
+    """The queries a tree of ``config`` holds for ``task`` once complete, with their content
+    digests: the task's split loaded with the tree's fractions, limit and task options."""
+    from routing_gym.tasks import LoadOptions, get_task
+
+    extra = {key: config[key] for key in TASK_OPTION_KEYS if key in config}
+    options = LoadOptions(split=(config.get("splits") or {}).get(task, config["split"]), data_dir=data_dir,
+                          fractions=config["fractions"], limit=config["limit"], extra=extra)
+    return {str(example.id): content_digest(example) for example in get_task(task).load(options)}
+
+
+@dataclasses.dataclass
+class TreeFolder:
+    """The complete tasks of a folder of per-(task, split) trees, merged split by split."""
+
+    trees: dict[str, HopTree]  # split -> the merged tree of the complete tasks
+    tasks: list[str]  # tasks whose every split is complete
+    skipped: dict[str, str]  # task -> why it is left out
+    files: dict[tuple[str, str], Path]  # (task, split) -> the file read
+
+
+def load_tree_folder(folder: str | os.PathLike, splits: Sequence[str] = ("train", "test"),
+                     data_dir: str | None = None, pattern: str = "tree-*.jsonl") -> TreeFolder:
+    """Read every tree file of ``folder`` (one task and split per file, as
+    ``scripts/build_hop_trees.py`` writes them) and merge the complete tasks split by split.
+
+    A task is complete when each of ``splits`` has its tree and every query that tree's config
+    asks for (``expected_question_ids``) is present with the same content; tasks that are not
+    are named in ``skipped``. Files that cannot be merged (other models, depth, cost bounds or
+    config apart from tasks, split and limit), two files for one task and split, or a row whose
+    question changed since it was built raise ValueError naming the files. Trees still being
+    built are read up to their last finished line.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"tree folder {folder} does not exist.")
+    by_key: dict[tuple[str, str], HopTree] = {}
+    for path in sorted(folder.glob(pattern)):
+        tree = HopTree.load(path, torn_tail_ok=True)
+        tasks = tree.header["config"].get("tasks", [])
+        if len(tasks) != 1:
+            raise ValueError(f"{path} holds tasks {tasks}: a tree folder holds one task per file.")
+        key = (tasks[0], tree.header["config"].get("split"))  # the side it was built for
+        if key in by_key:
+            raise ValueError(f"{by_key[key].path} and {path} are both trees of {key[0]} / {key[1]}; keep one.")
+        if by_key:
+            reference = next(iter(by_key.values()))
+            problem = merge_mismatch(reference, tree)
+            if problem:
+                raise ValueError(f"cannot merge hop trees {reference.path} and {path}: {problem}.")
+        by_key[key] = tree
+    if not by_key:
+        raise ValueError(f"{folder} has no hop tree files ({pattern}).")
+    tasks = list(dict.fromkeys(task for task, _ in by_key))
+    complete, skipped = [], {}
+    for task in tasks:
+        reasons = []
+        for split in splits:
+            tree = by_key.get((task, split))
+            if tree is None:
+                reasons.append(f"no {split} tree")
+                continue
+            expected = expected_question_ids(tree.header["config"], task, data_dir)
+            for question, digest in expected.items():
+                row = tree.queries.get(question)
+                if row is not None and row.get("question_digest", digest) != digest:
+                    raise ValueError(f"{tree.path}: query {question!r} has other content in the data than when "
+                                     "its row was built; rebuild that tree.")
+            done = sum(question in tree.queries for question in expected)
+            if not expected or done < len(expected):
+                reasons.append(f"{split} {done}/{len(expected)} queries")
+        if reasons:
+            skipped[task] = ", ".join(reasons)
+        else:
+            complete.append(task)
+    merged = {split: HopTree.merge([by_key[(task, split)] for task in complete]) for split in splits} if complete else {}
+    return TreeFolder(merged, complete, skipped, {key: tree.path for key, tree in by_key.items()})

@@ -12,6 +12,12 @@ the rest are that table's arguments:
 * ``haps FILE LAM``: ``examples/compare_haps.py``'s summary JSON, its table at λ = LAM
   (``routing_gym.bench.comparison.haps_comparison``);
 * ``multihop FILE LAM``: ``examples/hierrouter_multihop.py``'s result JSON with ``per_query``;
+* ``hierrouter_seeds FILE LAM [TASK]``: such a result run with several seeds or feature sets
+  (``--seeds``, ``--feature-sets``, ``--trees``): mean over seeds ± spread and the paired Δ
+  from the best single model on train, over all held-out queries or TASK's
+  (``hierrouter_report.report_table``);
+* ``hierrouter_verdict FILE``: that result's verdict on HierRouter's claim per λ, router, task
+  and overall (``hierrouter_report.verdict_table``);
 * ``multihop_counts FILE LAM [REFERENCE]``: such a result written without ``per_query``: what
   its 0/1 quality counts support (``comparison.multihop_counts``);
 * ``pool_quality FILE REFERENCE``: ``benchmarks/pool_quality.py``'s ``scores.csv``, compared
@@ -65,6 +71,18 @@ def _multihop(path: Path, lam: str) -> str:
     return multihop_comparison(json.loads(path.read_text(encoding="utf-8")), lam)
 
 
+def _hierrouter_seeds(path: Path, lam: str, task: str | None = None) -> str:
+    from routing_gym.bench.hierrouter_report import report_table
+
+    return report_table(json.loads(path.read_text(encoding="utf-8")), lam, task)
+
+
+def _hierrouter_verdict(path: Path) -> str:
+    from routing_gym.bench.hierrouter_report import verdict_table
+
+    return verdict_table(json.loads(path.read_text(encoding="utf-8")))
+
+
 def _multihop_counts(path: Path, lam: str, *reference: str) -> str:
     from routing_gym.bench.comparison import MULTIHOP_REFERENCE, multihop_counts
 
@@ -111,6 +129,8 @@ TABLES: dict[str, Callable[..., str]] = {
     "haps": _haps,
     "multihop": _multihop,
     "multihop_counts": _multihop_counts,
+    "hierrouter_seeds": _hierrouter_seeds,
+    "hierrouter_verdict": _hierrouter_verdict,
     "pool_quality": _pool_quality,
     "curves": _curves,
     "feature_gap": _feature_gap,
