@@ -52,10 +52,12 @@ def test_multihop_pipeline_scores_every_method_and_live_equals_replay(tmp_path, 
     # the interval table: n and the paired Δ from the best two-hop pipeline on train
     assert f"| method | n | quality ↑ [95% CI] |" in out and "Δ reward vs best two-hop [95% CI]" in out
     assert f"| best two-hop | {result['heldout_queries']} | " in out
-    for lam, shares in result["ppo_first_hop"].items():
+    for lam, by_method in result["ppo_first_hop"].items():
+        assert list(by_method) == ["HierRouter (MaskablePPO)"]  # one seed, one feature set
         for part in ("train", "heldout"):
-            assert sorted(shares[part]) == ["tiny-llama", "tiny-qwen2"]
-            assert sum(shares[part].values()) == pytest.approx(1.0)
+            shares = by_method["HierRouter (MaskablePPO)"][part]
+            assert sorted(shares) == ["tiny-llama", "tiny-qwen2"]
+            assert sum(shares.values()) == pytest.approx(1.0)
     live = result["live"]
     assert result["live_equals_replay"] and live["mismatches"] == []
     assert live["episodes"] == 3 * result["heldout_queries"] and live["cache_hits"] > 0
