@@ -63,7 +63,7 @@ def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
 
 def main(argv: list[str] | None = None) -> int:
     args, extra = parse_args(list(sys.argv[1:] if argv is None else argv))
-    plan = plan_from_args(args, Path.cwd(), extra)
+    plan = plan_from_args(args, Path("."), extra)
     runs = select(plan.runs(), args.only)
     runs_dir, work_dir = Path(args.runs_dir), Path(args.work_dir)
     if args.plan:
@@ -86,10 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for run in runs:
         files = RunFiles(plan, run, runs_dir, work_dir)
-        missing = [str(plan.table(run.task, w)) for w in ("train_table", "report_table")
-                   if not plan.table(run.task, w).exists()]
-        if missing:
-            print(f"skip {run.slug}: table {missing[0]} missing (see --plan)")
+        if not plan.tables_ready(run.task):
+            print(f"skip {run.slug}: its exhaustive tables are not complete (see --plan)")
             continue
         if files.done():
             continue

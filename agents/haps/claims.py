@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -140,6 +141,38 @@ class Plan:
 
     def table(self, task: str, which: str) -> Path:
         return self.root / getattr(self.tasks[task], which)
+
+    def tables_ready(self, task: str) -> bool:
+        """Whether both exhaustive tables hold every question the task trains or reports on."""
+        spec = self.tasks[task]
+        return (complete_questions(self.table(task, "train_table")) >= spec.train
+                and complete_questions(self.table(task, "report_table")) >= spec.report)
+
+
+def complete_questions(path: Path) -> int:
+    """How many questions of an exhaustive table have every assignment (0 for no file): a table
+    still being built is not ready."""
+    path = Path(path)
+    if not path.exists():
+        return 0
+    stat = path.stat()
+    return _complete_questions(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _complete_questions(path: str, mtime_ns: int, size: int) -> int:
+    from collections import Counter
+
+    from routing_gym.action_table import ActionTable
+    from routing_gym.errors import DataFormatError
+
+    try:
+        table = ActionTable.load(path)
+    except DataFormatError:  # empty: only a header so far
+        return 0
+    per_question = Counter(row["question_id"] for row in table.rows)
+    full = len(table.models) ** len(table.roles)
+    return sum(count >= full for count in per_question.values())
 
 
 def select(runs: Iterable[Run], only: Sequence[str]) -> list[Run]:
@@ -349,20 +382,21 @@ def plan_lines(plan: Plan, runs: Sequence[Run], runs_dir: Path, work_dir: Path) 
         for which, split, count in (("train_table", task.train_split, task.train),
                                     ("report_table", task.report_split, task.report)):
             path = plan.table(name, which)
-            if path.exists():
-                lines.append(f"table {name} {which}: {path} (exists)")
+            have = complete_questions(path)
+            if have >= count:
+                lines.append(f"table {name} {which}: {path} (complete)")
             else:
-                seconds = count * ASSIGNMENTS * SECONDS_PER_EPISODE
+                seconds = (count - have) * ASSIGNMENTS * SECONDS_PER_EPISODE
                 left += seconds
-                lines.append(f"table {name} {which}: {path} MISSING, about {seconds / 3600:.1f} h: "
+                lines.append(f"table {name} {which}: {path} has {have}/{count} questions, about "
+                             f"{seconds / 3600:.1f} h left: "
                              f"routing-gym precompute --env {task.env.replace('-HAPS', '')} "
                              f"--split {split} --limit {count} --models "
                              f"{' '.join(next(iter(plan.pools.values()))['models'])} --out {path}")
     done = 0
     for run in runs:
         files = RunFiles(plan, run, runs_dir, work_dir)
-        tables_ready = all(plan.table(run.task, w).exists() for w in ("train_table", "report_table"))
-        if tables_ready and files.done():
+        if plan.tables_ready(run.task) and files.done():
             done += 1
             lines.append(f"done     {run.slug}")
             continue
@@ -392,7 +426,7 @@ def report_summary(plan: Plan, runs_dir: Path, work_dir: Path, one_shot: bool = 
     groups = []
     for task_name, task in plan.tasks.items():
         train_path, report_path = (plan.table(task_name, w) for w in ("train_table", "report_table"))
-        if not (train_path.exists() and report_path.exists()):
+        if not plan.tables_ready(task_name):
             continue
         train, report = ActionTable.load(train_path), ActionTable.load(report_path)
         normalizer = train.fit_cost_normalizer()
