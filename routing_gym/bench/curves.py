@@ -52,9 +52,9 @@ CURVES_FILE = "curves.jsonl"
 #: Uniform λ on [0, 2] left two-model pools, whose break-even λ is often 0.1–0.3, with a PPO
 #: that called the cheap model at every λ (docs/results/two_model_lambda.md).
 ANY_LAM_SAMPLING = "uniform-obs"
-#: How many entries of its observation hold λ/(1+λ). With one entry beside a 384-d embedding,
-#: Adam (about one step per weight) turned the policy with λ far more slowly than with the query:
-#: the PPO across λ swept too few shares (docs/results/two_model_lambda.md).
+#: How many entries of its observation hold λ/(1+λ). With one entry beside a 384-d embedding
+#: (Adam steps every weight alike, so λ's one weight moves the policy little) the PPO across λ
+#: called the strong model too little at λ = 0 (docs/results/two_model_lambda.md).
 ANY_LAM_OBS_COPIES = 32
 #: Curve names of a PPO agent trained at each λ, and trained once across λ.
 PER_LAM_SUFFIX, ANY_LAM_SUFFIX = "-per-lam", "-any-lam"

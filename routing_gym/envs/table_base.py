@@ -420,9 +420,8 @@ class OutcomeTableEnvBase(gym.Env):
         copies of λ/(1+λ).
 
         Copies, because a policy network trained with Adam moves each input weight by about the
-        same step: one λ entry beside a 384-d embedding then turns the policy with λ tens of
-        times more slowly than with the query, and one PPO across λ routes nearly alike at
-        every λ (docs/results/two_model_lambda.md).
+        same step: one λ entry beside a 384-d embedding moves the policy far less per step than
+        the embedding does (docs/results/two_model_lambda.md).
         """
         return spaces.Box(0.0, 1.0, shape=(self.config["lam_obs_copies"],), dtype=np.float32)
 
