@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hop_tree_files import FIXTURES, MODELS, write_tree  # noqa: E402
+from hop_tree_files import FIXTURES, MODELS, write_tree
 
-from routing_gym.hop_tree import HopTree, load_tree_folder  # noqa: E402
+from routing_gym.hop_tree import HopTree, load_tree_folder
 
 
 def test_merge_joins_tasks_and_keeps_every_node(tmp_path):

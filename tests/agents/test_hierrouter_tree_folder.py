@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from hop_tree_files import FIXTURES, write_tree  # noqa: E402
+from hop_tree_files import FIXTURES, write_tree
 
-from routing_gym.bench import published  # noqa: E402
-from routing_gym.bench.hierrouter_report import verdict_table  # noqa: E402
+from routing_gym.bench import published
+from routing_gym.bench.hierrouter_report import verdict_table
 
 WITH_LENGTH = "HierRouter (MaskablePPO) [embedding+task+length]"
 
