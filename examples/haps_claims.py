@@ -27,8 +27,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run as a script from anywhere
 
-import routing_gym  # noqa: E402,F401  (registers the IDs)
-from agents.haps.claims import (  # noqa: E402
+import routing_gym  # noqa: F401  (registers the IDs)
+from agents.haps.claims import (
     RunFiles,
     add_plan_flags,
     execute,
@@ -37,26 +37,34 @@ from agents.haps.claims import (  # noqa: E402
     report_summary,
     select,
 )
-from routing_gym.errors import RoutingGymError  # noqa: E402
+from routing_gym.errors import RoutingGymError
 
 
 def parse_args(argv: list[str]) -> tuple[argparse.Namespace, list[str]]:
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
     argv = argv[: argv.index("--")] if "--" in argv else argv
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--plan", action="store_true", help="list done / left runs and exit")
     parser.add_argument("--report", action="store_true", help="write the summary, PNGs and page")
-    parser.add_argument("--only", action="append", default=[], metavar="FIELD=VALUE[,VALUE]",
-                        help="task, pool, regime, variant or seed (repeatable: all must hold)")
-    parser.add_argument("--runs-dir", default="docs/results/haps_claims",
-                        help="finished run files (commit them)")
-    parser.add_argument("--work-dir", default="runs/haps_claims",
-                        help="checkpoints, logs, per-question lines")
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE[,VALUE]",
+        help="task, pool, regime, variant or seed (repeatable: all must hold)",
+    )
+    parser.add_argument(
+        "--runs-dir", default="docs/results/haps_claims", help="finished run files (commit them)"
+    )
+    parser.add_argument(
+        "--work-dir", default="runs/haps_claims", help="checkpoints, logs, per-question lines"
+    )
     parser.add_argument("--summary", default="docs/results/haps_claims.json")
     parser.add_argument("--page", default="docs/results/haps_claims.md")
     parser.add_argument("--figures", default="docs/haps")
-    parser.add_argument("--no-one-shot", action="store_true",
-                        help="report without the one-shot routers")
+    parser.add_argument(
+        "--no-one-shot", action="store_true", help="report without the one-shot routers"
+    )
     add_plan_flags(parser)
     return parser.parse_args(argv), extra
 
@@ -93,8 +101,11 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"== {run.slug}", flush=True)
         result = execute(files)
-        print(f"{run.slug}: reward {result['reward']:.3f} on {len(result['per_episode'])} "
-              f"questions -> {files.finished}", flush=True)
+        print(
+            f"{run.slug}: reward {result['reward']:.3f} on {len(result['per_episode'])} "
+            f"questions -> {files.finished}",
+            flush=True,
+        )
     return 0
 
 

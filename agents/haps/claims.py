@@ -24,8 +24,9 @@ import functools
 import hashlib
 import json
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -59,14 +60,27 @@ class Task:
 QWEN_PAIR = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
 TASKS = {
     "hotpotqa": Task(
-        "LLMRouting-HotpotQA-HAPS-v0", "LLMRouting-HotpotQA-Assign-v0", "train", 268, 32,
-        "valid", 100, "docs/action_tables/hotpotqa_train268_qwen_pair.jsonl",
+        "LLMRouting-HotpotQA-HAPS-v0",
+        "LLMRouting-HotpotQA-Assign-v0",
+        "train",
+        268,
+        32,
+        "valid",
+        100,
+        "docs/action_tables/hotpotqa_train268_qwen_pair.jsonl",
         "docs/action_tables/hotpotqa_valid_qwen_pair.jsonl",
     ),
     "mmlu": Task(
-        "LLMRouting-MMLU-HAPS-v0", "LLMRouting-MMLU-Assign-v0", "val", 300, 32, "test", 400,
+        "LLMRouting-MMLU-HAPS-v0",
+        "LLMRouting-MMLU-Assign-v0",
+        "val",
+        300,
+        32,
+        "test",
+        400,
         "docs/action_tables/mmlu_val300_qwen_pair.jsonl",
-        "docs/action_tables/mmlu_test_qwen_pair.jsonl", metric="accuracy",
+        "docs/action_tables/mmlu_test_qwen_pair.jsonl",
+        metric="accuracy",
     ),
 }
 #: Pools: the models, and those used as they are (no LoRA generator).
@@ -83,8 +97,14 @@ VARIANTS = {
 }
 NO_LORA = "HAPS without LoRA"
 #: The joint phase: updates of episodes in lockstep copies, early stopping every few updates.
-TRAINING = {"updates": 16, "episodes_per_update": 4, "rollout_envs": 4, "eval_every": 4,
-            "patience": 2, "warmup_epochs": 30}
+TRAINING = {
+    "updates": 16,
+    "episodes_per_update": 4,
+    "rollout_envs": 4,
+    "eval_every": 4,
+    "patience": 2,
+    "warmup_epochs": 30,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +119,15 @@ class Run:
 
     @property
     def slug(self) -> str:
-        return "/".join([self.task, self.pool, self.regime,
-                         self.variant.lower().replace(" ", "-"), f"seed{self.seed}"])
+        return "/".join(
+            [
+                self.task,
+                self.pool,
+                self.regime,
+                self.variant.lower().replace(" ", "-"),
+                f"seed{self.seed}",
+            ]
+        )
 
     def fields(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -145,8 +172,10 @@ class Plan:
     def tables_ready(self, task: str) -> bool:
         """Whether both exhaustive tables hold every question the task trains or reports on."""
         spec = self.tasks[task]
-        return (complete_questions(self.table(task, "train_table")) >= spec.train
-                and complete_questions(self.table(task, "report_table")) >= spec.report)
+        return (
+            complete_questions(self.table(task, "train_table")) >= spec.train
+            and complete_questions(self.table(task, "report_table")) >= spec.report
+        )
 
 
 def complete_questions(path: Path) -> int:
@@ -182,20 +211,30 @@ def select(runs: Iterable[Run], only: Sequence[str]) -> list[Run]:
     for condition in only:
         name, _, values = condition.partition("=")
         if name not in Run.__dataclass_fields__ or not values:
-            raise ValueError(f"--only {condition!r}: expected FIELD=VALUE with FIELD one of "
-                             f"{', '.join(Run.__dataclass_fields__)}.")
+            raise ValueError(
+                f"--only {condition!r}: expected FIELD=VALUE with FIELD one of "
+                f"{', '.join(Run.__dataclass_fields__)}."
+            )
         wanted = set(values.split(","))
         known = {str(getattr(r, name)) for r in runs}
         unknown = sorted(wanted - known)
         if unknown:
-            raise ValueError(f"--only {name}={unknown[0]!r}: no such {name} in the plan "
-                             f"(it has {', '.join(sorted(known))}).")
+            raise ValueError(
+                f"--only {name}={unknown[0]!r}: no such {name} in the plan "
+                f"(it has {', '.join(sorted(known))})."
+            )
         runs = [r for r in runs if str(getattr(r, name)) in wanted]
     return runs
 
 
 def file_digest(path: Path) -> str:
     """sha256 of a file's bytes (the tables key a run by their content, not their path)."""
+    stat = Path(path).stat()
+    return _file_digest(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -206,30 +245,74 @@ class RunFiles:
     def __init__(self, plan: Plan, run: Run, runs_dir: Path, work_dir: Path):
         self.plan, self.run = plan, run
         self.finished = Path(runs_dir) / f"{run.slug}.json"
-        self.work = Path(work_dir) / run.slug
-        self.checkpoint = self.work / "joint_checkpoint.pt"
-        self.tensorboard = self.work / "tb"
-        self.episodes = self.work / "report_episodes.jsonl"
+        self.work_dir = Path(work_dir)
+
+    @property
+    def work(self) -> Path:
+        """The work folder of these settings (other settings start afresh, never mix)."""
+        return self.work_dir / self.run.slug / self.key()[:16]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.work / "joint_checkpoint.pt"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.work / "tb"
+
+    @property
+    def episodes(self) -> Path:
+        return self.work / "report_episodes.jsonl"
 
     def flags(self) -> list[str]:
         """The train-haps flags of the run."""
         plan, run = self.plan, self.run
         task, pool, training = plan.tasks[run.task], plan.pools[run.pool], plan.training
         flags = [
-            "--env", task.env, "--models", ",".join(pool["models"]),
-            "--closed", ",".join(pool["closed"]),
-            "--train-split", task.train_split, "--train-limit", str(task.train),
-            "--action-table", str(plan.table(run.task, "train_table")),
-            "--stop-split", task.train_split, "--stop-skip", str(task.train),
-            "--stop-limit", str(task.stop), "--valid-episodes", str(task.stop),
-            "--valid-split", task.report_split, "--valid-limit", str(task.report),
-            "--env-config", json.dumps(task.env_config), "--lam", run.regime,
-            "--updates", str(training["updates"]),
-            "--episodes-per-update", str(training["episodes_per_update"]),
-            "--rollout-envs", str(training["rollout_envs"]),
-            "--eval-every", str(training["eval_every"]), "--patience", str(training["patience"]),
-            "--warmup-epochs", str(training["warmup_epochs"]),
-            *VARIANTS[run.variant], "--seed", str(run.seed), "--no-progress-bar",
+            "--env",
+            task.env,
+            "--models",
+            ",".join(pool["models"]),
+            "--closed",
+            ",".join(pool["closed"]),
+            "--train-split",
+            task.train_split,
+            "--train-limit",
+            str(task.train),
+            "--action-table",
+            str(plan.table(run.task, "train_table")),
+            "--stop-split",
+            task.train_split,
+            "--stop-skip",
+            str(task.train),
+            "--stop-limit",
+            str(task.stop),
+            "--valid-episodes",
+            str(task.stop),
+            "--valid-split",
+            task.report_split,
+            "--valid-limit",
+            str(task.report),
+            "--env-config",
+            json.dumps(task.env_config),
+            "--lam",
+            run.regime,
+            "--updates",
+            str(training["updates"]),
+            "--episodes-per-update",
+            str(training["episodes_per_update"]),
+            "--rollout-envs",
+            str(training["rollout_envs"]),
+            "--eval-every",
+            str(training["eval_every"]),
+            "--patience",
+            str(training["patience"]),
+            "--warmup-epochs",
+            str(training["warmup_epochs"]),
+            *VARIANTS[run.variant],
+            "--seed",
+            str(run.seed),
+            "--no-progress-bar",
         ]
         if plan.data_dir:
             flags += ["--data-dir", str(plan.data_dir)]
@@ -240,8 +323,10 @@ class RunFiles:
         stale, and the work folder is this key's."""
         from routing_gym.records import json_digest
 
-        tables = {which: file_digest(self.plan.table(self.run.task, which))
-                  for which in ("train_table", "report_table")}
+        tables = {
+            which: file_digest(self.plan.table(self.run.task, which))
+            for which in ("train_table", "report_table")
+        }
         flags = self.flags()
         at = flags.index("--action-table")
         flags[at + 1] = tables["train_table"]
@@ -299,11 +384,20 @@ def execute(files: RunFiles, log=print) -> dict[str, Any]:
     from agents.haps.rollouts import batched_env, play_schedule
     from routing_gym.action_table import ActionTable
     from routing_gym.evaluation import episode_row
-    from routing_gym.records import append_record, content_digest, drop_partial_last_line, read_records
+    from routing_gym.records import (
+        append_record,
+        content_digest,
+        drop_partial_last_line,
+        read_records,
+    )
 
     key = files.key()
-    flags = files.flags() + ["--checkpoint", str(files.checkpoint),
-                             "--tensorboard-log", str(files.tensorboard)]
+    flags = files.flags() + [
+        "--checkpoint",
+        str(files.checkpoint),
+        "--tensorboard-log",
+        str(files.tensorboard),
+    ]
     args = cli.parse_args(flags)
     config = cli.config_from_args(args)
     table = ActionTable.load(args.action_table)
@@ -370,8 +464,11 @@ def estimate_seconds(plan: Plan, run: Run, progress: dict[str, Any] | None = Non
     per_update = SECONDS_PER_UPDATE_OF_4 * training["episodes_per_update"] / 4
     updates_left = 0 if progress["training_finished"] else training["updates"] - progress["updates"]
     evals_left = updates_left // max(1, training["eval_every"])
-    return (updates_left * per_update + evals_left * task.stop * SECONDS_PER_EPISODE
-            + (task.report - progress["played"]) * SECONDS_PER_EPISODE)
+    return (
+        updates_left * per_update
+        + evals_left * task.stop * SECONDS_PER_EPISODE
+        + (task.report - progress["played"]) * SECONDS_PER_EPISODE
+    )
 
 
 def plan_lines(plan: Plan, runs: Sequence[Run], runs_dir: Path, work_dir: Path) -> list[str]:
@@ -379,8 +476,10 @@ def plan_lines(plan: Plan, runs: Sequence[Run], runs_dir: Path, work_dir: Path) 
     lines, left = [], 0.0
     for name in sorted({r.task for r in runs}):
         task = plan.tasks[name]
-        for which, split, count in (("train_table", task.train_split, task.train),
-                                    ("report_table", task.report_split, task.report)):
+        for which, split, count in (
+            ("train_table", task.train_split, task.train),
+            ("report_table", task.report_split, task.report),
+        ):
             path = plan.table(name, which)
             have = complete_questions(path)
             if have >= count:
@@ -388,30 +487,44 @@ def plan_lines(plan: Plan, runs: Sequence[Run], runs_dir: Path, work_dir: Path) 
             else:
                 seconds = (count - have) * ASSIGNMENTS * SECONDS_PER_EPISODE
                 left += seconds
-                lines.append(f"table {name} {which}: {path} has {have}/{count} questions, about "
-                             f"{seconds / 3600:.1f} h left: "
-                             f"routing-gym precompute --env {task.env.replace('-HAPS', '')} "
-                             f"--split {split} --limit {count} --models "
-                             f"{' '.join(next(iter(plan.pools.values()))['models'])} --out {path}")
+                lines.append(
+                    f"table {name} {which}: {path} has {have}/{count} questions, about "
+                    f"{seconds / 3600:.1f} h left: "
+                    f"routing-gym precompute --env {task.env.replace('-HAPS', '')} "
+                    f"--split {split} --limit {count} --models "
+                    f"{' '.join(next(iter(plan.pools.values()))['models'])} --out {path}"
+                )
     done = 0
     for run in runs:
         files = RunFiles(plan, run, runs_dir, work_dir)
-        if plan.tables_ready(run.task) and files.done():
+        ready = plan.tables_ready(run.task)
+        if ready and files.done():
             done += 1
             lines.append(f"done     {run.slug}")
             continue
-        progress = files.progress()
+        # a run is keyed by its tables' content: none can start before they are complete
+        progress = files.progress() if ready else None
         seconds = estimate_seconds(plan, run, progress)
         left += seconds
-        state = ("training finished" if progress["training_finished"]
-                 else f"update {progress['updates']}/{plan.training['updates']}")
+        if progress is None:
+            lines.append(f"waits    {run.slug}: its tables; about {seconds / 3600:.1f} h")
+            continue
+        state = (
+            "training finished"
+            if progress["training_finished"]
+            else f"update {progress['updates']}/{plan.training['updates']}"
+        )
         status = "started " if progress["updates"] or progress["played"] else "left    "
-        lines.append(f"{status} {run.slug}: {state}, {progress['played']}/"
-                     f"{plan.tasks[run.task].report} questions played; about {seconds / 3600:.1f} h")
-    lines.append(f"{done} of {len(runs)} runs done; about {left / 3600:.0f} h left on this "
-                 f"2-core CPU ({2 * left / 3600:.0f} CPU core-hours), from the measured times "
-                 f"({SECONDS_PER_UPDATE_OF_4:.0f} s per update of 4 episodes, "
-                 f"{SECONDS_PER_EPISODE:.0f} s per episode)")
+        lines.append(
+            f"{status} {run.slug}: {state}, {progress['played']}/"
+            f"{plan.tasks[run.task].report} questions played; about {seconds / 3600:.1f} h"
+        )
+    lines.append(
+        f"{done} of {len(runs)} runs done; about {left / 3600:.0f} h left on this "
+        f"2-core CPU ({2 * left / 3600:.0f} CPU core-hours), from the measured times "
+        f"({SECONDS_PER_UPDATE_OF_4:.0f} s per update of 4 episodes, "
+        f"{SECONDS_PER_EPISODE:.0f} s per episode)"
+    )
     return lines
 
 
@@ -425,7 +538,9 @@ def report_summary(plan: Plan, runs_dir: Path, work_dir: Path, one_shot: bool = 
 
     groups = []
     for task_name, task in plan.tasks.items():
-        train_path, report_path = (plan.table(task_name, w) for w in ("train_table", "report_table"))
+        train_path, report_path = (
+            plan.table(task_name, w) for w in ("train_table", "report_table")
+        )
         if not plan.tables_ready(task_name):
             continue
         train, report = ActionTable.load(train_path), ActionTable.load(report_path)
@@ -439,9 +554,12 @@ def report_summary(plan: Plan, runs_dir: Path, work_dir: Path, one_shot: bool = 
                         files = RunFiles(plan, run, runs_dir, work_dir)
                         if files.done():
                             finished[(regime, f"{variant}|{seed}")] = json.loads(
-                                files.finished.read_text())
+                                files.finished.read_text()
+                            )
             limit = task.report
-            played = compared_questions(report, {str(i): r for i, r in enumerate(finished.values())})
+            played = compared_questions(
+                report, {str(i): r for i, r in enumerate(finished.values())}
+            )
             questions = played if finished else sorted(report.question_ids)[:limit]
             lams = [resolve_lambda(r) for r in plan.regimes]
             choices = {}
@@ -449,15 +567,24 @@ def report_summary(plan: Plan, runs_dir: Path, work_dir: Path, one_shot: bool = 
                 env_config = {"models": list(pool["models"]), **task.env_config}
                 if plan.data_dir:
                     env_config["data_dir"] = str(plan.data_dir)
-                choices = one_shot_choices(task.assign_env, env_config,
-                                           (task.train_split, task.report_split),
-                                           (train, report), normalizer, questions, lams)
+                choices = one_shot_choices(
+                    task.assign_env,
+                    env_config,
+                    (task.train_split, task.report_split),
+                    (train, report),
+                    normalizer,
+                    questions,
+                    lams,
+                )
             for regime, lam in zip(plan.regimes, lams):
                 comparison = HAPSComparison(lam, train, report, questions, normalizer)
                 rows = comparison.rows({}, choices.get(lam, {}))
                 best = next(label for label in rows if label.startswith("Best fixed on train"))
-                baselines = {label: pick(row) for label, row in rows.items()
-                             if not label.startswith("Best fixed on train")}
+                baselines = {
+                    label: pick(row)
+                    for label, row in rows.items()
+                    if not label.startswith("Best fixed on train")
+                }
                 variants: dict[str, dict] = {}
                 for (at, label), result in finished.items():
                     if at != regime:
@@ -465,15 +592,25 @@ def report_summary(plan: Plan, runs_dir: Path, work_dir: Path, one_shot: bool = 
                     variant, seed = label.split("|")
                     row = comparison.run_row(label, result)
                     variants.setdefault(variant, {})[seed] = {
-                        **pick(row), "vs_table": row["vs_table"], "curve": result["curve"],
+                        **pick(row),
+                        "vs_table": row["vs_table"],
+                        "curve": result["curve"],
                         "episodes_per_update": result["episodes_per_update"],
                     }
-                groups.append({
-                    "task": task_name, "pool": pool_name, "regime": regime, "lam": lam,
-                    "metric": task.metric, "question_ids": list(comparison.questions),
-                    "best_fixed": best.split(": ", 1)[1], "baselines": baselines,
-                    "variants": variants, "seeds_planned": len(plan.seeds),
-                })
+                groups.append(
+                    {
+                        "task": task_name,
+                        "pool": pool_name,
+                        "regime": regime,
+                        "lam": lam,
+                        "metric": task.metric,
+                        "question_ids": list(comparison.questions),
+                        "best_fixed": best.split(": ", 1)[1],
+                        "baselines": baselines,
+                        "variants": variants,
+                        "seeds_planned": len(plan.seeds),
+                    }
+                )
     return {"format": "routing_gym.haps_claims/1", "groups": groups}
 
 
@@ -494,13 +631,23 @@ def add_plan_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def plan_from_args(args: argparse.Namespace, root: Path, extra: Sequence[str] = ()) -> Plan:
-    tasks = {name: dataclasses.replace(task, train_table=getattr(args, f"{name}_train_table"),
-                                       report_table=getattr(args, f"{name}_report_table"))
-             for name, task in TASKS.items()}
+    tasks = {
+        name: dataclasses.replace(
+            task,
+            train_table=getattr(args, f"{name}_train_table"),
+            report_table=getattr(args, f"{name}_report_table"),
+        )
+        for name, task in TASKS.items()
+    }
     unknown = [r for r in args.regimes.split(",") if r not in REGIMES]
     if unknown:
         raise ValueError(f"--regimes {unknown[0]!r}: choose from {', '.join(REGIMES)}.")
-    return Plan(tasks=tasks, regimes=tuple(args.regimes.split(",")),
-                seeds=tuple(int(s) for s in args.seeds.split(",")),
-                training={**TRAINING, "updates": args.updates}, data_dir=args.data_dir,
-                extra=tuple(extra), root=root)
+    return Plan(
+        tasks=tasks,
+        regimes=tuple(args.regimes.split(",")),
+        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        training={**TRAINING, "updates": args.updates},
+        data_dir=args.data_dir,
+        extra=tuple(extra),
+        root=root,
+    )

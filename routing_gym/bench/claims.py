@@ -18,15 +18,20 @@ where one lies below 0, otherwise not resolved at this size.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
 from routing_gym.stats import Interval, paired_difference_interval, seed_spread
 
 HELD, NOT_HELD, NOT_RESOLVED, NOT_RUN = (
-    "held", "did not hold", "not resolved at this size", "not run yet")
+    "held",
+    "did not hold",
+    "not resolved at this size",
+    "not run yet",
+)
 HAPS, NO_LORA, NO_SHARING = "HAPS", "HAPS without LoRA", "HAPS without sharing"
 METRICS = ("perf", "normalized_cost", "reward")
 
@@ -98,37 +103,54 @@ def claims_table(group: Mapping[str, Any]) -> str:
     n = len(group["question_ids"])
     reference = best_fixed_label(group)
     lines = [
-        f"**{group['task']}, pool {group['pool']}, {group['regime']} (λ = {group['lam']:g})**: "
-        f"{n} reported questions. Mean over seeds ± seed spread; Δ reward is paired over the same "
-        "questions (each question's mean over seeds), 95% bootstrap interval.",
+        (
+            f"**{group['task']}, pool {group['pool']}, {group['regime']} (λ = {group['lam']:g})**: "
+            f"{n} reported questions. Mean over seeds ± seed spread; Δ reward is paired over the same "
+            "questions (each question's mean over seeds), 95% bootstrap interval."
+        ),
         "",
-        f"| method | seeds | {metric} | norm. cost | reward | Δ reward vs best fixed on train "
-        f"({group['best_fixed']}) | Δ reward vs {NO_LORA} |",
+        (
+            f"| method | seeds | {metric} | norm. cost | reward | Δ reward vs best fixed on train "
+            f"({group['best_fixed']}) | Δ reward vs {NO_LORA} |"
+        ),
         "|---|---:|---:|---:|---:|---|---|",
     ]
     for label, seeds in found.items():
         cells = []
         for key in METRICS:
             spread = seed_spread([float(np.mean(s[key])) for s in seeds])
-            cells.append(f"{spread.mean:.3f} ± {spread.std:.3f}" if spread.n_seeds > 1
-                         else f"{spread.mean:.3f}")
+            cells.append(
+                f"{spread.mean:.3f} ± {spread.std:.3f}"
+                if spread.n_seeds > 1
+                else f"{spread.mean:.3f}"
+            )
         deltas = []
         for other in (reference, NO_LORA):
             if other not in found or other == label:
                 deltas.append("—")
                 continue
             interval = paired_difference_interval(
-                question_means(seeds, "reward"), question_means(found[other], "reward"))
+                question_means(seeds, "reward"), question_means(found[other], "reward")
+            )
             verdict = "resolved" if interval.excludes_zero else "not resolved"
             deltas.append(f"{interval.format(3, signed=True)} {verdict}")
         lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells + deltas) + " |")
     changed = [(label, seeds) for label, seeds in group["variants"].items() if label != NO_LORA]
     if changed:
-        lines += ["", f"Where LoRA changed answers ({metric} against the table's episode of the "
-                  "same assignment without LoRA), per seed: improved / hurt / unchanged", ""]
+        lines += [
+            "",
+            (
+                f"Where LoRA changed answers ({metric} against the table's episode of the "
+                "same assignment without LoRA), per seed: improved / hurt / unchanged"
+            ),
+            "",
+        ]
         for label, seeds in changed:
-            counts = [f"seed {s}: {v['vs_table']['better']} / {v['vs_table']['worse']} / "
-                      f"{v['vs_table']['same']}" for s, v in sorted(seeds.items(), key=lambda x: int(x[0]))]
+            counts = [
+                f"seed {s}: {v['vs_table']['better']} / {v['vs_table']['worse']} / "
+                f"{v['vs_table']['same']}"
+                for s, v in sorted(seeds.items(), key=lambda x: int(x[0]))
+            ]
             lines.append(f"- {label}: " + "; ".join(counts))
     lines += ["", "Verdicts:", ""]
     for claim, verdict in verdicts(group).items():
@@ -159,11 +181,17 @@ def plot_learning_curves(group: Mapping[str, Any], path: str | Path) -> Path | N
             per_update: dict[int, list[float]] = {}
             for run in seeds.values():
                 for update, value in run["curve"][part]:
-                    per_update.setdefault(int(update) * run["episodes_per_update"], []).append(value)
+                    per_update.setdefault(int(update) * run["episodes_per_update"], []).append(
+                        value
+                    )
             if per_update:
                 episodes = sorted(per_update)
-                axis.plot(episodes, [np.mean(per_update[e]) for e in episodes], marker="o",
-                          label=f"{variant} ({len(seeds)} seeds)")
+                axis.plot(
+                    episodes,
+                    [np.mean(per_update[e]) for e in episodes],
+                    marker="o",
+                    label=f"{variant} ({len(seeds)} seeds)",
+                )
                 drawn = True
     if not drawn:
         plt.close(figure)

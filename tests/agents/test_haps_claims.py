@@ -35,25 +35,59 @@ def one_thread():
 def table(tmp_path_factory) -> Path:
     """The exhaustive table of the first two fixture MMLU questions (the train and the reported ones)."""
     path = tmp_path_factory.mktemp("tables") / "table.jsonl"
-    config = {"models": list(MODELS), "data_dir": str(FIXTURES), "protocol": PROTOCOL,
-              "cache_mode": "off", "split": "dev", "limit": 2}
+    config = {
+        "models": list(MODELS),
+        "data_dir": str(FIXTURES),
+        "protocol": PROTOCOL,
+        "cache_mode": "off",
+        "split": "dev",
+        "limit": 2,
+    }
     build_action_table("LLMRouting-MMLU-v0", path, config=config, progress=False)
     return path
 
 
 def tiny_plan(table: Path, **changes) -> claims.Plan:
     """Train on fixture MMLU questions 0-1, stop early on question 2, report on 0-1."""
-    task = claims.Task("LLMRouting-MMLU-HAPS-v0", "LLMRouting-MMLU-Assign-v0", "dev", 2, 1,
-                       "dev", 2, str(table), str(table), metric="accuracy")
+    task = claims.Task(
+        "LLMRouting-MMLU-HAPS-v0",
+        "LLMRouting-MMLU-Assign-v0",
+        "dev",
+        2,
+        1,
+        "dev",
+        2,
+        str(table),
+        str(table),
+        metric="accuracy",
+    )
     plan = claims.Plan(
         tasks={"mmlu": task},
-        pools={"lq": {"models": MODELS, "closed": ()}, "mixed": {"models": MODELS, "closed": MODELS[1:]}},
-        regimes=("balanced",), seeds=(0,),
-        training={"updates": 2, "episodes_per_update": 1, "rollout_envs": 1, "eval_every": 1,
-                  "patience": 2, "warmup_epochs": 2},
+        pools={
+            "lq": {"models": MODELS, "closed": ()},
+            "mixed": {"models": MODELS, "closed": MODELS[1:]},
+        },
+        regimes=("balanced",),
+        seeds=(0,),
+        training={
+            "updates": 2,
+            "episodes_per_update": 1,
+            "rollout_envs": 1,
+            "eval_every": 1,
+            "patience": 2,
+            "warmup_epochs": 2,
+        },
         data_dir=str(FIXTURES),
-        extra=("--backbone", "tiny-llama", "--protocol", json.dumps(PROTOCOL), "--cache-mode", "off",
-               "--lora-scale", "30"),
+        extra=(
+            "--backbone",
+            "tiny-llama",
+            "--protocol",
+            json.dumps(PROTOCOL),
+            "--cache-mode",
+            "off",
+            "--lora-scale",
+            "30",
+        ),
     )
     return dataclasses.replace(plan, **changes)
 
@@ -77,13 +111,23 @@ def test_the_plan_lists_each_run_once_and_selects_with_only(table, tmp_path):
     assert lines[-1].startswith("0 of 4 runs done")
     # the estimate is the measured times scaled by the counts: 2 updates of 1 episode, 2 early
     # stops of 1 question, 2 reported questions
-    per_run = (2 * claims.SECONDS_PER_UPDATE_OF_4 / 4 + 2 * claims.SECONDS_PER_EPISODE
-               + 2 * claims.SECONDS_PER_EPISODE)
+    missing = dataclasses.replace(plan.tasks["mmlu"], train_table=str(tmp_path / "none.jsonl"))
+    waiting = dataclasses.replace(plan, tasks={"mmlu": missing})
+    lines = claims.plan_lines(waiting, chosen[:1], tmp_path / "runs", tmp_path / "work")
+    assert "none.jsonl has 0/2 questions" in lines[0] and "routing-gym precompute" in lines[0]
+    assert lines[-2].startswith(f"waits    {chosen[0].slug}")
+    per_run = (
+        2 * claims.SECONDS_PER_UPDATE_OF_4 / 4
+        + 2 * claims.SECONDS_PER_EPISODE
+        + 2 * claims.SECONDS_PER_EPISODE
+    )
     assert claims.estimate_seconds(plan, chosen[0]) == pytest.approx(per_run)
 
 
 def run_once(plan: claims.Plan, run: claims.Run, root: Path) -> dict:
-    return claims.execute(claims.RunFiles(plan, run, root / "runs", root / "work"), log=lambda _: None)
+    return claims.execute(
+        claims.RunFiles(plan, run, root / "runs", root / "work"), log=lambda _: None
+    )
 
 
 def test_a_run_killed_in_training_and_in_evaluation_resumes_to_the_uninterrupted_result(
@@ -123,15 +167,19 @@ def test_a_run_killed_in_training_and_in_evaluation_resumes_to_the_uninterrupted
     with pytest.raises(Killed):
         run_once(plan, run, root)
     monkeypatch.undo()
-    assert "training finished, 1/2 questions played" in claims.plan_lines(
-        plan, [run], root / "runs", root / "work")[-2]
+    assert (
+        "training finished, 1/2 questions played"
+        in claims.plan_lines(plan, [run], root / "runs", root / "work")[-2]
+    )
 
     resumed = run_once(plan, run, root)
     assert resumed["key"] == whole["key"]
     assert resumed["curve"] == whole["curve"]
     assert resumed["per_episode"] == whole["per_episode"]
     assert files.done()
-    assert claims.plan_lines(plan, [run], root / "runs", root / "work")[-2] == f"done     {run.slug}"
+    assert (
+        claims.plan_lines(plan, [run], root / "runs", root / "work")[-2] == f"done     {run.slug}"
+    )
 
 
 def test_the_report_puts_finished_runs_beside_the_baselines(table, tmp_path):
@@ -141,7 +189,10 @@ def test_the_report_puts_finished_runs_beside_the_baselines(table, tmp_path):
     for run in plan.runs():
         run_once(plan, run, tmp_path)
     summary = claims.report_summary(plan, tmp_path / "runs", tmp_path / "work", one_shot=False)
-    assert [(g["pool"], g["regime"]) for g in summary["groups"]] == [("lq", "balanced"), ("mixed", "balanced")]
+    assert [(g["pool"], g["regime"]) for g in summary["groups"]] == [
+        ("lq", "balanced"),
+        ("mixed", "balanced"),
+    ]
     for group in summary["groups"]:
         # the variant without LoRA ran once and is reported in both pools
         assert set(group["variants"]) == {"HAPS", claims.NO_LORA}

@@ -36,27 +36,39 @@ def values(reward, perf=None):
 
 
 def seed(reward, better=0, worse=0):
-    return {**values(reward), "vs_table": {"better": better, "worse": worse, "same": 4 - better - worse},
-            "curve": {"train": [[1, 0.1], [2, 0.3]], "stop": [[2, 0.2]]}, "episodes_per_update": 4}
+    return {
+        **values(reward),
+        "vs_table": {"better": better, "worse": worse, "same": 4 - better - worse},
+        "curve": {"train": [[1, 0.1], [2, 0.3]], "stop": [[2, 0.2]]},
+        "episodes_per_update": 4,
+    }
 
 
 SUMMARY = {
     "format": "routing_gym.haps_claims/1",
-    "groups": [{
-        "task": "mmlu", "pool": "lq", "regime": "balanced", "lam": 0.5, "metric": "accuracy",
-        "question_ids": ["q1", "q2", "q3", "q4"], "best_fixed": "a/b", "seeds_planned": 2,
-        "baselines": {
-            "Random (expectation over the assignments)": values([0.1] * 4),
-            "Fixed a/a": values([0.0, 0.2, 0.0, 0.2]),
-            "Fixed a/b": values([0.1, 0.3, 0.1, 0.3]),
-            "Oracle (hindsight upper bound)": values([1.0] * 4),
-        },
-        "variants": {
-            # per question, the mean over the two seeds is 0.6
-            "HAPS": {"0": seed([0.5] * 4, better=1), "1": seed([0.7] * 4, worse=2)},
-            "HAPS without LoRA": {"0": seed([0.6] * 4), "1": seed([0.6] * 4)},
-        },
-    }],
+    "groups": [
+        {
+            "task": "mmlu",
+            "pool": "lq",
+            "regime": "balanced",
+            "lam": 0.5,
+            "metric": "accuracy",
+            "question_ids": ["q1", "q2", "q3", "q4"],
+            "best_fixed": "a/b",
+            "seeds_planned": 2,
+            "baselines": {
+                "Random (expectation over the assignments)": values([0.1] * 4),
+                "Fixed a/a": values([0.0, 0.2, 0.0, 0.2]),
+                "Fixed a/b": values([0.1, 0.3, 0.1, 0.3]),
+                "Oracle (hindsight upper bound)": values([1.0] * 4),
+            },
+            "variants": {
+                # per question, the mean over the two seeds is 0.6
+                "HAPS": {"0": seed([0.5] * 4, better=1), "1": seed([0.7] * 4, worse=2)},
+                "HAPS without LoRA": {"0": seed([0.6] * 4), "1": seed([0.6] * 4)},
+            },
+        }
+    ],
 }
 
 
@@ -81,8 +93,10 @@ def test_the_table_gives_seed_spreads_paired_differences_and_verdicts(tmp_path):
 def test_the_computed_block_is_rewritten_from_the_summary(tmp_path):
     (tmp_path / "claims.json").write_text(json.dumps(SUMMARY))
     page = tmp_path / "page.md"
-    page.write_text("# Claims\n\n<!-- computed: haps_claims claims.json mmlu lq balanced -->\nold\n"
-                    "<!-- end computed -->\n")
+    page.write_text(
+        "# Claims\n\n<!-- computed: haps_claims claims.json mmlu lq balanced -->\nold\n"
+        "<!-- end computed -->\n"
+    )
     assert published.rewrite(page)
     assert claims_table(SUMMARY["groups"][0]) in page.read_text()
     assert all(old == new for _, old, new in published.blocks(page))
