@@ -105,15 +105,16 @@ def claims_table(group: Mapping[str, Any]) -> str:
     lines = [
         (
             f"**{group['task']}, pool {group['pool']}, {group['regime']} (λ = {group['lam']:g})**: "
-            f"{n} reported questions. Mean over seeds ± seed spread; Δ reward is paired over the same "
-            "questions (each question's mean over seeds), 95% bootstrap interval."
+            f"{n} reported questions. Mean over seeds ± seed spread; each Δ is paired over the "
+            "same questions (each question's mean over seeds), 95% bootstrap interval. Best "
+            f"fixed on train: {group['best_fixed']}."
         ),
         "",
         (
-            f"| method | seeds | {metric} | norm. cost | reward | Δ reward vs best fixed on train "
-            f"({group['best_fixed']}) | Δ reward vs {NO_LORA} |"
+            f"| method | seeds | {metric} | norm. cost | reward | Δ {metric} vs best fixed | "
+            f"Δ reward vs best fixed | Δ {metric} vs {NO_LORA} | Δ reward vs {NO_LORA} |"
         ),
-        "|---|---:|---:|---:|---:|---|---|",
+        "|---|---:|---:|---:|---:|---|---|---|---|",
     ]
     for label, seeds in found.items():
         cells = []
@@ -126,14 +127,15 @@ def claims_table(group: Mapping[str, Any]) -> str:
             )
         deltas = []
         for other in (reference, NO_LORA):
-            if other not in found or other == label:
-                deltas.append("—")
-                continue
-            interval = paired_difference_interval(
-                question_means(seeds, "reward"), question_means(found[other], "reward")
-            )
-            verdict = "resolved" if interval.excludes_zero else "not resolved"
-            deltas.append(f"{interval.format(3, signed=True)} {verdict}")
+            for key in ("perf", "reward"):
+                if other not in found or other == label:
+                    deltas.append("—")
+                    continue
+                interval = paired_difference_interval(
+                    question_means(seeds, key), question_means(found[other], key)
+                )
+                verdict = "resolved" if interval.excludes_zero else "not resolved"
+                deltas.append(f"{interval.format(3, signed=True)} {verdict}")
         lines.append(f"| {label} | {len(seeds)} | " + " | ".join(cells + deltas) + " |")
     changed = [(label, seeds) for label, seeds in group["variants"].items() if label != NO_LORA]
     if changed:
