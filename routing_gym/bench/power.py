@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from routing_gym.action_table import ActionTable
+from routing_gym.outcomes import Outcomes
 from routing_gym.stats import LEVEL, POWER, mean_interval, minimum_detectable_difference
 
 
@@ -28,22 +29,22 @@ def assignment_matrix(table: ActionTable, models: Sequence[str] | None = None):
     Assignments are named ``role=model`` joined by ``/`` in the table's role order; only the
     questions that have every assignment are kept (an unfinished build keeps its finished ones).
     """
-    keep = None if not models else set(models)
-    cells: dict[str, dict[str, float]] = {}
-    for row in table.rows:
-        chosen = [row["assignment"][role] for role in table.roles]
-        if keep is not None and not set(chosen) <= keep:
-            continue
-        name = "/".join(f"{role}={model}" for role, model in zip(table.roles, chosen))
-        cells.setdefault(str(row["question_id"]), {})[name] = float(row["perf"])
-    if not cells:
-        raise ValueError(f"the action table has no rows whose models are all among {sorted(keep or [])}.")
-    names = sorted({name for per_question in cells.values() for name in per_question})
-    questions = [q for q, per_question in cells.items() if len(per_question) == len(names)]
-    if len(questions) < 2:
-        raise ValueError(f"only {len(questions)} question(s) have all {len(names)} assignments; need 2 or more.")
-    perf = np.array([[cells[q][name] for name in names] for q in questions], dtype=np.float64)
-    return questions, names, perf
+    keep = sorted(set(models)) if models else table.models
+    rows = [row for row in table.rows if set(row["assignment"].values()) <= set(keep)]
+    if not rows:
+        raise ValueError(f"the action table has no rows whose models are all among {keep}.")
+    chosen = ActionTable(rows, table.header)
+    arms = {tuple(keep.index(row["assignment"][role]) for role in chosen.roles) for row in rows}
+    have: dict[str, int] = {}
+    for row in rows:
+        have[str(row["question_id"])] = have.get(str(row["question_id"]), 0) + 1
+    complete = [q for q in chosen.question_ids if have[str(q)] == len(arms)]
+    if len(complete) < 2:
+        raise ValueError(f"only {len(complete)} question(s) have all {len(arms)} assignments; need 2 or more.")
+    outcomes = Outcomes.from_action_table(chosen, keep, question_ids=complete, arms=sorted(arms))
+    names = ["/".join(f"{role}={model}" for role, model in zip(outcomes.roles, arm)) for arm in outcomes.arm_models]
+    order = np.argsort(names, kind="stable")
+    return list(outcomes.query_ids), [names[i] for i in order], outcomes.scores[:, order]
 
 
 def power_summary(table: ActionTable, n_report: int, models: Sequence[str] | None = None) -> dict:
