@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from routing_gym.errors import BackendError
+from routing_gym.llm import model_store
 from routing_gym.llm.requests import GenerationRequest
 from routing_gym.llm.spec import ModelSpec
 
@@ -171,3 +172,19 @@ class Backend(abc.ABC):
             f"Model {self.spec.name!r} ({self.spec.backend} backend) is not white-box: its weights are "
             "not in this process, so it has no model and tokenizer to hand out."
         )
+
+
+class LocalWeightsBackend(Backend):
+    """A backend whose weights are files on this machine: their digest names them in every cache key."""
+
+    def __init__(self, spec: ModelSpec):
+        super().__init__(spec)
+        self._digest: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the model's weights or source (``model_store.model_digest``), computed once:
+        hashing a GGUF reads every byte."""
+        if self._digest is None:
+            self._digest = model_store.model_digest(self.spec)
+        return self._digest

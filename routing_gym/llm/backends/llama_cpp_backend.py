@@ -32,7 +32,7 @@ import numpy as np
 
 from routing_gym.errors import BackendError
 from routing_gym.llm import model_store
-from routing_gym.llm.backends.base import Backend, Capabilities, ChoiceScores, Completion
+from routing_gym.llm.backends.base import Capabilities, ChoiceScores, Completion, LocalWeightsBackend
 from routing_gym.llm.backends.transformers_backend import (
     _FALLBACK_ROLE_PREFIX,
     TRANSCRIPT_TURN_STOP,
@@ -76,21 +76,14 @@ class _Decoder:
         return self.llama.detokenize(list(ids), special=not skip_special_tokens).decode("utf-8", errors="replace")
 
 
-class LlamaCppBackend(Backend):
+class LlamaCppBackend(LocalWeightsBackend):
     """A GGUF model run in process by llama.cpp (``backend="llama_cpp"``); loads lazily, once per process."""
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
-        self._digest: str | None = None
         self._path: Path | None = None
 
     # -- identity and loading -------------------------------------------------------------
-    @property
-    def digest(self) -> str:
-        if self._digest is None:
-            self._digest = model_store.model_digest(self.spec)
-        return self._digest
-
     @property
     def model_id(self) -> str:
         # The prefill block shapes the arithmetic (see ``_prefill``), so it is part of the identity.

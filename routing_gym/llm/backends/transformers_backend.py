@@ -13,7 +13,7 @@ import torch
 
 from routing_gym.errors import BackendError
 from routing_gym.llm import model_store
-from routing_gym.llm.backends.base import Backend, Capabilities, ChoiceScores, Completion
+from routing_gym.llm.backends.base import Capabilities, ChoiceScores, Completion, LocalWeightsBackend
 from routing_gym.llm.backends.prefix_sharing import (
     SUPPORTED_MODEL_TYPES,
     PrefixStore,
@@ -198,12 +198,11 @@ def reset_profiles() -> None:
     PROFILES.clear()
 
 
-class TransformersBackend(Backend):
+class TransformersBackend(LocalWeightsBackend):
     """A transformers causal LM; loads lazily, once per process."""
 
     def __init__(self, spec: ModelSpec):
         super().__init__(spec)
-        self._digest: str | None = None
         self._injector: LoRAInjector | None = None
         self._prefix_store: PrefixStore | None = None
 
@@ -212,12 +211,6 @@ class TransformersBackend(Backend):
         return {**self.__dict__, "_prefix_store": None}
 
     # -- identity and loading -------------------------------------------------------------
-    @property
-    def digest(self) -> str:
-        if self._digest is None:
-            self._digest = model_store.model_digest(self.spec)
-        return self._digest
-
     @property
     def model_id(self) -> str:
         # The compute dtype is part of the identity: bf16 and fp32 may decode differently.
