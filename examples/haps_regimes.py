@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from agents.haps.cli import main as train_haps
+from routing_gym.cli import main as routing_gym_main
 
 REPO = Path(__file__).resolve().parents[1]
 POOL = "qwen2.5-coder-0.5b,qwen2.5-coder-1.5b"
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.compare_only:
                     continue
                 print(f"== {args.task}: {variant} at λ = {regime}", flush=True)
-                code = train_haps(run_flags(args, variant, regime, folder, extra))
+                code = routing_gym_main(["train-haps", *run_flags(args, variant, regime, folder, extra)])
                 if code:
                     return code
             runs += ["--run", f"{variant} ({regime})={results}"]

@@ -13,7 +13,8 @@ bottom in its ``main``.
 
 import sys
 
-from agents.haps.cli import main
+from routing_gym.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # routing-gym's main runs agents.haps.cli and prints a bad flag as one line
+    sys.exit(main(["train-haps", *sys.argv[1:]]))

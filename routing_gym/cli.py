@@ -19,8 +19,10 @@ from routing_gym.errors import UsageError
 HAPS_TRAINING_ENTRY_POINT = "agents.haps.cli:main"
 
 
-class _ArgumentParser(argparse.ArgumentParser):
-    """argparse, but a bad flag is one line (no usage block), like every other usage error."""
+class OneLineArgumentParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one line (no usage block), like every other usage error: it
+    raises ``UsageError``, which ``main`` prints as one line (exit 2). Every command's parser is
+    one of these, ``train-haps``'s (in agents) included."""
 
     def error(self, message: str):
         raise UsageError(f"{message} (see '{self.prog} --help')")
@@ -410,7 +412,7 @@ def _add_bench_flags(parser: argparse.ArgumentParser, out: str, seeds: list[int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="routing-gym",
         description="Gymnasium environments for LLM routing. A bad input prints one line naming "
         "it (exit status 2 for usage errors, 1 for failures while running); add --debug anywhere "

@@ -77,6 +77,21 @@ def test_a_bad_flag_is_one_line(capsys):
     assert "argument --jobs: invalid int value: 'banana'" in line
 
 
+def test_train_haps_names_a_bad_flag_or_value_in_one_line(capsys):
+    line = usage_error(capsys, ["train-haps", "--no-such-flag"])
+    assert "unrecognized arguments: --no-such-flag" in line
+    line = usage_error(capsys, ["train-haps", "--updates", "many"])
+    assert "argument --updates: invalid int value: 'many'" in line
+    assert "'routing-gym train-haps --help'" in line
+
+
+def test_the_train_haps_example_names_a_bad_flag_in_one_line(run_example):
+    done = run_example("train_haps.py", ["--router", "psychic"], timeout=300)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "argument --router: invalid choice: 'psychic'" in lines[0], lines
+
+
 def test_a_failure_while_running_is_one_line_with_status_1(capsys, tmp_path):
     argv = [
         "precompute",

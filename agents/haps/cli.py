@@ -46,13 +46,14 @@ from agents.haps.agent import HAPSAgent
 from agents.haps.checkpoints import JointCheckpoint, run_fingerprint
 from agents.haps.config import ROUTERS, TIES, HAPSConfig, haps_env_config
 from routing_gym.action_table import ActionTable
+from routing_gym.cli import OneLineArgumentParser
 from routing_gym.errors import UsageError
 from routing_gym.llm.spec import REAL_POOL, closed, resolve_spec
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line flags, in four groups: envs, model and ablations, training, output."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineArgumentParser(
         prog="routing-gym train-haps", description=__doc__.split("\n\n")[0]
     )
     add_env_flags(parser.add_argument_group("envs and data"))
@@ -444,4 +445,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # through routing-gym's main: it prints a usage error as one line and knows --debug
+    from routing_gym.cli import main as routing_gym_main
+
+    sys.exit(routing_gym_main(["train-haps", *sys.argv[1:]]))
