@@ -98,6 +98,11 @@ class HAPSAgent(Agent):
                     f"the env's are {layout.roles}."
                 )
             self.layout.lam, self.layout.task = layout.lam, layout.task
+        self.bind(env)
+
+    def bind(self, env: Any) -> None:
+        """Make ``env`` the env whose current question ``predict`` reads (its layout unchecked:
+        ``adapt_to`` checks it)."""
         self._env = env
 
     def build(self, layout: HybridLayout) -> None:
@@ -329,7 +334,29 @@ class HAPSAgent(Agent):
         (``rollouts.evaluate_questions``)."""
         return rollouts.evaluate_questions(self, env, copies, progress_bar)
 
+    def record_play(self, env: Any) -> bool:
+        """Remember that HAPS plays ``env``; True the first time (then it is reset with the
+        config's seed)."""
+        first = id(env) not in self._seeded_envs
+        self._seeded_envs.add(id(env))
+        return first
+
+    def reseed_sampling(self, *entropy: int) -> None:
+        """Restart the generator of sampled and random assignments from ``entropy`` (e.g. the
+        seed and the update, so that an update's samples depend on it alone)."""
+        self._rng = np.random.default_rng(list(entropy))
+
     # -- logging, state, saving ---------------------------------------------------------------
+    @property
+    def logged_steps(self) -> dict[str, int]:
+        """How many steps each phase (``warmup``, ``joint``) has logged: a copy."""
+        return dict(self._steps)
+
+    @logged_steps.setter
+    def logged_steps(self, steps: Mapping[str, int]) -> None:
+        # a resumed run's counts; a phase it does not name keeps its own
+        self._steps.update(steps)
+
     def log(self, phase: str, stats: Mapping[str, float], step: int | None = None) -> None:
         """Count the phase's step and write ``stats`` to TensorBoard (with ``tensorboard_log``)."""
         if phase in self._steps and step is None:

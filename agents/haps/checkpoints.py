@@ -162,7 +162,7 @@ class JointCheckpoint:
             "finished": finished,
             "state": agent.trained_state(),
             "baseline": float(agent.baseline),
-            "steps": dict(agent._steps),
+            "steps": agent.logged_steps,
             "stopper": {
                 "best": float(stopper.best),
                 "stale": int(stopper.stale),
@@ -181,7 +181,7 @@ class JointCheckpoint:
         """Put a loaded state back into the agent and early stopping."""
         agent.load_trained_state(data["state"])
         agent.baseline = float(data["baseline"])
-        agent._steps.update(data["steps"])
+        agent.logged_steps = data["steps"]
         stopper.best, stopper.best_state, stopper.stale = (
             float(data["stopper"]["best"]),
             data["stopper"]["best_state"],

@@ -121,11 +121,10 @@ def rollout(
         return play_lockstep(agent, env, episodes, deterministic)
     played = []
     for i in range(episodes):
-        first = id(env) not in agent._seeded_envs
+        first = agent.record_play(env)
         reset_seed = (
             seed if (seed is not None and i == 0) else (agent.config.seed if first else None)
         )
-        agent._seeded_envs.add(id(env))
         env.reset(seed=reset_seed)
         played.append(play_current(agent, env, deterministic))
     return played
@@ -181,7 +180,7 @@ def training_rollout(agent: "HAPSAgent", env: Any, step: int) -> list[Episode]:
     """The sampled episodes of joint update ``step`` (see ``training_schedule``)."""
     count = len((env.envs[0] if is_lockstep(env) else env).unwrapped.examples)
     # the assignment samples too depend on the step alone
-    agent._rng = np.random.default_rng([agent.config.seed, 1, step])
+    agent.reseed_sampling(agent.config.seed, 1, step)
     return play_schedule(agent, env, agent.training_schedule(step, count), deterministic=False)
 
 

@@ -294,7 +294,7 @@ def train_joint(
         stopped = False
         if valid_env is not None and (step + 1) % cfg.eval_every == 0:
             score = agent.evaluate(valid_env, cfg.valid_episodes)
-            agent.log("valid", score, step=agent._steps["joint"])
+            agent.log("valid", score, step=agent.logged_steps["joint"])
             stopped = stopper.should_stop(score["env_reward"])
         if stopped:
             break
@@ -344,5 +344,5 @@ def fit_env(
         agent.fit(examples_of(env, train.query_ids), rewards, train.costs, valid=valid)
     if total > 0:
         agent.train_joint(env, valid_env, total, checkpoint=checkpoint)
-    agent._env = env  # predict reads the train env's questions
+    agent.bind(env)  # predict reads the train env's questions
     return agent

@@ -268,7 +268,7 @@ def test_a_stopped_joint_phase_resumes_to_the_state_of_an_unstopped_one(
     # depend on the restored Adam moments. Best first: they depend on early stopping's state.
     score = (lambda step: float(step)) if best == "last" else (lambda step: 1.0 / step)
     monkeypatch.setattr(HAPSAgent, "evaluate",
-                        lambda self, valid_env, episodes: {"env_reward": score(self._steps["joint"])})
+                        lambda self, valid_env, episodes: {"env_reward": score(self.logged_steps["joint"])})
     straight = tmp_path / "straight.pt"
     HAPSAgent(config).fit_env(env, valid_env=env, checkpoint=straight)
 
