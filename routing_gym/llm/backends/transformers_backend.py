@@ -14,6 +14,13 @@ import torch
 from routing_gym.errors import BackendError
 from routing_gym.llm import model_store
 from routing_gym.llm.backends.base import Capabilities, ChoiceScores, Completion, LocalWeightsBackend
+from routing_gym.llm.backends.generation_tails import (
+    TAIL_LAYER_TYPES,
+    GenerationTails,
+    TailCapture,
+    tail_key,
+    tail_logits,
+)
 from routing_gym.llm.backends.prefix_sharing import (
     SUPPORTED_MODEL_TYPES,
     PrefixStore,
@@ -175,6 +182,7 @@ class ModelProfile:
     completions: int = 0
     cap_hits: int = 0  # completions that ended at their max_new_tokens
     scoring_passes: int = 0  # teacher-forced forward passes (letters, verdicts, REINFORCE)
+    rows_tail_from_generation: int = 0  # REINFORCE rows scored from generation's hidden states, no prefill
     scoring_tokens: int = 0
     scoring_s: float = 0.0
     backward_s: float = 0.0  # filled in by callers that time their backward
@@ -205,10 +213,11 @@ class TransformersBackend(LocalWeightsBackend):
         super().__init__(spec)
         self._injector: LoRAInjector | None = None
         self._prefix_store: PrefixStore | None = None
+        self._generation_tails: GenerationTails | None = None
 
     def __getstate__(self) -> dict:
-        # Stored prefixes are a per-process speed-up, refilled on demand; never pickle tensors.
-        return {**self.__dict__, "_prefix_store": None}
+        # Stored prefixes and tails are a per-process speed-up, refilled on demand; never pickle tensors.
+        return {**self.__dict__, "_prefix_store": None, "_generation_tails": None}
 
     # -- identity and loading -------------------------------------------------------------
     @property
@@ -374,6 +383,21 @@ class TransformersBackend(LocalWeightsBackend):
             self._prefix_store = PrefixStore(int(self.spec.options.get("prefix_store_mb", 512)) * 2**20)
         return self._prefix_store
 
+    @property
+    def generation_tails(self) -> GenerationTails:
+        """Last-layer inputs kept by generation for REINFORCE (``options["generation_tails_mb"]``, default 256)."""
+        if self._generation_tails is None:
+            self._generation_tails = GenerationTails(int(self.spec.options.get("generation_tails_mb", 256)) * 2**20)
+        return self._generation_tails
+
+    def _tails_from_generation(self) -> bool:
+        """``options["tail_from_generation"]`` (default on) for a model whose last layer ``tail_logits`` rebuilds."""
+        return (
+            bool(self.spec.options.get("tail_from_generation", True))
+            and bool(self.spec.options.get("tail_logprobs", True))
+            and self.model.config.model_type in TAIL_LAYER_TYPES
+        )
+
     def _keeps_base_cache(self, adapter: LoRAAdapter | None) -> bool:
         """Whether a row with ``adapter`` has the unadapted model's keys and values in every layer.
 
@@ -460,16 +484,41 @@ class TransformersBackend(LocalWeightsBackend):
         stats.prefill_row_tokens += len(prompt_ids) * (input_ids.shape[1] - head)
         eos = {tokenizer.eos_token_id} | set(_as_list(model.generation_config.eos_token_id))
         eos.discard(None)
-        if self.decode_mode == "compact" and self.model.config.model_type in SUPPORTED_MODEL_TYPES:
-            generated = self._decode_compact(requests, input_ids, attention_mask, extra.get("cache"), head,
-                                             adapters, eos, stats)
-        else:
-            generated = self._decode_lockstep(requests, input_ids, attention_mask, extra, adapters, eos, stats)
+        # Rows that REINFORCE will score through the last layer alone: keep that layer's inputs.
+        kept_rows = [row for row, a in enumerate(adapters) if a is not None and self._keeps_base_cache(a)]
+        capture = TailCapture(model) if kept_rows and self._tails_from_generation() else None
+        try:
+            if self.decode_mode == "compact" and self.model.config.model_type in SUPPORTED_MODEL_TYPES:
+                generated = self._decode_compact(requests, input_ids, attention_mask, extra.get("cache"), head,
+                                                 adapters, eos, stats, capture)
+            else:
+                generated = self._decode_lockstep(requests, input_ids, attention_mask, extra, adapters, eos, stats)
+        finally:
+            if capture is not None:
+                capture.close()
         stats.row_steps_useful += sum(self._steps_to_stop(r, row, eos) for r, row in zip(requests, generated))
         completions = [self._finish(request, row, eos) for request, row in zip(requests, generated)]
+        if capture is not None:
+            self._keep_tails(capture, kept_rows, prompt_ids, generated, completions)
         stats.completions += len(completions)
         stats.cap_hits += sum(c.finish_reason == "length" for c in completions)
         return completions
+
+    def _keep_tails(self, capture: TailCapture, rows, prompt_ids, generated, completions) -> None:
+        """Store each kept row's last-layer inputs at the positions that score its completion.
+
+        The completion may be cut (a stop string, EOS, ``max_new_tokens``) but is always a prefix
+        of the generated tokens, and the forward pass that picked generated token i saw the
+        position that scores it; anything else is not stored, and scoring prefills as before.
+        """
+        for row in rows:
+            completion = list(completions[row].completion_ids)
+            if not completion or capture.passes(row) != len(generated[row]):
+                continue
+            if generated[row][: len(completion)] != completion:
+                continue
+            resid, attn = capture.row(row, len(completion))
+            self.generation_tails.put(tail_key(self.dtype, prompt_ids[row], completion), resid, attn)
 
     def _steps_to_stop(self, request: GenerationRequest, tokens: list[int], eos: set[int]) -> int:
         """The steps a row needed: up to its EOS, its stop string's detection or its length."""
@@ -505,7 +554,8 @@ class TransformersBackend(LocalWeightsBackend):
         stats.decode_s += time.perf_counter() - start  # prefill and decode are one call here
         return output[:, input_ids.shape[1] :].tolist()
 
-    def _decode_compact(self, requests, input_ids, attention_mask, cache, head, adapters, eos, stats) -> list[list[int]]:
+    def _decode_compact(self, requests, input_ids, attention_mask, cache, head, adapters, eos, stats,
+                        capture: TailCapture | None = None) -> list[list[int]]:
         """Greedy or per-row sampled decoding that drops each row from the batch as it stops.
 
         It feeds the model what ``generate`` feeds it (positions from the attention mask, the
@@ -530,6 +580,8 @@ class TransformersBackend(LocalWeightsBackend):
                 logits = model(input_ids=step_ids, attention_mask=attention_mask, position_ids=step_positions,
                                cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1].float()
                 picked = logits.argmax(-1).tolist()
+                if capture is not None:
+                    capture.mark_rows(active)
                 elapsed = time.perf_counter() - start
                 if prefill:
                     stats.prefill_s += elapsed
@@ -601,7 +653,11 @@ class TransformersBackend(LocalWeightsBackend):
         longest = max(len(c) for c in completion_ids)
         stats = profile(self.spec.name)
         start = time.perf_counter()
-        if self._tail_only(prompt_ids, adapters):
+        tails = self._stored_tails(prompt_ids, completion_ids) if self._tail_only(prompt_ids, adapters) else None
+        if tails is not None:
+            input_ids, logits = self._tail_logits_from_generation(tails, completion_ids, adapters, longest)
+            stats.rows_tail_from_generation += len(tails)
+        elif self._tail_only(prompt_ids, adapters):
             input_ids, logits = self._tail_logits(prompt_ids, sequences, adapters, longest)
         else:
             input_ids, attention_mask = self._pad_left(sequences)
@@ -610,7 +666,8 @@ class TransformersBackend(LocalWeightsBackend):
                     input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=longest + 1
                 ).logits
         stats.scoring_passes += 1
-        stats.scoring_tokens += sum(len(q) for q in sequences)
+        # Tokens run through the model: from generation's hidden states, only the completions.
+        stats.scoring_tokens += sum(len(q) for q in (completion_ids if tails is not None else sequences))
         stats.scoring_s += time.perf_counter() - start
         # Half precision is upcast for the softmax; float64 stays float64 (gradient checks).
         logprobs = torch.log_softmax(logits[:, :-1].to(torch.promote_types(logits.dtype, torch.float32)), dim=-1)
@@ -653,6 +710,35 @@ class TransformersBackend(LocalWeightsBackend):
                 input_ids=input_ids[:, head:], attention_mask=attention_mask, cache=cache,
                 position_ids=rest_positions(attention_mask, head), logits_to_keep=longest + 1,
             ).logits
+        return input_ids, logits
+
+    def _stored_tails(self, prompt_ids, completion_ids) -> list[tuple[torch.Tensor, torch.Tensor]] | None:
+        """Every row's ``(resid, attn)`` kept by the generation that produced it, or None if any
+        row's is missing (a completion from the response cache, an evicted one)."""
+        if not self._tails_from_generation():
+            return None
+        tails = []
+        for prompt, completion in zip(prompt_ids, completion_ids):
+            tail = self.generation_tails.get(tail_key(self.dtype, prompt, completion))
+            if tail is None:
+                return None
+            tails.append(tail)
+        return tails
+
+    def _tail_logits_from_generation(self, tails, completion_ids, adapters, longest: int):
+        """``(input_ids, logits)`` laid out as ``_tail_logits``'s (completions right-aligned, one
+        more logit column than ``longest``) from stored last-layer inputs: no prompt is run."""
+        rows, hidden, width = len(tails), tails[0][0].shape[-1], tails[0][1].shape[-1]
+        resid = tails[0][0].new_zeros((rows, longest + 1, hidden))
+        attn = tails[0][1].new_zeros((rows, longest + 1, width))
+        input_ids = torch.full((rows, longest), self.tokenizer.pad_token_id, dtype=torch.long, device=self.device)
+        for row, ((r, a), completion) in enumerate(zip(tails, completion_ids)):
+            # Zeros elsewhere stay finite through the norms; their logits are never read.
+            resid[row, longest - len(completion) : longest] = r
+            attn[row, longest - len(completion) : longest] = a
+            input_ids[row, longest - len(completion) :] = torch.tensor(completion, dtype=torch.long)
+        with self._injected(adapters):
+            logits = tail_logits(self.model, resid, attn)
         return input_ids, logits
 
     # -- the rest of the Backend interface ------------------------------------------------
