@@ -13,8 +13,10 @@ changes), as token ids, and three counts are taken per call:
   with another row of its batch or that the ``PrefixStore`` holds from an earlier batch; a
   shared prefix the store lacks is computed once (extending its longest stored prefix) and
   kept. Scoring passes whose choices are one token each take that path too; others run one
-  plain pass per choice (prompt + choice). With the cache off the replay is checked against
-  the backend's own counters (``ModelProfile.prefill_tokens`` and the store's
+  plain pass per choice (prompt + choice). Each env of the vector env has its own pool, so
+  its own store, and a round runs through the pool of the first env still playing: the
+  replay keeps one store per pool. On a cold cache the replay is checked against the
+  backends' own counters (``ModelProfile.prefill_tokens`` and the stores'
   ``prefilled_tokens``).
 - **prefilled if append-only**: an estimate of what the call would cost if each row (one
   episode's one role on one model) kept its keys and values across turns and each prompt
