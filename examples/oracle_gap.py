@@ -22,11 +22,10 @@ Then, on the same test curve: HierRouter trained once across λ (``lam_in_obs``,
 episode from [0, 2], [0, 1] or [0, 0.5], chosen on valid) against one HierRouter per λ, with the same
 total number of PPO steps.
 
-The task and length features are now an env option (``features=["embedding", "task",
-"length"]``, read by every router through the observation) and the calibrated predictor an
-agent (``agents.calibrated_router.CalibratedRouter``); ``examples/llmrouter_features.py``
-measures them that way, with intervals. This script keeps its own copies so that the steps it
-has recorded stay comparable.
+The task and length features are the env option ``features=["embedding", "task", "length"]``
+(one-hot over the table's tasks, prompt length scaled on train), read here from the env, and
+the calibrated predictor is ``agents.calibrated_router.CalibratedRouter``;
+``examples/llmrouter_features.py`` measures them with intervals.
 
 Resumable: each finished step is one line of ``<out>/steps.jsonl``, keyed by a digest of its
 settings; a rerun skips it. Prints the tables and, last, one JSON line.
@@ -37,7 +36,6 @@ settings; a rerun skips it. Prints the tables and, last, one JSON line.
 from __future__ import annotations
 
 import argparse
-import functools
 import hashlib
 import json
 import os
@@ -52,10 +50,11 @@ import numpy as np
 
 import routing_gym  # noqa: F401  (registers the IDs)
 from agents import GraphRouter, HierRouter, IRTRouter, KNNRouter, MFRouter, MLPRouter
+from agents.calibrated_router import CalibratedRouter
 from routing_gym.bench import metrics
 from routing_gym.bench.curves import curve_point, policy_lambda_grid
 from routing_gym.bench.runner import append_record, read_records
-from routing_gym.data.outcome_table import load_outcome_table
+from routing_gym.envs.features import OBSERVATION_FEATURES
 from routing_gym.outcomes import Outcomes
 
 ENV_ID = "LLMRouting-Table-v0"
@@ -74,49 +73,13 @@ def load_splits() -> dict[str, Outcomes]:
     return {name: Outcomes.from_table_env(gym.make(ENV_ID, split=name)) for name in ("train", "valid", "test")}
 
 
-@functools.lru_cache(maxsize=1)
-def _log_prompt_length_by_id() -> dict[str, float]:
-    table = load_outcome_table()
-    tokens = np.nanmean(table.prompt_tokens, axis=1)
-    return dict(zip(table.ids.tolist(), np.log1p(tokens).tolist()))
-
-
-def log_length(split: Outcomes) -> np.ndarray:
-    """log(1 + prompt tokens) of every query of ``split``, the table's lengths matched by query id."""
-    by_id = _log_prompt_length_by_id()
-    return np.array([by_id[q] for q in split.query_ids])
-
-
-def task_labels(split: Outcomes) -> np.ndarray:
-    return np.asarray(split.tasks)
-
-
-class QueryFeatures:
-    """Extra inputs beside the embedding: the task one-hot and the prompt length in [0, 1].
-
-    Both are known when a query arrives (its benchmark, its text); scaled on train only.
-    """
-
-    def __init__(self, train: Outcomes, weight: float = 1.0):
-        self.tasks = sorted(set(train.tasks))
-        lengths = log_length(train)
-        self.low, self.high = float(lengths.min()), float(lengths.max())
-        self.weight = weight
-
-    @property
-    def dim(self) -> int:
-        return len(self.tasks) + 1
-
-    def of(self, tasks: np.ndarray, lengths: np.ndarray) -> np.ndarray:
-        """``(n, dim)`` features in [0, weight]."""
-        onehot = (np.asarray(tasks)[:, None] == np.array(self.tasks)[None, :]).astype(np.float32)
-        span = max(self.high - self.low, 1e-9)
-        length = np.clip((np.asarray(lengths) - self.low) / span, 0.0, 1.0)[:, None]
-        return self.weight * np.hstack([onehot, length]).astype(np.float32)
-
-    def inputs(self, split: Outcomes) -> np.ndarray:
-        """The embedding with the features appended."""
-        return np.hstack([split.features, self.of(task_labels(split), log_length(split))])
+def load_featured_inputs() -> dict[str, np.ndarray]:
+    """Each split's embedding, then its task one-hot and scaled prompt length: what the env
+    observes with every feature (``features=["embedding", "task", "length"]``)."""
+    return {
+        name: gym.make(ENV_ID, split=name, features=list(OBSERVATION_FEATURES)).unwrapped.observed_inputs
+        for name in ("train", "valid", "test")
+    }
 
 
 # ---------------------------------------------------------------------------- scoring
@@ -148,61 +111,14 @@ def sweep_aiq(split: Outcomes, choose: Callable[[float], np.ndarray], lams=SWEEP
 # ---------------------------------------------------------------------------- estimators
 
 
-def soft_logistic(x: np.ndarray, y: np.ndarray, c: float, seed: int):
-    """Logistic regression on soft labels in [0, 1]: each row twice, as a 1 with weight y and a
-    0 with weight 1 − y, which is exactly the binary cross-entropy against y."""
-    from sklearn.linear_model import LogisticRegression
-
-    xx = np.vstack([x, x])
-    yy = np.concatenate([np.ones(len(y)), np.zeros(len(y))])
-    ww = np.concatenate([y, 1.0 - y])
-    keep = ww > 0
-    model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
-    model.fit(xx[keep], yy[keep], sample_weight=ww[keep])
-    return model
-
-
-class CalibratedPredictor:
-    """One logistic success model per LLM (soft labels), isotonic-calibrated on held-out train
-    folds, and one ridge cost regressor per LLM. Returns (P(success), predicted cost)."""
-
-    def __init__(self, c: float, calibrate: bool, seed: int = 0):
-        self.c, self.calibrate, self.seed = c, calibrate, seed
-
-    def fit(self, x: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> "CalibratedPredictor":
-        from sklearn.isotonic import IsotonicRegression
-        from sklearn.linear_model import Ridge
-        from sklearn.model_selection import KFold
-
-        self.models, self.calibrators = [], []
-        for j in range(scores.shape[1]):
-            y = scores[:, j]
-            self.models.append(soft_logistic(x, y, self.c, self.seed))
-            if self.calibrate:  # out-of-fold predictions of train, then isotonic on them
-                oof = np.zeros(len(y))
-                for fit_rows, held in KFold(3, shuffle=True, random_state=self.seed).split(x):
-                    fold = soft_logistic(x[fit_rows], y[fit_rows], self.c, self.seed)
-                    oof[held] = fold.predict_proba(x[held])[:, 1]
-                iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-                self.calibrators.append(iso.fit(oof, y))
-        self.cost_model = Ridge(alpha=1.0).fit(x, costs)
-        return self
-
-    def estimate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        p = np.column_stack([m.predict_proba(x)[:, 1] for m in self.models])
-        if self.calibrate:
-            p = np.column_stack([cal.predict(p[:, j]) for j, cal in enumerate(self.calibrators)])
-        return p, np.clip(self.cost_model.predict(x), 0.0, 1.0)
-
-
 def per_task_lookup(train: Outcomes, split: Outcomes) -> tuple[np.ndarray, np.ndarray]:
     """Each model's mean train score and cost on the query's task (the task-identity router)."""
     scores = np.tile(train.scores.mean(axis=0), (len(split.tasks), 1))
     costs = np.tile(train.costs.mean(axis=0), (len(split.tasks), 1))
     for task in set(split.tasks):
-        mine = task_labels(train) == task
+        mine = np.asarray(train.tasks) == task
         if mine.any():
-            rows = task_labels(split) == task
+            rows = np.asarray(split.tasks) == task
             scores[rows] = train.scores[mine].mean(axis=0)
             costs[rows] = train.costs[mine].mean(axis=0)
     return scores, costs
@@ -237,17 +153,15 @@ class Steps:
         return result
 
 
-def one_shot_steps(steps: Steps, splits: dict[str, Outcomes], quick: bool) -> list[dict[str, Any]]:
-    """Every one-shot candidate: valid objective for each setting, then test for the chosen one."""
+def one_shot_steps(
+    steps: Steps, splits: dict[str, Outcomes], featured: dict[str, np.ndarray], quick: bool
+) -> list[dict[str, Any]]:
+    """Every one-shot candidate: valid objective for each setting, then test for the chosen one.
+
+    ``featured`` holds each split's embedding with the task and length features appended."""
     train, valid = splits["train"], splits["valid"]
     candidates: list[dict[str, Any]] = []  # {"router", "features", "setting", "valid", "test"}
     estimates: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
-
-    def inputs(kind: str, weight: float) -> dict[str, np.ndarray]:
-        if kind == "emb":
-            return {s: splits[s].features for s in splits}
-        feats = QueryFeatures(train, weight)
-        return {s: feats.inputs(splits[s]) for s in splits}
 
     def consider(router: str, kind: str, setting: dict[str, Any], make) -> None:
         """Fit (train), score on valid and test; cache the estimates for the ensemble."""
@@ -273,10 +187,9 @@ def one_shot_steps(steps: Steps, splits: dict[str, Outcomes], quick: bool) -> li
         estimates[label] = {s: (saved[f"{s}_s"], saved[f"{s}_c"]) for s in ("valid", "test")}
         candidates.append({"label": label, "router": router, "features": kind, **result})
 
-    kinds = [("emb", 1.0), ("emb+task+len", 1.0)]
-    for kind, w in kinds:
-        x = inputs(kind, w)
-        tag = kind if kind == "emb" else f"{kind} w={w:g}"
+    # the feature weight (" w=1") stays in the label: recorded steps are keyed by it
+    inputs = {"emb": {s: splits[s].features for s in splits}, "emb+task+len w=1": featured}
+    for tag, x in inputs.items():
         for k in (10, 40) if quick else (10, 20, 40, 80):
             consider(
                 "kNN",
@@ -309,13 +222,12 @@ def one_shot_steps(steps: Steps, splits: dict[str, Outcomes], quick: bool) -> li
                     "Calibrated LR",
                     tag,
                     {"C": c, "isotonic": calibrate},
-                    lambda c=c, cal=calibrate, x=x: {
-                        s: p.estimate(x[s])
-                        for p in [
-                            CalibratedPredictor(c, cal).fit(x["train"], train.scores, train.costs)
-                        ]
-                        for s in ("valid", "test")
-                    },
+                    lambda c=c, cal=calibrate, x=x: agent_estimates(
+                        CalibratedRouter(c=c, isotonic=cal),
+                        train,
+                        x["train"],
+                        {s: x[s] for s in ("valid", "test")},
+                    ),
                 )
     consider(
         "GraphRouter",
@@ -410,54 +322,40 @@ def digest(text: str) -> str:
 # ---------------------------------------------------------------------------- PPO
 
 
-class FeatureObservation(gym.Wrapper):
-    """Adds the task one-hot and prompt length of the current query as a ``features`` entry
-    (a Dict observation: PPO's MultiInputPolicy), read from the table row ``reset`` reports."""
+class JoinedFeatures(gym.ObservationWrapper):
+    """The env's ``task`` one-hot and ``length`` observed as one ``features`` entry: the
+    observation keys shape PPO's MultiInputPolicy, and this study's PPO runs had that one."""
 
-    def __init__(self, env: gym.Env, features: QueryFeatures):
+    def __init__(self, env: gym.Env):
         super().__init__(env)
-        base = env.unwrapped
-        table = load_outcome_table()
-        row_of = {str(i): r for r, i in enumerate(table.ids.tolist())}
-        rows = np.array([row_of[q] for q in base.query_ids])
-        length = np.log1p(np.nanmean(table.prompt_tokens[rows], axis=1))
-        self._features = features.of(np.array(base.query_tasks), length)
-        inner = env.observation_space
-        spaces = dict(inner.spaces) if isinstance(inner, gym.spaces.Dict) else {"embedding": inner}
-        spaces["features"] = gym.spaces.Box(0.0, 1.0, (features.dim,), np.float32)
+        spaces = dict(env.observation_space.spaces)
+        size = spaces.pop("task").shape[0] + spaces.pop("length").shape[0]
+        spaces["features"] = gym.spaces.Box(0.0, 1.0, (size,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
-        self._row = 0
 
-    def _wrap(self, obs):
-        obs = dict(obs) if isinstance(obs, dict) else {"embedding": obs}
-        obs["features"] = self._features[self._row].copy()
-        return obs
-
-    def reset(self, **kwargs):
-        obs, info = self.env.reset(**kwargs)
-        self._row = int(info["index"])
-        return self._wrap(obs), info
-
-    def step(self, action):
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        return self._wrap(obs), reward, terminated, truncated, info
+    def observation(self, observation: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        joined = dict(observation)
+        joined["features"] = np.concatenate([joined.pop("task"), joined.pop("length")])
+        return joined
 
 
 def train_ppo(
     config: dict[str, Any],
     lam_config: dict[str, Any],
     steps_total: int,
-    features: QueryFeatures | None,
+    features: bool,
     seed: int = 0,
 ) -> HierRouter:
     """HierRouter's PPO on the train split (vector of 4 envs), optionally with query features."""
     from stable_baselines3.common.env_util import make_vec_env
 
     env_config = {"split": "train", **lam_config}
+    if features:
+        env_config["features"] = list(OBSERVATION_FEATURES)
 
     def make():
         env = gym.make(ENV_ID, config=env_config)
-        return FeatureObservation(env, features) if features is not None else env
+        return JoinedFeatures(env) if features else env
 
     vec = make_vec_env(make, n_envs=4, seed=seed)
     agent = HierRouter(seed=seed, total_timesteps=steps_total, **config)
@@ -467,14 +365,15 @@ def train_ppo(
 
 
 def ppo_choices(
-    agent: HierRouter, split: Outcomes, lam: float, features: QueryFeatures | None, lam_in_obs: bool
+    agent: HierRouter, split: Outcomes, lam: float, features: np.ndarray | None, lam_in_obs: bool
 ) -> np.ndarray:
-    """The PPO's model per query of ``split`` at λ, all queries in one batched predict."""
+    """The PPO's model per query of ``split`` at λ, all queries in one batched predict;
+    ``features`` are the split's task one-hot and length (``JoinedFeatures``), if observed."""
     obs: dict[str, np.ndarray] | np.ndarray = split.features
     if features is not None or lam_in_obs:
         obs = {"embedding": split.features}
         if features is not None:
-            obs["features"] = features.of(task_labels(split), log_length(split))
+            obs["features"] = features
         if lam_in_obs:
             obs["lam"] = np.full((len(split.tasks), 1), lam / (1.0 + lam), np.float32)
     actions, _ = agent.predict(obs, deterministic=True)
@@ -482,10 +381,16 @@ def ppo_choices(
 
 
 def ppo_steps(
-    steps: Steps, splits: dict[str, Outcomes], ppo_steps_per_lam: int, quick: bool
+    steps: Steps,
+    splits: dict[str, Outcomes],
+    featured: dict[str, np.ndarray],
+    ppo_steps_per_lam: int,
+    quick: bool,
 ) -> dict[str, Any]:
     """Tune PPO on valid at λ = 0 and 0.5, then per-λ against one any-λ PPO on test."""
-    train, valid = splits["train"], splits["valid"]
+    valid = splits["valid"]
+    # each split's task one-hot and length: the inputs after the embedding
+    extra = {s: featured[s][:, splits[s].features.shape[1] :] for s in splits}
     grid = [{"learning_rate": 1e-3, "ent_coef": 0.01}]
     if not quick:
         grid += [
@@ -495,14 +400,14 @@ def ppo_steps(
     tuning = []
     for setting in grid:
         for use_features in (False, True):
-            feats = QueryFeatures(train) if use_features else None
 
-            def compute(setting=setting, feats=feats):
+            def compute(setting=setting, use_features=use_features):
                 out = {}
                 for lam in GAP_LAMS:
-                    agent = train_ppo(setting, {"lam": lam}, ppo_steps_per_lam, feats)
+                    agent = train_ppo(setting, {"lam": lam}, ppo_steps_per_lam, use_features)
+                    observed = extra["valid"] if use_features else None
                     out[f"gap{lam:g}"] = gap(
-                        valid, ppo_choices(agent, valid, lam, feats, False), lam
+                        valid, ppo_choices(agent, valid, lam, observed, False), lam
                     )
                 out["objective"] = float(np.mean(list(out.values())))
                 return out
@@ -514,15 +419,18 @@ def ppo_steps(
             )
             tuning.append({"setting": setting, "features": use_features, **result})
     best = max(tuning, key=lambda t: t["objective"])
-    setting, feats = best["setting"], QueryFeatures(train) if best["features"] else None
+    setting, use_features = best["setting"], best["features"]
+
+    def observed(s: str) -> np.ndarray | None:
+        return extra[s] if use_features else None
 
     def per_lam() -> dict[str, Any]:
         points = {}
         for lam in PER_LAMS:
-            agent = train_ppo(setting, {"lam": lam}, ppo_steps_per_lam, feats)
+            agent = train_ppo(setting, {"lam": lam}, ppo_steps_per_lam, use_features)
             points[repr(lam)] = {
                 s: curve_point(
-                    splits[s], ppo_choices(agent, splits[s], lam, feats, False), lam
+                    splits[s], ppo_choices(agent, splits[s], lam, observed(s), False), lam
                 )
                 for s in ("valid", "test")
             }
@@ -530,12 +438,13 @@ def ppo_steps(
 
     def any_lam(lam_range) -> dict[str, Any]:
         total = ppo_steps_per_lam * len(PER_LAMS)
-        agent = train_ppo(setting, {"lam_in_obs": True, "lam_range": list(lam_range)}, total, feats)
+        lam_config = {"lam_in_obs": True, "lam_range": list(lam_range)}
+        agent = train_ppo(setting, lam_config, total, use_features)
         lams = sorted(set(policy_lambda_grid(max(2.0, lam_range[1])).tolist()) | set(PER_LAMS))
         return {
             repr(lam): {
                 s: curve_point(
-                    splits[s], ppo_choices(agent, splits[s], lam, feats, True), lam
+                    splits[s], ppo_choices(agent, splits[s], lam, observed(s), True), lam
                 )
                 for s in ("valid", "test")
             }
@@ -612,12 +521,13 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     splits = load_splits()
+    featured = load_featured_inputs()
     steps = Steps(out)
     print(
         f"{ENV_ID}: train {len(splits['train'].tasks)}, valid {len(splits['valid'].tasks)}, test {len(splits['test'].tasks)} queries",
         flush=True,
     )
-    candidates = one_shot_steps(steps, splits, args.quick)
+    candidates = one_shot_steps(steps, splits, featured, args.quick)
 
     # per router: the setting with the best valid objective
     best: dict[str, dict[str, Any]] = {}
@@ -655,7 +565,7 @@ def main(argv: list[str] | None = None) -> int:
         },
     }
     if not args.skip_ppo:
-        ppo = ppo_steps(steps, splits, args.ppo_steps, args.quick)
+        ppo = ppo_steps(steps, splits, featured, args.ppo_steps, args.quick)
         table = ppo_summary(splits, ppo)
         print("\nHierRouter PPO (tuned on valid:", ppo["chosen"], ")\n")
         print(
