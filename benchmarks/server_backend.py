@@ -27,6 +27,7 @@ from dataclasses import replace
 
 import torch
 
+from routing_gym.errors import BackendError
 from routing_gym.llm import BUILTIN_SPECS, GenerationRequest, LLMPool
 from routing_gym.llm.backends.transformers_backend import TransformersBackend
 from routing_gym.llm.llama_cpp_server import serve_gguf
@@ -96,15 +97,11 @@ def main() -> None:
     )
     gguf = gguf_path(local_spec)
     sides = ([] if args.without_native else ["native"]) + ["python", "local"]
-    local = LLMPool([local_spec], cache=None, max_batch_size=max(args.levels))
-    dtype = str(TransformersBackend(local_spec).dtype).removeprefix("torch.")
-    local.generate(requests_for(LOCAL, 1, 4, offset=10_000))  # load and warm up outside the timings
-
     with contextlib.ExitStack() as stack:
         # Both servers stay up and the sides take turns level by level, so a change in the
         # machine's load between levels hits every side alike; an idle server uses no CPU.
-        servers = {"python": stack.enter_context(serve_gguf(gguf, "smollm2", threads=args.threads))}
-        if "native" in sides:
+        servers = {}
+        if "native" in sides:  # first, so a missing binary fails before anything loads
             servers["native"] = stack.enter_context(
                 serve_gguf(
                     gguf,
@@ -115,7 +112,11 @@ def main() -> None:
                     context_tokens=1024,
                 )
             )
+        servers["python"] = stack.enter_context(serve_gguf(gguf, "smollm2", threads=args.threads))
         revisions = {side: server.revision for side, server in servers.items()}
+        local = LLMPool([local_spec], cache=None, max_batch_size=max(args.levels))
+        dtype = str(TransformersBackend(local_spec).dtype).removeprefix("torch.")
+        local.generate(requests_for(LOCAL, 1, 4, offset=10_000))  # load, warm up: not timed
 
         def pool_for(side: str, concurrency: int) -> LLMPool:
             server = servers[side]
@@ -194,4 +195,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except BackendError as error:  # e.g. the native llama-server is not built: one line
+        raise SystemExit(f"server_backend: {error}") from None

@@ -102,41 +102,44 @@ def run_step(command: list[str], log_path: Path, what: str) -> None:
 def build(sdist: Path, jobs: int, target: Path, version: str) -> Path:
     """Unpack ``sdist``, configure and build ``llama-server``, copy it to ``target``."""
     work = Path(tempfile.mkdtemp(prefix="llama-server-build-"))
-    log_path = target.parent / "llama-server-build.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log_path.write_text("")
-    with tarfile.open(sdist) as archive:
-        archive.extractall(work, filter="data")
-    roots = list(work.glob("*/vendor/llama.cpp"))
-    if not roots or not (roots[0] / "CMakeLists.txt").is_file():
-        raise BuildError(f"{sdist.name} holds no vendor/llama.cpp/CMakeLists.txt.")
-    source = roots[0]
-    build_dir = work / "build"
-    generator = ["-G", "Ninja"] if shutil.which("ninja") else []
-    run_step(
-        ["cmake", "-S", str(source), "-B", str(build_dir), *generator, *CMAKE_OPTIONS],
-        log_path,
-        "cmake configure",
-    )
-    run_step(
-        ["cmake", "--build", str(build_dir), "--target", "llama-server", "-j", str(jobs)],
-        log_path,
-        "cmake build of llama-server",
-    )
-    built = next(
-        (p for p in build_dir.rglob("llama-server") if p.is_file() and os.access(p, os.X_OK)), None
-    )
-    if built is None:
-        raise BuildError(
-            f"the build finished but produced no llama-server binary (log {log_path})."
+    try:
+        log_path = target.parent / "llama-server-build.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text("")
+        with tarfile.open(sdist) as archive:
+            archive.extractall(work, filter="data")
+        roots = list(work.glob("*/vendor/llama.cpp"))
+        if not roots or not (roots[0] / "CMakeLists.txt").is_file():
+            raise BuildError(f"{sdist.name} holds no vendor/llama.cpp/CMakeLists.txt.")
+        source = roots[0]
+        build_dir = work / "build"
+        generator = ["-G", "Ninja"] if shutil.which("ninja") else []
+        run_step(
+            ["cmake", "-S", str(source), "-B", str(build_dir), *generator, *CMAKE_OPTIONS],
+            log_path,
+            "cmake configure",
         )
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_suffix(".new")
-    shutil.copy2(built, staging)
-    staging.replace(target)  # atomic, so a running pool never sees half a binary
-    native_server_build_info_path(target).write_text(f"{PACKAGE}=={version}\n")
-    shutil.rmtree(work, ignore_errors=True)
-    return target
+        run_step(
+            ["cmake", "--build", str(build_dir), "--target", "llama-server", "-j", str(jobs)],
+            log_path,
+            "cmake build of llama-server",
+        )
+        built = next(
+            (p for p in build_dir.rglob("llama-server") if p.is_file() and os.access(p, os.X_OK)),
+            None,
+        )
+        if built is None:
+            raise BuildError(
+                f"the build finished but produced no llama-server binary (log {log_path})."
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.with_suffix(".new")
+        shutil.copy2(built, staging)
+        staging.replace(target)  # atomic, so a running pool never sees half a binary
+        native_server_build_info_path(target).write_text(f"{PACKAGE}=={version}\n")
+        return target
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # the unpacked sources and objects are large
 
 
 def main(argv: list[str] | None = None) -> int:
