@@ -60,8 +60,8 @@ import os
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's profile helpers
 
@@ -311,9 +311,9 @@ def play(task: str, model: str, episodes: int, split: str, seed: int, cache: str
     """The task's episodes in one vector env step, recorded; their calls, times and profile."""
     import gymnasium as gym
     import numpy as np
+    from episode_throughput import profiles
 
     import routing_gym  # noqa: F401  (registers the IDs)
-    from episode_throughput import profiles
     from routing_gym.llm.backends import transformers_backend
 
     config = {"models": [model], "split": split, "limit": episodes, "shuffle": False, "record_text": True,
