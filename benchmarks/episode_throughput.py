@@ -4,7 +4,8 @@ Three measurements, each run twice in this process on the same questions, with t
 cache off and the same loaded weights, first with the code paths from before the profile
 ("old": transformers' lockstep ``generate``, no prefix sharing for LoRA rows, REINFORCE over
 the full sequence), then with the new ones ("new": finished rows leave the batch, rows whose
-LoRA is on the last layer share prefixes, REINFORCE runs only the completions with autograd):
+LoRA is on the last layer share prefixes, REINFORCE runs only the completions with autograd,
+through the last layer alone from the hidden states kept at generation, with no prefill):
 
 - the exhaustive HotpotQA builder on the Qwen pair and on the default pool (episodes/hour);
 - one HAPS joint update at batch 4 on the Qwen pair (episodes, then the REINFORCE update);
@@ -46,7 +47,7 @@ import numpy as np
 QWEN_PAIR = ["qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b"]
 #: Backend options of each path (same weights, same dtype, same model ids).
 PATHS = {
-    "old": {"decode": "lockstep", "lora_prefix_sharing": False, "tail_logprobs": False},
+    "old": {"decode": "lockstep", "lora_prefix_sharing": False, "tail_logprobs": False, "tail_from_generation": False},
     "new": {},
 }
 
@@ -406,11 +407,15 @@ def main(argv: list[str] | None = None) -> int:
                 p = haps[f"update_profile_{path}"]
                 print(f"  REINFORCE update ({path}): {haps[f'update_s_{path}']:.1f} s, of which scoring passes "
                       f"{sum(m['scoring_s'] for m in p.values()):.1f} s over "
-                      f"{sum(m['scoring_passes'] for m in p.values())} passes")
+                      f"{sum(m['scoring_passes'] for m in p.values())} passes; "
+                      f"{sum(m['rows_tail_from_generation'] for m in p.values())} rows from generation's hidden states")
             update_ratio = haps["update_s_old"] / haps["update_s_new"]
             line = f"  REINFORCE update: {haps['update_s_old']:.1f} -> {haps['update_s_new']:.1f} s ({update_ratio:.2f}x)"
             summary["haps"] = {k: v for k, v in haps.items() if not k.endswith(("profile_old", "profile_new"))}
             summary["haps"]["update_ratio"] = update_ratio
+            summary["haps"]["rows_tail_from_generation"] = {
+                path: sum(m["rows_tail_from_generation"] for m in haps[f"update_profile_{path}"].values())
+                for path in ("old", "new")}
             if args.haps_both_rollouts:
                 old = haps["episodes_s_old"] + haps["update_s_old"]
                 new = haps["episodes_s_new"] + haps["update_s_new"]
