@@ -653,11 +653,12 @@ class TransformersBackend(LocalWeightsBackend):
         longest = max(len(c) for c in completion_ids)
         stats = profile(self.spec.name)
         start = time.perf_counter()
-        tails = self._stored_tails(prompt_ids, completion_ids) if self._tail_only(prompt_ids, adapters) else None
+        tail_only = self._tail_only(prompt_ids, adapters)
+        tails = self._stored_tails(prompt_ids, completion_ids) if tail_only else None
         if tails is not None:
             input_ids, logits = self._tail_logits_from_generation(tails, completion_ids, adapters, longest)
             stats.rows_tail_from_generation += len(tails)
-        elif self._tail_only(prompt_ids, adapters):
+        elif tail_only:
             input_ids, logits = self._tail_logits(prompt_ids, sequences, adapters, longest)
         else:
             input_ids, attention_mask = self._pad_left(sequences)
@@ -681,7 +682,8 @@ class TransformersBackend(LocalWeightsBackend):
 
         Exact when no adapter changes a prompt's cache (see ``_keeps_base_cache``): the
         gradient reaches the factors only through the completion positions. Used only with
-        autograd on: scoring keeps its one plain pass.
+        autograd on: scoring keeps its one plain pass. Where generation kept every row's
+        last-layer inputs (``_stored_tails``), not even the prompts are run.
         """
         return (
             torch.is_grad_enabled()
