@@ -23,9 +23,10 @@ episode from [0, 2], [0, 1] or [0, 0.5], chosen on valid) against one HierRouter
 total number of PPO steps.
 
 The task and length features are the env option ``features=["embedding", "task", "length"]``
-(one-hot over the table's tasks, prompt length scaled on train), read here from the env, and
-the calibrated predictor is ``agents.calibrated_router.CalibratedRouter``;
-``examples/llmrouter_features.py`` measures them with intervals.
+(one-hot over the table's tasks, prompt length scaled on train), read here from the env; the
+calibrated predictor is also an agent (``agents.calibrated_router.CalibratedRouter``), but this
+script keeps its own copy (``CalibratedPredictor`` says why). ``examples/llmrouter_features.py``
+measures both with intervals.
 
 Resumable: each finished step is one line of ``<out>/steps.jsonl``, keyed by a digest of its
 settings; a rerun skips it. Prints the tables and, last, one JSON line.
@@ -50,7 +51,6 @@ import numpy as np
 
 import routing_gym  # noqa: F401  (registers the IDs)
 from agents import GraphRouter, HierRouter, IRTRouter, KNNRouter, MFRouter, MLPRouter
-from agents.calibrated_router import CalibratedRouter
 from routing_gym.bench import metrics
 from routing_gym.bench.curves import curve_point, policy_lambda_grid
 from routing_gym.bench.runner import append_record, read_records
@@ -76,8 +76,9 @@ def load_splits() -> dict[str, Outcomes]:
 def load_featured_inputs() -> dict[str, np.ndarray]:
     """Each split's embedding, then its task one-hot and scaled prompt length: what the env
     observes with every feature (``features=["embedding", "task", "length"]``)."""
+    every = list(OBSERVATION_FEATURES)
     return {
-        name: gym.make(ENV_ID, split=name, features=list(OBSERVATION_FEATURES)).unwrapped.observed_inputs
+        name: gym.make(ENV_ID, split=name, features=every).unwrapped.observed_inputs
         for name in ("train", "valid", "test")
     }
 
@@ -109,6 +110,59 @@ def sweep_aiq(split: Outcomes, choose: Callable[[float], np.ndarray], lams=SWEEP
 
 
 # ---------------------------------------------------------------------------- estimators
+
+
+def soft_logistic(x: np.ndarray, y: np.ndarray, c: float, seed: int):
+    """Logistic regression on soft labels in [0, 1]: each row twice, as a 1 with weight y and a
+    0 with weight 1 − y, which is exactly the binary cross-entropy against y."""
+    from sklearn.linear_model import LogisticRegression
+
+    xx = np.vstack([x, x])
+    yy = np.concatenate([np.ones(len(y)), np.zeros(len(y))])
+    ww = np.concatenate([y, 1.0 - y])
+    keep = ww > 0
+    model = LogisticRegression(C=c, max_iter=2000, random_state=seed)
+    model.fit(xx[keep], yy[keep], sample_weight=ww[keep])
+    return model
+
+
+class CalibratedPredictor:
+    """One logistic success model per LLM (soft labels), isotonic-calibrated on held-out train
+    folds, and one ridge cost regressor per LLM. Returns (P(success), predicted cost).
+
+    ``agents.calibrated_router.CalibratedRouter`` is this predictor as an agent, but it fits
+    on float64 inputs where this one fits on the float32 ones, and lbfgs stops elsewhere: with
+    the task and length features its rows moved (C = 1, no isotonic: test gap at λ = 0.5
+    0.148 -> 0.139). This copy stays while the recorded steps, and the results quoted from
+    them, are this one's."""
+
+    def __init__(self, c: float, calibrate: bool, seed: int = 0):
+        self.c, self.calibrate, self.seed = c, calibrate, seed
+
+    def fit(self, x: np.ndarray, scores: np.ndarray, costs: np.ndarray) -> "CalibratedPredictor":
+        from sklearn.isotonic import IsotonicRegression
+        from sklearn.linear_model import Ridge
+        from sklearn.model_selection import KFold
+
+        self.models, self.calibrators = [], []
+        for j in range(scores.shape[1]):
+            y = scores[:, j]
+            self.models.append(soft_logistic(x, y, self.c, self.seed))
+            if self.calibrate:  # out-of-fold predictions of train, then isotonic on them
+                oof = np.zeros(len(y))
+                for fit_rows, held in KFold(3, shuffle=True, random_state=self.seed).split(x):
+                    fold = soft_logistic(x[fit_rows], y[fit_rows], self.c, self.seed)
+                    oof[held] = fold.predict_proba(x[held])[:, 1]
+                iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
+                self.calibrators.append(iso.fit(oof, y))
+        self.cost_model = Ridge(alpha=1.0).fit(x, costs)
+        return self
+
+    def estimate(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        p = np.column_stack([m.predict_proba(x)[:, 1] for m in self.models])
+        if self.calibrate:
+            p = np.column_stack([cal.predict(p[:, j]) for j, cal in enumerate(self.calibrators)])
+        return p, np.clip(self.cost_model.predict(x), 0.0, 1.0)
 
 
 def per_task_lookup(train: Outcomes, split: Outcomes) -> tuple[np.ndarray, np.ndarray]:
@@ -222,12 +276,13 @@ def one_shot_steps(
                     "Calibrated LR",
                     tag,
                     {"C": c, "isotonic": calibrate},
-                    lambda c=c, cal=calibrate, x=x: agent_estimates(
-                        CalibratedRouter(c=c, isotonic=cal),
-                        train,
-                        x["train"],
-                        {s: x[s] for s in ("valid", "test")},
-                    ),
+                    lambda c=c, cal=calibrate, x=x: {
+                        s: p.estimate(x[s])
+                        for p in [
+                            CalibratedPredictor(c, cal).fit(x["train"], train.scores, train.costs)
+                        ]
+                        for s in ("valid", "test")
+                    },
                 )
     consider(
         "GraphRouter",
