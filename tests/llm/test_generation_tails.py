@@ -20,6 +20,7 @@ def _pool(arch: str = "llama", cache=None, **options) -> LLMPool:
     base = {"config": CONFIGS[arch], "seed": 0, "dtype": "float64", "prefix_min_tokens": 4, **options}
     new = {"name": "new", "location": f"random:{arch}", "options": base}
     old = {"name": "old", "location": f"random:{arch}", "options": {**base, "tail_logprobs": False}}
+    transformers_backend._GENERATION_TAILS.clear()  # one store per loaded model, shared by every pool
     return LLMPool([new, old], cache=cache, cache_mode="rw" if cache else "off")
 
 
@@ -198,3 +199,18 @@ def test_smollm2_logprobs_and_gradients_from_generation_equal_the_full_pass():
     for a, b in zip(scores["new"][1], scores["old"][1]):
         torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-3 * float(b.abs().max()))
     pool.close()
+
+
+def test_a_second_pool_of_the_same_model_scores_from_the_first_pools_generation():
+    """HAPS plays episodes in lockstep env copies (a pool each) and scores them through another
+    env's pool: the kept tails belong to the loaded model, not to one pool."""
+    player = _pool("qwen2")
+    scorer = _pool("qwen2")
+    assert player.backend("new") is not scorer.backend("new")
+    adapter = _adapter(player)
+    results = player.generate(_requests([adapter, None, adapter, adapter], 0.0))
+    with_tails = [r for r in results if len(r.completion_ids) > 0]
+    transformers_backend.reset_profiles()
+    scorer.token_logprobs("new", [r.prompt_ids for r in with_tails[2:]], [r.completion_ids for r in with_tails[2:]],
+                          adapters=[_adapter(scorer, grad=True)] * len(with_tails[2:]))
+    assert _served() == len(with_tails[2:]) > 0

@@ -34,6 +34,7 @@ from routing_gym.llm.spec import ModelSpec
 
 # Models load once per process and are shared by every pool and env in it.
 _LOADED: dict[str, Any] = {}
+_GENERATION_TAILS: dict[str, GenerationTails] = {}  # by model id: shared by every pool, like _LOADED
 _TOKENIZERS: dict[str, Any] = {}
 # Re-entrant: building a random model reads the tokenizer, which takes the lock too.
 _LOAD_LOCK = threading.RLock()
@@ -385,9 +386,18 @@ class TransformersBackend(LocalWeightsBackend):
 
     @property
     def generation_tails(self) -> GenerationTails:
-        """Last-layer inputs kept by generation for REINFORCE (``options["generation_tails_mb"]``, default 256)."""
+        """Last-layer inputs kept by generation for REINFORCE (``options["generation_tails_mb"]``, default 256).
+
+        One store per loaded model, like the weights: HAPS plays its episodes in lockstep env
+        copies, each with its own pool, and scores them through another env's pool. The entries
+        depend only on the weights, the dtype and the token ids (their key), so sharing is exact.
+        """
         if self._generation_tails is None:
-            self._generation_tails = GenerationTails(int(self.spec.options.get("generation_tails_mb", 256)) * 2**20)
+            with _LOAD_LOCK:
+                if self.model_id not in _GENERATION_TAILS:
+                    budget = int(self.spec.options.get("generation_tails_mb", 256)) * 2**20
+                    _GENERATION_TAILS[self.model_id] = GenerationTails(budget)
+            self._generation_tails = _GENERATION_TAILS[self.model_id]
         return self._generation_tails
 
     def _tails_from_generation(self) -> bool:
