@@ -20,7 +20,6 @@ the model id and every cache key, so replies of one server build never answer fo
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from routing_gym.errors import BackendError
+from routing_gym.llm.model_store import file_digest
 from routing_gym.paths import cache_dir
 
 LOOPBACK = "127.0.0.1"
@@ -117,14 +117,6 @@ def _get_json(url: str) -> dict:
         return json.loads(response.read())
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _native_binary(native: bool | str | os.PathLike) -> Path:
     """The llama-server binary to run, checked; a one-line BackendError says what is missing."""
     binary = native_server_path() if native is True else Path(native).expanduser()
@@ -203,7 +195,7 @@ def _revision(server: LlamaServer, binary: Path | None) -> str:
     except (urllib.error.URLError, ConnectionError, TimeoutError, ValueError):
         build = "unknown"
     # The digest tells two builds apart even where build_info does not (a local rebuild).
-    return f"llama-server {build} sha256:{_file_digest(binary)[:16]}"
+    return f"llama-server {build} sha256:{file_digest(binary)[:16]}"
 
 
 @contextlib.contextmanager
