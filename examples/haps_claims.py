@@ -3,13 +3,18 @@
 The plan (``agents/haps/claims.py``): per task (HotpotQA: train on the first 268 train
 questions, stop early on the last 32, report on the 100 valid ones; MMLU: train on 300 val
 questions, stop early on the next 32, report on 400 test ones), per pool (``lq``: Qwen2.5-Coder
-0.5B and 1.5B both open; ``mixed``: 1.5B closed), per regime and per seed: HAPS, HAPS without
-LoRA and HAPS without sharing. Each run warms up on its exhaustive train table, trains jointly
+0.5B and 1.5B both open; ``mixed``: 1.5B closed; ``small``, not in the default plan:
+SmolLM2-135M and Qwen2.5-Coder-0.5B both open), per regime and per seed: HAPS, HAPS without
+LoRA and HAPS without sharing. ``--tasks``, ``--pools``, ``--variants``, ``--regimes``,
+``--seeds`` and ``--<task>-train/-stop/-report N`` size the plan; the finished files and the
+report record the sizes. Each run warms up on its exhaustive train table, trains jointly
 (checkpointed after every update) and plays the reported questions (one JSON line each); the
 same command resumes whatever was stopped. A finished run is one file under ``--runs-dir``.
 
     python examples/haps_claims.py --plan                          # done / left, with hours
     python examples/haps_claims.py --only task=hotpotqa --only regime=balanced --only seed=0
+    python examples/haps_claims.py --tasks mmlu --pools small --regimes balanced \
+        --mmlu-train 48 --mmlu-stop 16 --mmlu-report 100 --plan     # a smaller plan
     python examples/haps_claims.py --report                        # summary, PNGs, the page
 
 ``--report`` writes ``docs/results/haps_claims.json`` (every group's per-question values),
@@ -94,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     for run in runs:
         files = RunFiles(plan, run, runs_dir, work_dir)
-        if not plan.tables_ready(run.task):
+        if not plan.tables_ready(run.task, run.pool):
             print(f"skip {run.slug}: its exhaustive tables are not complete (see --plan)")
             continue
         if files.done():

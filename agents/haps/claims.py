@@ -6,14 +6,18 @@ checkpointed after every update, early stopping on a slice kept apart from the t
 then plays the reported questions greedily, appending one JSON line per question keyed by its
 content digest (``routing_gym.records``). A killed run resumes from its checkpoint, or from the
 questions it already played; when all are played the run writes its *finished file*
-(``<runs>/<task>/<pool>/<regime>/<variant>/seed<k>.json``: the per-question rows and the learning
-curve), the one file of the run to commit. Work files (checkpoint, TensorBoard log, the
-per-question lines) stay under the work folder, keyed by the run's settings.
+(``<runs>/<task>/<pool>/<regime>/<variant>/seed<k>.json``: the per-question rows, the learning
+curve and the run's sizes), the one file of the run to commit. Work files (checkpoint,
+TensorBoard log, the per-question lines) stay under the work folder, keyed by the run's settings.
 
 ``report_summary`` puts the finished runs beside the tables' baselines (``comparison``), one group
 per (task, pool, regime); ``routing_gym.bench.claims`` renders it. The variant without LoRA has
-no generated adapter, so a closed model makes no difference to it: it runs once, under the
-first pool, and both pools report it.
+no generated adapter, so a closed model makes no difference to it: it runs once per pool
+models, under the first pool of those models, and every pool of the same models reports it.
+
+The exhaustive tables are per (task, pool models): ``default_table`` names them after the task,
+the split, the train count (a train table holds exactly the train questions, as the warm-up
+requires) and the pair (``qwen_pair``, ``small_pair``).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import shlex
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -30,11 +35,18 @@ from typing import Any
 
 import numpy as np
 
-#: Measured on this 2-core CPU (docs/performance.md, "HAPS: one joint step", mixed-source Qwen
-#: pair, fine-tuned backbone): an update of 4 episodes in lockstep took 403.5 s, one greedy
-#: episode alone about 100 s. The plan's estimate scales these by the run's counts.
-SECONDS_PER_UPDATE_OF_4 = 403.5
-SECONDS_PER_EPISODE = 100.0
+#: Rough seconds per joint update of 4 episodes and per greedy episode, per pool, on this 2-core
+#: CPU; the plan's estimate scales them by the run's counts. Qwen pair: measured
+#: (docs/performance.md, "HAPS: one joint step", mixed-source, fine-tuned backbone: 403.5 s per
+#: update, about 100 s per episode); ``lq`` reuses them (its backward through the 1.5B costs more).
+#: Small pair: not measured yet, scaled from the Qwen pair by prompt tokens per episode times a
+#: per-token cost of 1 (1.5B), 1/3 (0.5B), 1/11 (SmolLM2-135M), half the tokens per role. In
+#: docs/action_tables/mmlu_val_default_pool.jsonl (48 MMLU val questions, prompt plus scoring
+#: tokens) the Qwen pair's 4 assignments average 3,153 tokens (2,059 1.5B-token units) and the
+#: small pair's 3,905 tokens (776 units): 776 / 2,059 = 0.377 of the Qwen pair's time.
+SMALL_OVER_QWEN = 0.377
+SECONDS_PER_UPDATE_OF_4 = {"lq": 403.5, "mixed": 403.5, "small": 403.5 * SMALL_OVER_QWEN}
+SECONDS_PER_EPISODE = {"lq": 100.0, "mixed": 100.0, "small": 100.0 * SMALL_OVER_QWEN}
 ASSIGNMENTS = 4  # two roles, two models: the exhaustive tables play 4 episodes per question
 
 RUN_FORMAT = "routing_gym.haps_claims_run/1"
@@ -51,13 +63,17 @@ class Task:
     stop: int  # early stopping: the next ``stop`` questions of train_split
     report_split: str
     report: int
-    train_table: str  # exhaustive, of exactly the train questions
-    report_table: str  # exhaustive, covering the reported questions
+    #: the plan's tables for every pool of the task (None: ``default_table`` of each pool's models)
+    train_table: str | None = None  # exhaustive, of exactly the train questions
+    report_table: str | None = None  # exhaustive, covering the reported questions
     env_config: dict = dataclasses.field(default_factory=dict)
     metric: str = "F1"
 
 
 QWEN_PAIR = ("qwen2.5-coder-0.5b", "qwen2.5-coder-1.5b")
+SMALL_PAIR = ("smollm2-135m", "qwen2.5-coder-0.5b")
+#: The pool models' name in their tables' file names.
+PAIR_NAMES = {QWEN_PAIR: "qwen_pair", SMALL_PAIR: "small_pair"}
 TASKS = {
     "hotpotqa": Task(
         "LLMRouting-HotpotQA-HAPS-v0",
@@ -67,8 +83,6 @@ TASKS = {
         32,
         "valid",
         100,
-        "docs/action_tables/hotpotqa_train268_qwen_pair.jsonl",
-        "docs/action_tables/hotpotqa_valid_qwen_pair.jsonl",
     ),
     "mmlu": Task(
         "LLMRouting-MMLU-HAPS-v0",
@@ -78,16 +92,16 @@ TASKS = {
         32,
         "test",
         400,
-        "docs/action_tables/mmlu_val300_qwen_pair.jsonl",
-        "docs/action_tables/mmlu_test_qwen_pair.jsonl",
         metric="accuracy",
     ),
 }
-#: Pools: the models, and those used as they are (no LoRA generator).
+#: Pools: the models, and those used as they are (no LoRA generator). The first is the default.
 POOLS = {
     "lq": {"models": QWEN_PAIR, "closed": ()},
     "mixed": {"models": QWEN_PAIR, "closed": (QWEN_PAIR[1],)},
+    "small": {"models": SMALL_PAIR, "closed": ()},
 }
+DEFAULT_POOLS = ("lq", "mixed")
 REGIMES = ("balanced", "performance-first", "cost-first")
 #: The variants (train-haps flags); the backbone is fine-tuned in each, shared unless said.
 VARIANTS = {
@@ -96,6 +110,12 @@ VARIANTS = {
     "HAPS without sharing": ["--finetune-backbone", "--no-share-backbone"],
 }
 NO_LORA = "HAPS without LoRA"
+
+
+def variant_slug(variant: str) -> str:
+    return variant.lower().replace(" ", "-")
+
+
 #: The joint phase: updates of episodes in lockstep copies, early stopping every few updates.
 TRAINING = {
     "updates": 16,
@@ -124,7 +144,7 @@ class Run:
                 self.task,
                 self.pool,
                 self.regime,
-                self.variant.lower().replace(" ", "-"),
+                variant_slug(self.variant),
                 f"seed{self.seed}",
             ]
         )
@@ -146,50 +166,126 @@ class Plan:
     data_dir: str | None = None
     extra: Sequence[str] = ()
     root: Path = Path(".")  # table paths are relative to it
+    #: table paths by (task, pool, "train_table" | "report_table"), over the task's and the default
+    tables: dict[tuple[str, str, str], str] = dataclasses.field(default_factory=dict)
 
     def runs(self) -> list[Run]:
-        """Every run, the variant without LoRA once per (task, regime, seed) under the first pool."""
-        first_pool = next(iter(self.pools))
+        """Every run, the variant without LoRA once per (task, pool models, regime, seed)."""
         return [
-            Run(task, pool, regime, variant, seed)
+            run
             for task in self.tasks
             for pool in self.pools
             for regime in self.regimes
             for variant in self.variants
             for seed in self.seeds
-            if not (variant == NO_LORA and pool != first_pool)
+            if self.reported_run(run := Run(task, pool, regime, variant, seed)) == run
         ]
 
     def reported_run(self, run: Run) -> Run:
-        """The run whose file a (task, pool, regime, variant, seed) reads (no-LoRA: the first pool)."""
+        """The run whose file a (task, pool, regime, variant, seed) reads (no-LoRA: the first pool
+        of the same models)."""
         if run.variant == NO_LORA:
-            return dataclasses.replace(run, pool=next(iter(self.pools)))
+            models = tuple(self.pools[run.pool]["models"])
+            first = next(p for p, s in self.pools.items() if tuple(s["models"]) == models)
+            return dataclasses.replace(run, pool=first)
         return run
 
-    def table(self, task: str, which: str) -> Path:
-        return self.root / getattr(self.tasks[task], which)
+    def sizes(self, task: str, pool: str) -> dict[str, Any]:
+        """What a run of (task, pool) trains and reports on: its question counts and models."""
+        spec, models = self.tasks[task], self.pools[pool]
+        return {
+            "train": spec.train,
+            "stop": spec.stop,
+            "report": spec.report,
+            "models": list(models["models"]),
+            "closed": list(models["closed"]),
+        }
 
-    def tables_ready(self, task: str) -> bool:
-        """Whether both exhaustive tables hold every question the task trains or reports on."""
-        spec = self.tasks[task]
-        return (
-            complete_questions(self.table(task, "train_table")) >= spec.train
-            and complete_questions(self.table(task, "report_table")) >= spec.report
+    def table(self, task: str, which: str, pool: str) -> Path:
+        """A table of (task, pool): given for the pool, else for the task, else the default."""
+        path = (
+            self.tables.get((task, pool, which))
+            or getattr(self.tasks[task], which)
+            or default_table(task, self.tasks[task], which, self.pools[pool]["models"])
         )
+        return self.root / path
+
+    def table_questions(self, task: str, which: str) -> list[str]:
+        """The ids of the questions a table must hold: the train ones, or the reported ones."""
+        spec = self.tasks[task]
+        split, count = (
+            (spec.train_split, spec.train)
+            if which == "train_table"
+            else (spec.report_split, spec.report)
+        )
+        return list(
+            split_questions(spec.env, split, count, self.data_dir, json.dumps(spec.env_config))
+        )
+
+    def table_state(self, task: str, which: str, pool: str) -> tuple[int, int]:
+        """(questions of the table's set it holds complete, questions it holds outside the set)."""
+        wanted = set(self.table_questions(task, which))
+        complete, held = table_questions(self.table(task, which, pool))
+        return len(wanted & complete), len(held - wanted)
+
+    def table_ready(self, task: str, which: str, pool: str) -> bool:
+        """Complete on its questions; a train table also holds no other (the warm-up needs that)."""
+        have, other = self.table_state(task, which, pool)
+        return have == len(self.table_questions(task, which)) and not (
+            which == "train_table" and other
+        )
+
+    def tables_ready(self, task: str, pool: str) -> bool:
+        """Whether both exhaustive tables of (task, pool) are ready for a run."""
+        return all(self.table_ready(task, w, pool) for w in ("train_table", "report_table"))
+
+
+def default_table(task_name: str, task: Task, which: str, models: Sequence[str]) -> str:
+    """The table of (task, pool models): docs/action_tables/<task>_<split>[<train>]_<pair>.jsonl."""
+    pair = PAIR_NAMES.get(tuple(models))
+    if pair is None:
+        raise ValueError(
+            f"no table name for the models {', '.join(models)}: give the table with its flag."
+        )
+    if which == "train_table":
+        return f"docs/action_tables/{task_name}_{task.train_split}{task.train}_{pair}.jsonl"
+    return f"docs/action_tables/{task_name}_{task.report_split}_{pair}.jsonl"
+
+
+@functools.lru_cache(maxsize=32)
+def split_questions(
+    env_id: str, split: str, limit: int, data_dir: str | None, env_config: str
+) -> tuple[str, ...]:
+    """The ids of the first ``limit`` questions of a split, as the task's envs choose them."""
+    import gymnasium as gym
+
+    config = {**json.loads(env_config), "split": split, "limit": limit}
+    if data_dir:
+        config["data_dir"] = str(data_dir)
+    env = gym.make(env_id.replace("-HAPS", ""), config=config)  # models load lazily: none here
+    try:
+        return tuple(str(e.id) for e in env.unwrapped.examples)
+    finally:
+        env.close()
+
+
+def table_questions(path: Path) -> tuple[frozenset[str], frozenset[str]]:
+    """(questions with every assignment, every question) of an exhaustive table (none for no
+    file): a question still being built is not complete."""
+    path = Path(path)
+    if not path.exists():
+        return frozenset(), frozenset()
+    stat = path.stat()
+    return _table_questions(str(path), stat.st_mtime_ns, stat.st_size)
 
 
 def complete_questions(path: Path) -> int:
-    """How many questions of an exhaustive table have every assignment (0 for no file): a table
-    still being built is not ready."""
-    path = Path(path)
-    if not path.exists():
-        return 0
-    stat = path.stat()
-    return _complete_questions(str(path), stat.st_mtime_ns, stat.st_size)
+    """How many questions of an exhaustive table have every assignment (0 for no file)."""
+    return len(table_questions(path)[0])
 
 
 @functools.lru_cache(maxsize=16)
-def _complete_questions(path: str, mtime_ns: int, size: int) -> int:
+def _table_questions(path: str, mtime_ns: int, size: int) -> tuple[frozenset[str], frozenset[str]]:
     from collections import Counter
 
     from routing_gym.action_table import ActionTable
@@ -198,10 +294,11 @@ def _complete_questions(path: str, mtime_ns: int, size: int) -> int:
     try:
         table = ActionTable.load(path)
     except DataFormatError:  # empty: only a header so far
-        return 0
-    per_question = Counter(row["question_id"] for row in table.rows)
+        return frozenset(), frozenset()
+    per_question = Counter(str(row["question_id"]) for row in table.rows)
     full = len(table.models) ** len(table.roles)
-    return sum(count >= full for count in per_question.values())
+    complete = frozenset(q for q, count in per_question.items() if count >= full)
+    return complete, frozenset(per_question)
 
 
 def select(runs: Iterable[Run], only: Sequence[str]) -> list[Run]:
@@ -280,7 +377,7 @@ class RunFiles:
             "--train-limit",
             str(task.train),
             "--action-table",
-            str(plan.table(run.task, "train_table")),
+            str(plan.table(run.task, "train_table", run.pool)),
             "--stop-split",
             task.train_split,
             "--stop-skip",
@@ -320,11 +417,12 @@ class RunFiles:
 
     def key(self) -> str:
         """The run's settings with its tables by content: a finished file of other settings is
-        stale, and the work folder is this key's."""
+        stale, and the work folder is this key's. The sizes (question counts, pool models) are
+        among the flags, so another size is another key."""
         from routing_gym.records import json_digest
 
         tables = {
-            which: file_digest(self.plan.table(self.run.task, which))
+            which: file_digest(self.plan.table(self.run.task, which, self.run.pool))
             for which in ("train_table", "report_table")
         }
         flags = self.flags()
@@ -438,6 +536,7 @@ def execute(files: RunFiles, log=print) -> dict[str, Any]:
         "format": RUN_FORMAT,
         "key": key,
         "run": files.run.fields(),
+        "sizes": files.plan.sizes(files.run.task, files.run.pool),
         "config": {"lam": files.run.regime},  # what agents.haps.comparison reads of a run
         "flags": files.flags(),
         "episodes_per_update": config.episodes_per_update,
@@ -457,47 +556,91 @@ def execute(files: RunFiles, log=print) -> dict[str, Any]:
 
 # -- the plan's state and estimate -------------------------------------------------------------
 def estimate_seconds(plan: Plan, run: Run, progress: dict[str, Any] | None = None) -> float:
-    """Seconds left for a run on this CPU, from the measured step and episode times (an upper
+    """Seconds left for a run on this CPU, from its pool's step and episode times (an upper
     bound: early stopping may end training sooner)."""
     task, training = plan.tasks[run.task], plan.training
     progress = progress or {"updates": 0, "training_finished": False, "played": 0}
-    per_update = SECONDS_PER_UPDATE_OF_4 * training["episodes_per_update"] / 4
+    per_update = SECONDS_PER_UPDATE_OF_4[run.pool] * training["episodes_per_update"] / 4
+    per_episode = SECONDS_PER_EPISODE[run.pool]
     updates_left = 0 if progress["training_finished"] else training["updates"] - progress["updates"]
     evals_left = updates_left // max(1, training["eval_every"])
     return (
         updates_left * per_update
-        + evals_left * task.stop * SECONDS_PER_EPISODE
-        + (task.report - progress["played"]) * SECONDS_PER_EPISODE
+        + evals_left * task.stop * per_episode
+        + (task.report - progress["played"]) * per_episode
     )
 
 
+def precompute_command(plan: Plan, task_name: str, which: str, pool: str) -> str:
+    """The ``routing-gym precompute`` command that builds (or resumes) a table of the plan."""
+    task, models = plan.tasks[task_name], plan.pools[pool]["models"]
+    split, count = (
+        (task.train_split, task.train)
+        if which == "train_table"
+        else (task.report_split, task.report)
+    )
+    words = [
+        "routing-gym precompute",
+        f"--env {task.env.replace('-HAPS', '')}",
+        f"--split {split}",
+        f"--limit {count}",
+        f"--models {' '.join(models)}",
+        f"--out {shlex.quote(str(plan.table(task_name, which, pool)))}",
+    ]
+    if task.env_config:
+        words.append(f"--env-config {shlex.quote(json.dumps(task.env_config))}")
+    if plan.data_dir:
+        words.append(f"--data-dir {shlex.quote(str(plan.data_dir))}")
+    extra = list(plan.extra)
+    if "--protocol" in extra:  # the runs check their tables were built with the same protocol
+        words.append(f"--protocol {shlex.quote(extra[extra.index('--protocol') + 1])}")
+    return " ".join(words)
+
+
 def plan_lines(plan: Plan, runs: Sequence[Run], runs_dir: Path, work_dir: Path) -> list[str]:
-    """One line per table and per run (done / in progress / not started) and the total left."""
+    """The sizes, one line per table (complete, or what is left and the command that builds
+    it) and per run (done / in progress / not started), and the total left."""
     lines, left = [], 0.0
-    for name in sorted({r.task for r in runs}):
+    for name in [t for t in plan.tasks if any(r.task == t for r in runs)]:
         task = plan.tasks[name]
-        for which, split, count in (
-            ("train_table", task.train_split, task.train),
-            ("report_table", task.report_split, task.report),
-        ):
-            path = plan.table(name, which)
-            have = complete_questions(path)
-            if have >= count:
-                lines.append(f"table {name} {which}: {path} (complete)")
-            else:
-                seconds = (count - have) * ASSIGNMENTS * SECONDS_PER_EPISODE
-                left += seconds
+        lines.append(
+            f"task {name}: train {task.train} ({task.train_split}), early stopping {task.stop} "
+            f"(the next {task.train_split} questions), report {task.report} ({task.report_split})"
+        )
+    for pool in [p for p in plan.pools if any(r.pool == p for r in runs)]:
+        spec = plan.pools[pool]
+        closed = f", closed {', '.join(spec['closed'])}" if spec["closed"] else ", all open"
+        lines.append(f"pool {pool}: {', '.join(spec['models'])}{closed}")
+    seen = set()
+    for run in runs:
+        for which in ("train_table", "report_table"):
+            path = plan.table(run.task, which, run.pool)
+            if path in seen:
+                continue
+            seen.add(path)
+            count = len(plan.table_questions(run.task, which))
+            have, other = plan.table_state(run.task, which, run.pool)
+            label = f"table {run.task} {which} ({', '.join(plan.pools[run.pool]['models'])})"
+            if which == "train_table" and other:
                 lines.append(
-                    f"table {name} {which}: {path} has {have}/{count} questions, about "
-                    f"{seconds / 3600:.1f} h left: "
-                    f"routing-gym precompute --env {task.env.replace('-HAPS', '')} "
-                    f"--split {split} --limit {count} --models "
-                    f"{' '.join(next(iter(plan.pools.values()))['models'])} --out {path}"
+                    f"{label}: {path} holds {other} questions besides the {count} trained on; "
+                    "the warm-up needs exactly the train questions: give a table of them with "
+                    f"--{run.task}-{run.pool}-train-table"
+                )
+            elif have == count:
+                lines.append(f"{label}: {path} (complete)")
+            else:
+                seconds = (count - have) * ASSIGNMENTS * SECONDS_PER_EPISODE[run.pool]
+                left += seconds
+                command = precompute_command(plan, run.task, which, run.pool)
+                lines.append(
+                    f"{label}: {path} has {have}/{count} questions, about "
+                    f"{seconds / 3600:.1f} h left: {command}"
                 )
     done = 0
     for run in runs:
         files = RunFiles(plan, run, runs_dir, work_dir)
-        ready = plan.tables_ready(run.task)
+        ready = plan.tables_ready(run.task, run.pool)
         if ready and files.done():
             done += 1
             lines.append(f"done     {run.slug}")
@@ -519,33 +662,38 @@ def plan_lines(plan: Plan, runs: Sequence[Run], runs_dir: Path, work_dir: Path) 
             f"{status} {run.slug}: {state}, {progress['played']}/"
             f"{plan.tasks[run.task].report} questions played; about {seconds / 3600:.1f} h"
         )
+    times = "; ".join(
+        f"{pool} {SECONDS_PER_UPDATE_OF_4[pool]:.0f} s per update of 4 episodes, "
+        f"{SECONDS_PER_EPISODE[pool]:.0f} s per episode"
+        for pool in plan.pools
+        if any(r.pool == pool for r in runs)
+    )
     lines.append(
-        f"{done} of {len(runs)} runs done; about {left / 3600:.0f} h left on this "
-        f"2-core CPU ({2 * left / 3600:.0f} CPU core-hours), from the measured times "
-        f"({SECONDS_PER_UPDATE_OF_4:.0f} s per update of 4 episodes, "
-        f"{SECONDS_PER_EPISODE:.0f} s per episode)"
+        f"{done} of {len(runs)} runs done; about {left / 3600:.1f} h left on this "
+        f"2-core CPU ({2 * left / 3600:.1f} CPU core-hours), from rough per-pool times ({times})"
     )
     return lines
 
 
 # -- the report --------------------------------------------------------------------------------
 def report_summary(plan: Plan, runs_dir: Path, work_dir: Path, one_shot: bool = True) -> dict:
-    """Per (task, pool, regime) whose tables exist: the baselines' and the finished runs'
-    per-question values on the same reported questions (``routing_gym.bench.claims`` renders it)."""
+    """Per (task, pool, regime) whose tables are ready: the baselines' and the finished runs'
+    per-question values on the same reported questions, and the sizes they ran at
+    (``routing_gym.bench.claims`` renders it)."""
     from agents.haps.comparison import HAPSComparison, compared_questions, one_shot_choices
     from routing_gym.action_table import ActionTable
     from routing_gym.cost import resolve_lambda
 
     groups = []
     for task_name, task in plan.tasks.items():
-        train_path, report_path = (
-            plan.table(task_name, w) for w in ("train_table", "report_table")
-        )
-        if not plan.tables_ready(task_name):
-            continue
-        train, report = ActionTable.load(train_path), ActionTable.load(report_path)
-        normalizer = train.fit_cost_normalizer()
         for pool_name, pool in plan.pools.items():
+            if not plan.tables_ready(task_name, pool_name):
+                continue
+            train, report = (
+                ActionTable.load(plan.table(task_name, w, pool_name))
+                for w in ("train_table", "report_table")
+            )
+            normalizer = train.fit_cost_normalizer()
             finished: dict[tuple[str, str], dict] = {}
             for regime in plan.regimes:
                 for variant in plan.variants:
@@ -556,11 +704,10 @@ def report_summary(plan: Plan, runs_dir: Path, work_dir: Path, one_shot: bool = 
                             finished[(regime, f"{variant}|{seed}")] = json.loads(
                                 files.finished.read_text()
                             )
-            limit = task.report
             played = compared_questions(
                 report, {str(i): r for i, r in enumerate(finished.values())}
             )
-            questions = played if finished else sorted(report.question_ids)[:limit]
+            questions = played if finished else plan.table_questions(task_name, "report_table")
             lams = [resolve_lambda(r) for r in plan.regimes]
             choices = {}
             if one_shot:
@@ -609,9 +756,27 @@ def report_summary(plan: Plan, runs_dir: Path, work_dir: Path, one_shot: bool = 
                         "baselines": baselines,
                         "variants": variants,
                         "seeds_planned": len(plan.seeds),
+                        "sizes": plan.sizes(task_name, pool_name),
                     }
                 )
-    return {"format": "routing_gym.haps_claims/1", "groups": groups}
+    return {
+        "format": "routing_gym.haps_claims/1",
+        "plan": {
+            "tasks": {
+                name: {"train": t.train, "stop": t.stop, "report": t.report}
+                for name, t in plan.tasks.items()
+            },
+            "pools": {
+                name: {"models": list(p["models"]), "closed": list(p["closed"])}
+                for name, p in plan.pools.items()
+            },
+            "regimes": list(plan.regimes),
+            "variants": list(plan.variants),
+            "seeds": list(plan.seeds),
+            "training": dict(plan.training),
+        },
+        "groups": groups,
+    }
 
 
 def pick(row: dict) -> dict[str, list[float]]:
@@ -620,34 +785,80 @@ def pick(row: dict) -> dict[str, list[float]]:
 
 
 def add_plan_flags(parser: argparse.ArgumentParser) -> None:
-    """Flags that change the plan (its size, its tables, its data)."""
+    """Flags that change the plan (what runs, its sizes, its tables, its data)."""
+    parser.add_argument("--tasks", default=",".join(TASKS), help="comma-separated tasks")
+    parser.add_argument("--pools", default=",".join(DEFAULT_POOLS), help=f"of {', '.join(POOLS)}")
+    parser.add_argument(
+        "--variants", default=",".join(VARIANTS), help="comma-separated variant names or slugs"
+    )
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     parser.add_argument("--regimes", default=",".join(REGIMES))
     parser.add_argument("--updates", type=int, default=TRAINING["updates"])
     parser.add_argument("--data-dir", default=None)
     for name, task in TASKS.items():
-        parser.add_argument(f"--{name}-train-table", default=task.train_table)
-        parser.add_argument(f"--{name}-report-table", default=task.report_table)
+        for size, default, what in (
+            ("train", task.train, f"first {task.train_split} questions trained on"),
+            ("stop", task.stop, f"next {task.train_split} questions for early stopping"),
+            ("report", task.report, f"first {task.report_split} questions reported"),
+        ):
+            parser.add_argument(f"--{name}-{size}", type=int, default=default, help=what)
+        # every pool's table of the task, then one pool's (default: default_table)
+        parser.add_argument(f"--{name}-train-table", default=None)
+        parser.add_argument(f"--{name}-report-table", default=None)
+        for pool in POOLS:
+            parser.add_argument(f"--{name}-{pool}-train-table", default=None)
+            parser.add_argument(f"--{name}-{pool}-report-table", default=None)
+
+
+def choose(flag: str, given: str, choices: dict[str, Any], aliases: dict[str, str] | None = None):
+    """The names of ``choices`` a comma list gives, in the choices' order; an unknown name is a
+    one-line ``ValueError`` naming it and the choices."""
+    aliases = aliases or {}
+    wanted = [aliases.get(w.strip(), w.strip()) for w in given.split(",")]
+    unknown = [w for w in wanted if w not in choices]
+    if unknown:
+        raise ValueError(f"{flag} {unknown[0]!r}: choose from {', '.join([*choices, *aliases])}.")
+    return [name for name in choices if name in wanted]
 
 
 def plan_from_args(args: argparse.Namespace, root: Path, extra: Sequence[str] = ()) -> Plan:
-    tasks = {
-        name: dataclasses.replace(
-            task,
+    tasks = {}
+    for name in choose("--tasks", args.tasks, TASKS):
+        sizes = {size: getattr(args, f"{name}_{size}") for size in ("train", "stop", "report")}
+        for size, count in sizes.items():
+            if count < 1:
+                raise ValueError(
+                    f"--{name}-{size} {count}: must be a positive number of questions."
+                )
+        tasks[name] = dataclasses.replace(
+            TASKS[name],
+            **sizes,
             train_table=getattr(args, f"{name}_train_table"),
             report_table=getattr(args, f"{name}_report_table"),
         )
-        for name, task in TASKS.items()
+    pools = {name: POOLS[name] for name in choose("--pools", args.pools, POOLS)}
+    tables = {
+        (task, pool, which): path
+        for task in tasks
+        for pool in pools
+        for which in ("train_table", "report_table")
+        if (path := getattr(args, f"{task}_{pool}_{which}"))
     }
-    unknown = [r for r in args.regimes.split(",") if r not in REGIMES]
-    if unknown:
-        raise ValueError(f"--regimes {unknown[0]!r}: choose from {', '.join(REGIMES)}.")
+    variants = choose("--variants", args.variants, VARIANTS, {variant_slug(v): v for v in VARIANTS})
+    regimes = choose("--regimes", args.regimes, dict.fromkeys(REGIMES))
+    try:
+        seeds = tuple(int(s) for s in args.seeds.split(","))
+    except ValueError:
+        raise ValueError(f"--seeds {args.seeds!r}: expected comma-separated integers.") from None
     return Plan(
         tasks=tasks,
-        regimes=tuple(args.regimes.split(",")),
-        seeds=tuple(int(s) for s in args.seeds.split(",")),
+        pools=pools,
+        regimes=tuple(regimes),
+        variants=tuple(variants),
+        seeds=seeds,
         training={**TRAINING, "updates": args.updates},
         data_dir=args.data_dir,
         extra=tuple(extra),
         root=root,
+        tables=tables,
     )

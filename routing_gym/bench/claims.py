@@ -96,6 +96,18 @@ def verdicts(group: Mapping[str, Any]) -> dict[str, str]:
     return {claim: claim_verdict(found) for claim, found in claim_intervals(group).items()}
 
 
+def sizes_sentence(group: Mapping[str, Any]) -> str:
+    """What the group's runs ran at (models, question counts); empty for a summary without it."""
+    sizes = group.get("sizes")
+    if not sizes:
+        return ""
+    closed = f" ({', '.join(sizes['closed'])} closed)" if sizes["closed"] else ""
+    return (
+        f" Models {', '.join(sizes['models'])}{closed}; {sizes['train']} train and "
+        f"{sizes['stop']} early-stopping questions, {sizes['report']} reported planned."
+    )
+
+
 def claims_table(group: Mapping[str, Any]) -> str:
     """One group's Markdown: the methods table, where LoRA changed answers, the verdicts."""
     found = methods(group)
@@ -107,7 +119,7 @@ def claims_table(group: Mapping[str, Any]) -> str:
             f"**{group['task']}, pool {group['pool']}, {group['regime']} (λ = {group['lam']:g})**: "
             f"{n} reported questions. Mean over seeds ± seed spread; each Δ is paired over the "
             "same questions (each question's mean over seeds), 95% bootstrap interval. Best "
-            f"fixed on train: {group['best_fixed']}."
+            f"fixed on train: {group['best_fixed']}.{sizes_sentence(group)}"
         ),
         "",
         (

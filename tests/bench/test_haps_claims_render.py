@@ -103,3 +103,16 @@ def test_the_computed_block_is_rewritten_from_the_summary(tmp_path):
     assert published.rewrite(page)
     assert claims_table(SUMMARY["groups"][0]) in page.read_text()
     assert all(old == new for _, old, new in published.blocks(page))
+
+
+def test_the_table_states_the_sizes_the_runs_ran_at():
+    group = find_group(SUMMARY, "mmlu", "lq", "balanced")
+    assert "Models" not in claims_table(group).splitlines()[0]
+    sized = {
+        **group,
+        "sizes": {"train": 48, "stop": 16, "report": 100, "models": ["a", "b"], "closed": ["b"]},
+    }
+    heading = claims_table(sized).splitlines()[0]
+    assert heading.endswith(
+        "Models a, b (b closed); 48 train and 16 early-stopping questions, 100 reported planned."
+    )
